@@ -1,0 +1,33 @@
+# Every target sets itself up: a fresh clone needs only python3 (>= 3.10).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# A stamp per extra, redone when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[$*]"
+	@touch $@
+
+demo: $(VENV)/.installed-local
+	$(BIN)/python -m asyncpresign demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check asyncpresign tests benchmarks
+	$(BIN)/mypy asyncpresign
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check asyncpresign tests benchmarks
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy asyncpresign
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

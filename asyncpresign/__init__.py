@@ -1,0 +1,63 @@
+"""asyncpresign: move data through S3 presigned URLs, fast and safely, with asyncio.
+
+The :class:`Signer` holds the credentials and signs; the :class:`TransferEngine`
+needs none and moves bytes through what was signed.
+"""
+
+from ._engine import EngineStatistics, Timeout, TransferEngine
+from ._exceptions import (
+    AsyncPresignError,
+    CredentialLifetimeError,
+    HTTPStatusError,
+    IntegrityError,
+    InvalidArgumentError,
+    LocalFileError,
+    NoCredentialsError,
+    RequestExpiredError,
+    SigningError,
+    TransferError,
+    TransferTimeoutError,
+    TransportError,
+)
+from ._models import (
+    BatchResult,
+    Download,
+    PresignedPost,
+    PresignedRequest,
+    ProgressEvent,
+    TransferResult,
+    Upload,
+)
+from ._retry import RetryPolicy
+from ._signer import CredentialLifetimeWarning, Signer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncPresignError",
+    "BatchResult",
+    "CredentialLifetimeError",
+    "CredentialLifetimeWarning",
+    "Download",
+    "EngineStatistics",
+    "HTTPStatusError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "LocalFileError",
+    "NoCredentialsError",
+    "PresignedPost",
+    "PresignedRequest",
+    "ProgressEvent",
+    "RequestExpiredError",
+    "RetryPolicy",
+    "Signer",
+    "SigningError",
+    "Timeout",
+    "TransferEngine",
+    "TransferError",
+    "TransferResult",
+    "TransferTimeoutError",
+    "TransportError",
+    "Upload",
+    "__version__",
+]

@@ -1,0 +1,902 @@
+"""The TransferEngine: many PUTs and GETs through presigned URLs, streamed, bounded, retried.
+
+aiohttp's exceptions are translated into asyncpresign's here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import inspect
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import PurePath
+from types import TracebackType
+from typing import IO, Any, Literal, TypeVar
+
+import aiohttp
+import anyio
+import anyio.to_thread
+from yarl import URL
+
+from . import _files
+from ._exceptions import (
+    AsyncPresignError,
+    IntegrityError,
+    InvalidArgumentError,
+    LocalFileError,
+    TransferError,
+    TransferTimeoutError,
+    TransportError,
+)
+from ._models import (
+    BatchResult,
+    Destination,
+    Download,
+    Job,
+    PresignedPost,
+    PresignedRequest,
+    ProgressCallback,
+    ProgressEvent,
+    RequestLike,
+    SignFunction,
+    Source,
+    TransferResult,
+    Upload,
+)
+from ._redact import redact_url
+from ._retry import NOT_REPLAYABLE, RetryPolicy, decide_retry
+from ._s3errors import MAX_ERROR_BODY, status_error
+from ._validation import check_chunk_size, check_http_url, check_positive_int
+
+__all__ = ["EngineStatistics", "Timeout", "TransferEngine"]
+
+T = TypeVar("T")
+
+#: Uploads of at most this many bytes are read from disk in one piece and sent
+#: as one buffer; larger ones are streamed.
+SMALL_BODY = _files.IO_SIZE
+#: Re-sign a request this long before it expires rather than send a URL that
+#: may die in flight.
+RESIGN_MARGIN = dt.timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeout:
+    """Seconds to wait. ``read`` bounds the gap between two pieces of data, not the
+    whole transfer, so a large object on a slow link is not cut off while it moves."""
+
+    connect: float | None = 30.0
+    read: float | None = 60.0
+    total: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise InvalidArgumentError(f"timeout {name} must be a positive number or None")
+
+    def to_aiohttp(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self.total, sock_connect=self.connect, sock_read=self.read
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatistics:
+    """A snapshot of the engine's concurrency."""
+
+    concurrency: int
+    in_flight: int
+    max_in_flight: int
+
+
+class _Progress:
+    """Reports one transfer's bytes, and takes back a failed attempt's."""
+
+    __slots__ = ("attempt_bytes", "callback", "total", "transferred", "url")
+
+    def __init__(self, callback: ProgressCallback | None, url: str, total: int | None) -> None:
+        self.callback = callback
+        self.url = url
+        self.total = total
+        self.transferred = 0
+        self.attempt_bytes = 0
+
+    async def add(self, delta: int) -> None:
+        self.transferred += delta
+        self.attempt_bytes += delta
+        if self.callback is not None and delta:
+            await _call(
+                self.callback, ProgressEvent(self.url, delta, self.transferred, self.total)
+            )
+
+    async def rollback(self) -> None:
+        lost, self.attempt_bytes = self.attempt_bytes, 0
+        if lost:
+            self.transferred -= lost
+            if self.callback is not None:
+                await _call(
+                    self.callback, ProgressEvent(self.url, -lost, self.transferred, self.total)
+                )
+
+    def keep(self) -> None:
+        """The attempt's bytes stay (a resumed download keeps what it wrote)."""
+        self.attempt_bytes = 0
+
+
+async def _call(callback: Callable[[Any], Any], arg: Any) -> None:
+    result = callback(arg)
+    if inspect.isawaitable(result):
+        await result
+
+
+class TransferEngine:
+    """Moves files through presigned URLs, ``concurrency`` requests at a time.
+
+    Owns one aiohttp session; use it as an async context manager. Memory per
+    transfer is about ``max(chunk_size, 1 MiB)`` of file buffer plus aiohttp's
+    own read buffer (256 KiB), so ``concurrency`` transfers need roughly
+    ``concurrency * (max(chunk_size, 1 MiB) + 256 KiB)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 16,
+        chunk_size: int = 65536,
+        timeout: float | Timeout = Timeout(),
+        retry: RetryPolicy | None = None,
+        verify: bool = True,
+    ) -> None:
+        self.concurrency = check_positive_int("concurrency", concurrency)
+        self.chunk_size = check_chunk_size(chunk_size)
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            timeout = Timeout(read=float(timeout), connect=float(timeout))
+        if not isinstance(timeout, Timeout):
+            raise InvalidArgumentError("timeout must be seconds or a Timeout")
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a RetryPolicy")
+        self.verify = verify
+        self._session: aiohttp.ClientSession | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._checked_folders: dict[str, None] = {}
+        self._resigning: dict[int, asyncio.Future[PresignedRequest]] = {}
+
+    def __repr__(self) -> str:
+        return f"TransferEngine(concurrency={self.concurrency}, chunk_size={self.chunk_size})"
+
+    async def __aenter__(self) -> TransferEngine:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        # The pool is exactly as large as the concurrency: aiohttp's default of
+        # 100 would silently cap a larger setting, and a smaller pool starves it.
+        connector = aiohttp.TCPConnector(
+            limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout.to_aiohttp(),
+            # Bytes must land as stored: an object saved with Content-Encoding
+            # gzip is downloaded as its gzip bytes, and its MD5 still matches.
+            auto_decompress=False,
+            # No Content-Type unless signed: aiohttp would add octet-stream.
+            skip_auto_headers=("Content-Type",),
+        )
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def statistics(self) -> EngineStatistics:
+        return EngineStatistics(self.concurrency, self._in_flight, self._max_in_flight)
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise AsyncPresignError(
+                "the TransferEngine is not open: use 'async with TransferEngine()'"
+            )
+        return self._session
+
+    # -- public transfers ------------------------------------------------------------------
+
+    async def upload(
+        self,
+        request: RequestLike | None,
+        source: Source,
+        *,
+        sign: SignFunction | None = None,
+        size: int | None = None,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """PUT ``source`` (a path, bytes, or a binary file object) to ``request``.
+
+        The body is streamed with an explicit Content-Length. A non-seekable
+        stream needs ``size`` and is not retried, since it cannot be replayed.
+        """
+        chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
+        body = _UploadSource.of(source, size)
+        policy = retry or self.retry
+        current = _initial(request, sign, "PUT")
+
+        async def attempt(req: PresignedRequest, tracker: _Progress) -> TransferResult:
+            return await self._put_once(req, body, chunk, tracker)
+
+        return await self._with_retries(
+            current, sign, policy, attempt, progress, replayable=body.replayable,
+            total=body.known_size,
+        )
+
+    async def download(
+        self,
+        request: RequestLike | None,
+        dest: Destination,
+        *,
+        sign: SignFunction | None = None,
+        resume: bool = False,
+        verify: bool | None = None,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """GET ``request`` into ``dest``. The file appears at ``dest`` only when
+        complete and checked; a failure never leaves a partial file there.
+
+        With ``resume=True`` an interrupted download (this attempt's, or an
+        earlier run's) continues where it stopped, if the object is unchanged.
+        """
+        chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
+        dest_path = _fspath(dest, "download destination")
+        await self._check_destination(dest_path)
+        policy = retry or self.retry
+        current = _initial(request, sign, "GET")
+        partial = _files.PartialFile(dest_path, _files.partial_path(dest_path, unique=not resume))
+        state = _DownloadState(resume=resume, verify=self.verify if verify is None else verify)
+
+        async def attempt(req: PresignedRequest, tracker: _Progress) -> TransferResult:
+            return await self._get_once(req, partial, state, chunk, tracker)
+
+        try:
+            return await self._with_retries(
+                current, sign, policy, attempt, progress, replayable=True, total=None,
+                keep_progress=resume,
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                if resume:
+                    await anyio.to_thread.run_sync(partial.close)
+                else:
+                    await anyio.to_thread.run_sync(partial.discard)
+            raise
+
+    async def upload_post(
+        self,
+        post: PresignedPost,
+        source: Source,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> TransferResult:
+        """Send a browser-style multipart form: the policy's fields, then the file last."""
+        if not isinstance(post, PresignedPost):
+            raise InvalidArgumentError("upload_post needs a PresignedPost from Signer.presign_post")
+        check_http_url(post.url)
+        body = _UploadSource.of(source, None)
+        if filename is None and body.path is not None:
+            filename = os.path.basename(body.path)
+        policy = retry or self.retry
+        fields = dict(post.fields)
+        if content_type is None:
+            content_type = fields.get("Content-Type") or fields.get("content-type")
+
+        async def attempt(_: PresignedRequest, tracker: _Progress) -> TransferResult:
+            data = await body.read_all()
+            form = aiohttp.FormData(quote_fields=False)
+            for name, value in fields.items():
+                form.add_field(name, value)
+            # S3 ignores every field after the file, so the file goes last.
+            form.add_field(
+                "file",
+                data,
+                filename=filename or "upload",
+                content_type=content_type or "application/octet-stream",
+            )
+            payload = form()
+            # The session skips automatic Content-Types, so name the form's own
+            # (with its boundary) or the server cannot parse it.
+            headers = {"Content-Type": payload.content_type}
+            result = await self._send(
+                "POST", post.url, headers, payload, tracker, expect_redirect=True
+            )
+            await tracker.add(len(data))
+            return replace(result, nbytes=len(data))
+
+        placeholder = PresignedRequest(method="PUT", url=post.url, expires_at=post.expires_at)
+        return await self._with_retries(
+            placeholder, None, policy, attempt, None, replayable=body.replayable, total=None
+        )
+
+    async def run(
+        self,
+        jobs: Iterable[Job] | AsyncIterable[Job],
+        *,
+        progress: ProgressCallback | None = None,
+        on_result: Callable[[TransferResult], Awaitable[None] | None] | None = None,
+        keep_results: bool = True,
+    ) -> BatchResult:
+        """Run upload and download jobs, at most ``concurrency`` at a time.
+
+        Jobs are pulled from the iterable as slots free up, so a million jobs
+        never means a million tasks. A failed job does not stop the others: its
+        result carries the error. With ``keep_results=False`` only the counts
+        and the failures are kept, so memory stays flat however many jobs run.
+        """
+        started = time.perf_counter()
+        iterator = _aiter(jobs)
+        pull_lock = anyio.Lock()
+        index_counter = iter(range(1 << 62))
+        kept: list[TransferResult] = []
+        failed: list[TransferResult] = []
+        counts = {"total": 0, "succeeded": 0, "nbytes": 0}
+
+        async def next_job() -> tuple[int, Job] | None:
+            async with pull_lock:
+                try:
+                    job = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return None
+                return next(index_counter), job
+
+        async def worker() -> None:
+            while (item := await next_job()) is not None:
+                index, job = item
+                result = await self._run_job(index, job, progress)
+                counts["total"] += 1
+                counts["nbytes"] += result.nbytes
+                if result.ok:
+                    counts["succeeded"] += 1
+                else:
+                    failed.append(result)
+                if keep_results:
+                    kept.append(result)
+                if on_result is not None:
+                    await _call(on_result, result)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.concurrency):
+                tg.start_soon(worker)
+        kept.sort(key=lambda r: r.index or 0)
+        failed.sort(key=lambda r: r.index or 0)
+        return BatchResult(
+            results=tuple(kept),
+            failed=tuple(failed),
+            total=counts["total"],
+            succeeded=counts["succeeded"],
+            nbytes=counts["nbytes"],
+            seconds=time.perf_counter() - started,
+        )
+
+    async def _run_job(
+        self, index: int, job: Job, progress: ProgressCallback | None
+    ) -> TransferResult:
+        started = time.perf_counter()
+        try:
+            if isinstance(job, Upload):
+                result = await self.upload(
+                    job.request, job.source, sign=job.sign, size=job.size,
+                    retry=job.retry, progress=progress,
+                )
+            elif isinstance(job, Download):
+                result = await self.download(
+                    job.request, job.dest, sign=job.sign, resume=job.resume,
+                    verify=job.verify, retry=job.retry, progress=progress,
+                )
+            else:
+                raise InvalidArgumentError(
+                    f"a job must be an Upload or a Download, not {type(job).__name__}"
+                )
+        except Exception as exc:
+            return TransferResult(
+                url=_job_url(job),
+                seconds=time.perf_counter() - started,
+                status=getattr(exc, "status", None),
+                attempts=getattr(exc, "attempts", 1),
+                error=exc,
+                index=index,
+            )
+        return replace(result, index=index)
+
+    # -- the retry loop --------------------------------------------------------------------
+
+    async def _with_retries(
+        self,
+        request: PresignedRequest | None,
+        sign: SignFunction | None,
+        policy: RetryPolicy,
+        attempt_once: Callable[[PresignedRequest, _Progress], Awaitable[TransferResult]],
+        progress: ProgressCallback | None,
+        *,
+        replayable: bool,
+        total: int | None,
+        keep_progress: bool = False,
+    ) -> TransferResult:
+        _ = self._http  # raises a clear error if the engine is not open
+        started = time.perf_counter()
+        tracker = _Progress(progress, "", total)
+        attempt = 0
+        while True:
+            attempt += 1
+            if sign is not None and (request is None or _expiring(request)):
+                request = await self._resign(sign)
+            assert request is not None
+            tracker.url = redact_url(request.url)
+            try:
+                result = await self._limited(attempt_once(request, tracker))
+            except TransferError as exc:
+                if keep_progress:
+                    tracker.keep()
+                else:
+                    await tracker.rollback()
+                decision = decide_retry(
+                    policy, exc, attempt, replayable=replayable, can_resign=sign is not None
+                )
+                if not decision.retry:
+                    exc.attempts = attempt
+                    if decision.reason == NOT_REPLAYABLE:
+                        exc.message += f" (not retried: {NOT_REPLAYABLE})"
+                    raise
+                if decision.resign:
+                    assert sign is not None
+                    request = await self._resign(sign)
+                if decision.delay:
+                    await anyio.sleep(decision.delay)
+                continue
+            return replace(result, seconds=time.perf_counter() - started, attempts=attempt)
+
+    async def _limited(self, work: Awaitable[T]) -> T:
+        assert self._limiter is not None
+        async with self._limiter:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            try:
+                return await work
+            finally:
+                self._in_flight -= 1
+
+    async def _resign(self, sign: SignFunction) -> PresignedRequest:
+        """Ask for a fresh request; concurrent transfers sharing ``sign`` share one call."""
+        key = id(sign)
+        pending = self._resigning.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[PresignedRequest] = asyncio.get_running_loop().create_future()
+        self._resigning[key] = future
+        try:
+            fresh = await sign()
+            if not isinstance(fresh, PresignedRequest):
+                raise InvalidArgumentError("a signing function must return a PresignedRequest")
+            future.set_result(fresh)
+            return fresh
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._resigning[key]
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _put_once(
+        self, request: PresignedRequest, body: _UploadSource, chunk: int, tracker: _Progress
+    ) -> TransferResult:
+        payload, size = await body.open(chunk, tracker)
+        headers = dict(request.headers)
+        headers["Content-Length"] = str(size)
+        try:
+            result = await self._send(request.method, request.url, headers, payload, tracker)
+        finally:
+            await body.close()
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            await tracker.add(size)
+        return replace(result, nbytes=size)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        data: Any,
+        tracker: _Progress,
+        *,
+        expect_redirect: bool = False,
+    ) -> TransferResult:
+        check_http_url(url)
+        shown = redact_url(url)
+        with _translate(shown):
+            async with self._http.request(
+                method, URL(url, encoded=True), headers=headers, data=data,
+                allow_redirects=False,
+            ) as resp:
+                if not (200 <= resp.status < 300 or (expect_redirect and resp.status == 303)):
+                    raise await _status_error(resp, shown)
+                await resp.read()
+                return TransferResult(url=shown, status=resp.status, etag=resp.headers.get("ETag"))
+
+    async def _get_once(
+        self,
+        request: PresignedRequest,
+        partial: _files.PartialFile,
+        state: _DownloadState,
+        chunk: int,
+        tracker: _Progress,
+    ) -> TransferResult:
+        shown = redact_url(check_http_url(request.url))
+        headers = dict(request.headers)
+        offset = 0
+        if state.resume:
+            offset, etag = await anyio.to_thread.run_sync(_files.read_sidecar, partial.path)
+            if offset and etag:
+                headers["Range"] = f"bytes={offset}-"
+                headers["If-Match"] = etag
+            else:
+                offset = 0
+        with _translate(shown):
+            async with self._http.get(
+                URL(request.url, encoded=True), headers=headers, allow_redirects=False
+            ) as resp:
+                if resp.status in {412, 416}:
+                    # The object changed (or the partial file is not a prefix of
+                    # it): start over from zero on the next attempt, at once.
+                    await anyio.to_thread.run_sync(partial.discard)
+                    raise IntegrityError(
+                        f"object changed since the partial download began (HTTP {resp.status}); "
+                        "restarting from zero",
+                        url=shown,
+                    )
+                if not 200 <= resp.status < 300:
+                    raise await _status_error(resp, shown)
+                etag = resp.headers.get("ETag")
+                total = _expected_total(resp, offset, shown)
+                tracker.total = total
+                appending = resp.status == 206 and offset > 0
+                partial.prepare(
+                    appending=appending,
+                    etag=etag,
+                    verify=state.verify and _is_plain_md5(etag, resp.headers),
+                    resumable=state.resume,
+                )
+                return await self._receive(
+                    resp, partial=partial, chunk=chunk, tracker=tracker, shown=shown,
+                    etag=etag, total=total, offset=offset if appending else 0,
+                )
+
+    async def _receive(
+        self,
+        resp: aiohttp.ClientResponse,
+        *,
+        partial: _files.PartialFile,
+        chunk: int,
+        tracker: _Progress,
+        shown: str,
+        etag: str | None,
+        total: int | None,
+        offset: int,
+    ) -> TransferResult:
+        """Stream the body to disk: ``chunk``-sized reads, ``IO_SIZE`` writes in a thread."""
+        pending: list[bytes] = []
+        pending_size = 0
+        received = 0
+        read = resp.content.read
+        while data := await read(chunk):
+            pending.append(data)
+            pending_size += len(data)
+            received += len(data)
+            await tracker.add(len(data))
+            if pending_size >= _files.IO_SIZE:
+                await anyio.to_thread.run_sync(partial.write, pending)
+                pending, pending_size = [], 0
+        if total is not None and offset + received != total:
+            raise IntegrityError(
+                f"body ended after {offset + received} of {total} bytes", url=shown
+            )
+        expected = etag.strip('"').lower() if partial.verify and etag else None
+        mismatch = await anyio.to_thread.run_sync(partial.finish, pending, expected)
+        if mismatch is not None:
+            raise IntegrityError(
+                f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
+                url=shown,
+            )
+        return TransferResult(url=shown, nbytes=offset + received, status=resp.status, etag=etag)
+
+    async def _check_destination(self, dest: str) -> None:
+        """Fail before the request if ``dest`` cannot be written. Checked once per
+        folder: a thread hop per small file costs more than the file itself, and a
+        folder that vanishes later still fails clearly when the file is moved in."""
+        folder = str(PurePath(dest).parent)
+        if folder in self._checked_folders:
+            return
+        await anyio.to_thread.run_sync(_files.check_destination, dest)
+        if len(self._checked_folders) > 4096:
+            self._checked_folders.clear()
+        self._checked_folders[folder] = None
+
+
+@dataclass
+class _DownloadState:
+    resume: bool
+    verify: bool
+
+
+class _UploadSource:
+    """An upload body that can be opened once per attempt (replayed on retry)."""
+
+    def __init__(
+        self,
+        *,
+        path: str | None = None,
+        data: bytes | None = None,
+        stream: IO[bytes] | None = None,
+        size: int | None = None,
+        replayable: bool = True,
+    ) -> None:
+        self.path = path
+        self.data = data
+        self.stream = stream
+        self.known_size = size
+        self.replayable = replayable
+        self._start = 0
+        self._open_file: IO[bytes] | None = None
+
+    @classmethod
+    def of(cls, source: Source, size: int | None) -> _UploadSource:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            return cls(data=data, size=len(data))
+        if isinstance(source, (str, os.PathLike)):
+            return cls(path=_fspath(source, "upload source"), size=size)
+        if hasattr(source, "read"):
+            known = _files.stream_size(source)
+            if known is None:
+                if size is None:
+                    raise InvalidArgumentError(
+                        "cannot tell the size of a non-seekable stream: pass size=, since a "
+                        "presigned PUT needs a Content-Length"
+                    )
+                return cls(stream=source, size=size, replayable=False)
+            if size is not None and size != known:
+                raise InvalidArgumentError(f"size={size} but the stream holds {known} bytes")
+            source_obj = cls(stream=source, size=known)
+            source_obj._start = source.tell()
+            return source_obj
+        raise InvalidArgumentError(
+            f"an upload source must be a path, bytes or a binary file, not {type(source).__name__}"
+        )
+
+    async def read_all(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is not None:
+            _, data, f = await anyio.to_thread.run_sync(
+                _files.open_source, self.path, 1 << 62
+            )
+            assert data is not None
+            assert f is None
+            return data
+        assert self.stream is not None
+        if self.replayable:
+            await anyio.to_thread.run_sync(self.stream.seek, self._start)
+        return await anyio.to_thread.run_sync(self.stream.read)
+
+    async def open(self, chunk: int, tracker: _Progress) -> tuple[Any, int]:
+        """The body for one attempt, and its size."""
+        if self.data is not None:
+            return self.data, len(self.data)
+        if self.path is not None:
+            size, data, f = await anyio.to_thread.run_sync(
+                _files.open_source, self.path, SMALL_BODY
+            )
+            if data is not None:
+                return data, size
+            assert f is not None
+            self._open_file = f
+            return self._stream(f, size, chunk, tracker, self.path), size
+        assert self.stream is not None
+        assert self.known_size is not None
+        if self.replayable:
+            await anyio.to_thread.run_sync(self.stream.seek, self._start)
+        return self._stream(self.stream, self.known_size, chunk, tracker, None), self.known_size
+
+    async def close(self) -> None:
+        f, self._open_file = self._open_file, None
+        if f is not None:
+            await anyio.to_thread.run_sync(f.close)
+
+    @staticmethod
+    async def _stream(
+        f: IO[bytes], size: int, chunk: int, tracker: _Progress, path: str | None
+    ) -> AsyncIterator[bytes]:
+        remaining = size
+        block_size = max(chunk, _files.IO_SIZE)
+        while remaining > 0:
+            try:
+                block = await anyio.to_thread.run_sync(
+                    _files.read_block, f, min(block_size, remaining)
+                )
+            except OSError as exc:
+                raise LocalFileError(
+                    f"cannot read upload source: {_files.describe_os_error(exc)}", path
+                ) from None
+            if not block:
+                raise LocalFileError(
+                    f"upload source ended {remaining} bytes early (it shrank while uploading)",
+                    path,
+                )
+            remaining -= len(block)
+            view = memoryview(block)
+            for start in range(0, len(block), chunk):
+                piece = view[start : start + chunk]
+                yield piece.tobytes() if chunk < len(block) else block
+                await tracker.add(len(piece))
+
+
+def _initial(
+    request: RequestLike | None, sign: SignFunction | None, method: Literal["GET", "PUT"]
+) -> PresignedRequest | None:
+    if request is None:
+        if sign is None:
+            raise InvalidArgumentError("give a request (a PresignedRequest or URL) or sign=")
+        return None
+    if isinstance(request, str):
+        check_http_url(request)
+        # A bare URL: we do not know its expiry, so never re-sign early for it.
+        return PresignedRequest(method=method, url=request, expires_at=_FAR_FUTURE)
+    if isinstance(request, PresignedRequest):
+        check_http_url(request.url)
+        return request
+    raise InvalidArgumentError(
+        f"request must be a PresignedRequest or a URL string, not {type(request).__name__}"
+    )
+
+
+_FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def _expiring(request: PresignedRequest) -> bool:
+    return request.expires_at - dt.datetime.now(dt.timezone.utc) < RESIGN_MARGIN
+
+
+def _fspath(value: Any, what: str) -> str:
+    try:
+        raw = os.fspath(value)
+    except TypeError:
+        raise InvalidArgumentError(f"{what} must be a path, not {type(value).__name__}") from None
+    path = os.fsdecode(raw) if isinstance(raw, bytes) else raw
+    if not path:
+        raise InvalidArgumentError(f"{what} must not be empty")
+    return path
+
+
+def _job_url(job: Any) -> str:
+    request = getattr(job, "request", None)
+    if isinstance(request, PresignedRequest):
+        return redact_url(request.url)
+    if isinstance(request, str):
+        return redact_url(request)
+    return ""
+
+
+async def _aiter(jobs: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(jobs, AsyncIterable):
+        async for job in jobs:
+            yield job
+    else:
+        for job in jobs:
+            yield job
+
+
+def _is_plain_md5(etag: str | None, headers: Any) -> bool:
+    """Whether an ETag is the object's MD5: single-part, and not SSE-KMS or SSE-C."""
+    if not etag:
+        return False
+    value = etag.strip('"')
+    if len(value) != 32 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        return False
+    if headers.get("x-amz-server-side-encryption") == "aws:kms":
+        return False
+    return "x-amz-server-side-encryption-customer-algorithm" not in headers
+
+
+def _expected_total(resp: aiohttp.ClientResponse, offset: int, shown: str) -> int | None:
+    """The full object size the body must add up to, checking Content-Range on a 206."""
+    length = resp.headers.get("Content-Length")
+    if resp.status == 206:
+        content_range = resp.headers.get("Content-Range", "")
+        parsed = _parse_content_range(content_range)
+        if parsed is None or parsed[0] != offset:
+            raise IntegrityError(
+                f"server answered a range request from byte {offset} with "
+                f"Content-Range {content_range!r}",
+                url=shown,
+            )
+        start, end, size = parsed
+        if length is not None and int(length) != end - start + 1:
+            raise IntegrityError(
+                f"Content-Length {length} does not match Content-Range {content_range!r}", url=shown
+            )
+        return size if size is not None else end + 1
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _parse_content_range(value: str) -> tuple[int, int, int | None] | None:
+    """``bytes START-END/SIZE`` (SIZE may be ``*``) → numbers, or None if malformed."""
+    unit, _, rest = value.strip().partition(" ")
+    if unit != "bytes":
+        return None
+    span, _, size = rest.partition("/")
+    first, _, last = span.partition("-")
+    if not (first.isdigit() and last.isdigit()) or not (size.isdigit() or size == "*"):
+        return None
+    start, end = int(first), int(last)
+    total = int(size) if size.isdigit() else None
+    if end < start or (total is not None and end >= total):
+        return None
+    return start, end, total
+
+
+async def _status_error(resp: aiohttp.ClientResponse, shown: str) -> TransferError:
+    body = b""
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        body = await resp.content.read(MAX_ERROR_BODY)
+    return status_error(resp.status, resp.reason, body, resp.headers.get("Retry-After"), shown)
+
+
+@contextlib.contextmanager
+def _translate(shown: str) -> Any:
+    """aiohttp's errors → ours. Only here."""
+    try:
+        yield
+    except AsyncPresignError:
+        raise
+    except aiohttp.InvalidURL as exc:
+        raise InvalidArgumentError(f"invalid URL {shown!r}: {exc}") from None
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise TransferTimeoutError(
+            f"timed out ({type(exc).__name__})", url=shown
+        ) from None
+    except aiohttp.ClientPayloadError as exc:
+        raise TransportError(
+            f"connection dropped in the middle of the body: {exc}", url=shown
+        ) from None
+    except aiohttp.ServerDisconnectedError:
+        raise TransportError("server closed the connection", url=shown) from None
+    except aiohttp.ClientConnectorError as exc:
+        raise TransportError(f"cannot connect: {exc.os_error}", url=shown) from None
+    except aiohttp.ClientResponseError as exc:
+        raise TransportError(f"bad response: {exc.message}", url=shown) from None
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise TransportError(f"connection failed: {exc}", url=shown) from None

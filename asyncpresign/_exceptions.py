@@ -1,0 +1,148 @@
+"""The exceptions asyncpresign raises, and nothing else.
+
+Every error derives from :class:`AsyncPresignError` and also from the builtin
+it is closest to, so callers who only know Python's own exceptions still catch
+them sensibly::
+
+    AsyncPresignError
+    ├── InvalidArgumentError (ValueError)     bad bucket, key, expiry or setting
+    │   └── CredentialLifetimeError           credentials expire before the URL
+    ├── SigningError                          the signer could not sign
+    │   └── NoCredentialsError                no credentials in the chain
+    ├── LocalFileError (OSError)              a source or destination on disk
+    └── TransferError                         a request that did not succeed
+        ├── HTTPStatusError                   non-2xx answer, S3 error code parsed
+        │   └── RequestExpiredError           the URL's expiry has passed
+        ├── TransportError (ConnectionError)  connection refused, reset, dropped
+        ├── TransferTimeoutError (TimeoutError)
+        └── IntegrityError (ValueError)       size, ETag or MD5 do not match
+
+A :class:`TransferError` carries the request's URL with its signature redacted
+and the number of attempts made. Errors from aiohttp and botocore are turned
+into these at the edges (``_engine.py``, ``_signer.py``) and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AsyncPresignError",
+    "CredentialLifetimeError",
+    "HTTPStatusError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "LocalFileError",
+    "NoCredentialsError",
+    "RequestExpiredError",
+    "SigningError",
+    "TransferError",
+    "TransferTimeoutError",
+    "TransportError",
+]
+
+
+class AsyncPresignError(Exception):
+    """Root of every error asyncpresign raises."""
+
+
+class InvalidArgumentError(AsyncPresignError, ValueError):
+    """An argument or setting is out of range or malformed; nothing was sent."""
+
+
+class CredentialLifetimeError(InvalidArgumentError):
+    """Temporary credentials expire before the URL would, and the full lifetime was required."""
+
+
+class SigningError(AsyncPresignError):
+    """The signer could not produce a request (credentials, endpoint or S3 API failure)."""
+
+
+class NoCredentialsError(SigningError):
+    """No credentials were found in the arguments, the environment or the profile."""
+
+
+class LocalFileError(AsyncPresignError, OSError):
+    """A local source cannot be read or a destination cannot be written."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TransferError(AsyncPresignError):
+    """A transfer did not succeed.
+
+    ``url`` is the request's URL with its signature redacted; ``attempts`` is
+    how many times the request was sent before giving up.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.url:
+            text = f"{text} ({self.url})"
+        if self.attempts > 1:
+            text = f"{text} after {self.attempts} attempts"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not survive pickling by default; jobs
+        # cross process boundaries (Dask, multiprocessing), so keep them whole.
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[TransferError], state: dict[str, Any]) -> TransferError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class HTTPStatusError(TransferError):
+    """The server answered with a status outside 2xx.
+
+    ``code`` and ``s3_message`` are parsed from S3's XML error body when there
+    is one (``SignatureDoesNotMatch``, ``AccessDenied``, ``NoSuchKey`` …).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        s3_message: str | None = None,
+        retry_after: float | None = None,
+        url: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, url=url, attempts=attempts)
+        self.status = status
+        self.code = code
+        self.s3_message = s3_message
+        self.retry_after = retry_after
+
+
+class RequestExpiredError(HTTPStatusError):
+    """The server rejected the request because its presigned URL has expired."""
+
+
+class TransportError(TransferError, ConnectionError):
+    """The connection failed: refused, reset, or closed before the body was complete."""
+
+
+class TransferTimeoutError(TransferError, TimeoutError):
+    """No progress within the configured timeout."""
+
+
+class IntegrityError(TransferError, ValueError):
+    """What arrived does not match what was promised (size, ETag or MD5)."""

@@ -1,0 +1,179 @@
+"""The values that cross the public API: presigned requests, jobs and results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from types import MappingProxyType
+from typing import IO, TYPE_CHECKING, Literal, TypeAlias
+
+from ._redact import redact_fields, redact_url
+
+if TYPE_CHECKING:
+    from ._retry import RetryPolicy
+
+__all__ = [
+    "BatchResult",
+    "Download",
+    "PresignedPost",
+    "PresignedRequest",
+    "ProgressEvent",
+    "TransferResult",
+    "Upload",
+]
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresignedRequest:
+    """A request anyone can send without credentials until ``expires_at``.
+
+    ``headers`` must be sent exactly as given, or the signature does not hold.
+    """
+
+    method: Literal["GET", "PUT", "HEAD", "DELETE"]
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    expires_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        # A read-only copy: a request is shared between tasks and must not drift.
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def __repr__(self) -> str:
+        return (
+            f"PresignedRequest(method={self.method!r}, url={redact_url(self.url)!r}, "
+            f"headers={dict(self.headers)!r}, expires_at={self.expires_at.isoformat()!r})"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_request, (self.method, self.url, dict(self.headers), self.expires_at))
+
+
+def _rebuild_request(
+    method: Literal["GET", "PUT", "HEAD", "DELETE"],
+    url: str,
+    headers: dict[str, str],
+    expires_at: dt.datetime,
+) -> PresignedRequest:
+    return PresignedRequest(method=method, url=url, headers=headers, expires_at=expires_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresignedPost:
+    """A browser-style form upload: POST ``fields`` (in order) then the file to ``url``."""
+
+    url: str
+    fields: Mapping[str, str]
+    expires_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+
+    def __repr__(self) -> str:
+        return (
+            f"PresignedPost(url={self.url!r}, fields={redact_fields(dict(self.fields))!r}, "
+            f"expires_at={self.expires_at.isoformat()!r})"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_post, (self.url, dict(self.fields), self.expires_at))
+
+
+def _rebuild_post(url: str, fields: dict[str, str], expires_at: dt.datetime) -> PresignedPost:
+    return PresignedPost(url=url, fields=fields, expires_at=expires_at)
+
+
+Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]"
+Destination: TypeAlias = "str | os.PathLike[str]"
+RequestLike: TypeAlias = "PresignedRequest | str"
+#: An async function that returns a fresh request each time it is called.
+SignFunction = Callable[[], Awaitable[PresignedRequest]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """Bytes moved by one transfer since the last event.
+
+    ``delta`` is negative when a failed attempt's bytes are taken back before a retry.
+    """
+
+    url: str
+    delta: int
+    transferred: int
+    total: int | None
+
+
+ProgressCallback = Callable[[ProgressEvent], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A PUT job for :meth:`TransferEngine.run`: send ``source`` to ``request``.
+
+    Give ``sign`` (an async function returning a fresh :class:`PresignedRequest`)
+    instead of, or as well as, ``request`` to let the engine re-sign on expiry.
+    """
+
+    request: RequestLike | None
+    source: Source
+    _: KW_ONLY
+    sign: SignFunction | None = None
+    size: int | None = None
+    content_md5: bool = False
+    retry: RetryPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A GET job for :meth:`TransferEngine.run`: write ``request``'s body to ``dest``."""
+
+    request: RequestLike | None
+    dest: Destination
+    _: KW_ONLY
+    sign: SignFunction | None = None
+    resume: bool = False
+    verify: bool | None = None
+    retry: RetryPolicy | None = None
+
+
+Job: TypeAlias = "Upload | Download"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferResult:
+    """What one transfer did. In a batch, a failed job has ``error`` set and ``ok`` false."""
+
+    url: str  # redacted
+    nbytes: int = 0
+    seconds: float = 0.0
+    status: int | None = None
+    etag: str | None = None
+    attempts: int = 1
+    error: BaseException | None = field(default=None, compare=False)
+    index: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchResult:
+    """The outcome of :meth:`TransferEngine.run`.
+
+    ``results`` holds every job's result in the order the jobs were given
+    (empty when the run was asked not to keep them); ``failed`` always holds
+    the failures, in order.
+    """
+
+    results: tuple[TransferResult, ...]
+    failed: tuple[TransferResult, ...]
+    total: int
+    succeeded: int
+    nbytes: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed

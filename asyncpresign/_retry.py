@@ -1,0 +1,100 @@
+"""When to try a transfer again, and how long to wait first. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ._exceptions import (
+    HTTPStatusError,
+    IntegrityError,
+    InvalidArgumentError,
+    RequestExpiredError,
+    TransferError,
+    TransferTimeoutError,
+    TransportError,
+)
+
+__all__ = ["RetryDecision", "RetryPolicy", "backoff_delay", "decide_retry"]
+
+NOT_REPLAYABLE = "the source is a stream that cannot be replayed"
+DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often and how patiently to retry a failed transfer.
+
+    Delays grow as ``initial_backoff * multiplier ** (attempt - 1)`` up to
+    ``max_backoff``; with ``jitter`` each delay is drawn uniformly from zero to
+    that bound ("full jitter"), so many transfers failing together do not
+    retry together. A ``Retry-After`` from the server is honoured up to
+    ``max_retry_after`` seconds. ``RetryPolicy(attempts=1)`` disables retries.
+    """
+
+    attempts: int = 5
+    initial_backoff: float = 0.1
+    max_backoff: float = 20.0
+    multiplier: float = 2.0
+    jitter: bool = True
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        attempts = self.attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidArgumentError(f"attempts must be an int >= 1, got {self.attempts!r}")
+        for name in ("initial_backoff", "max_backoff", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise InvalidArgumentError(f"{name} must be a number >= 0, got {value!r}")
+        if not isinstance(self.multiplier, (int, float)) or self.multiplier < 1:
+            raise InvalidArgumentError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    retry: bool
+    delay: float = 0.0
+    resign: bool = False  # ask the signing function for a fresh request first
+    reason: str = ""
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    bound = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (attempt - 1))
+    if not policy.jitter:
+        return bound
+    return (rng or random).uniform(0.0, bound)
+
+
+def decide_retry(
+    policy: RetryPolicy,
+    error: BaseException,
+    attempt: int,
+    *,
+    replayable: bool = True,
+    can_resign: bool = False,
+    rng: random.Random | None = None,
+) -> RetryDecision:
+    """Whether failed attempt number ``attempt`` should be followed by another, and when."""
+    if attempt >= policy.attempts:
+        return RetryDecision(False, reason=f"gave up after {attempt} attempts")
+    if not isinstance(error, TransferError):
+        return RetryDecision(False, reason="not a transfer error")
+    if isinstance(error, RequestExpiredError):
+        if can_resign:
+            return RetryDecision(True, 0.0, resign=True, reason="URL expired; re-signing")
+        return RetryDecision(False, reason="URL expired and no signing function was given")
+    if isinstance(error, HTTPStatusError):
+        if error.status not in policy.retry_statuses:
+            return RetryDecision(False, reason=f"HTTP {error.status} is not retryable")
+    elif not isinstance(error, (TransportError, TransferTimeoutError, IntegrityError)):
+        return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
+    if not replayable:
+        return RetryDecision(False, reason=NOT_REPLAYABLE)
+    delay = backoff_delay(policy, attempt, rng)
+    if isinstance(error, HTTPStatusError) and error.retry_after is not None:
+        delay = max(delay, min(error.retry_after, policy.max_retry_after))
+    return RetryDecision(True, delay, reason="retryable")

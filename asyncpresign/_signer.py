@@ -1,0 +1,428 @@
+"""The Signer: presigned GET, PUT and POST requests from an aiobotocore client.
+
+Everything botocore raises is translated here, at the edge, into asyncpresign's
+own exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import warnings
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore import exceptions as boto_exc
+
+from ._exceptions import (
+    AsyncPresignError,
+    CredentialLifetimeError,
+    HTTPStatusError,
+    InvalidArgumentError,
+    NoCredentialsError,
+    SigningError,
+    TransportError,
+)
+from ._models import PresignedPost, PresignedRequest
+from ._validation import check_bucket, check_key, expires_seconds
+
+__all__ = ["AddressingStyle", "CredentialLifetimeWarning", "Signer"]
+
+AddressingStyle = Literal["auto", "virtual", "path"]
+
+# The headers botocore put on the request it signed, captured per call (a
+# context variable, so concurrent signings in one loop do not mix them up).
+_captured_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "asyncpresign_captured_headers", default=None
+)
+
+
+def _capture_headers(request: Any, **_: Any) -> None:
+    captured = _captured_headers.get()
+    if captured is not None:
+        captured.update(request.headers.items())
+
+
+class CredentialLifetimeWarning(UserWarning):
+    """The credentials used to sign expire before the URL does, which cuts its life short."""
+
+
+class Signer:
+    """Signs presigned S3 requests with SigV4, owning one aiobotocore client.
+
+    Use it as an async context manager (or call :meth:`aclose`). With no keys
+    it takes credentials from the standard AWS chain: environment variables,
+    shared config and credential files (``profile``), container and instance
+    roles. ``endpoint_url`` points it at any S3-compatible server.
+
+    ``addressing_style="auto"`` means virtual-hosted URLs on the bucket's
+    regional AWS endpoint (path style for bucket names with dots, which TLS
+    cannot virtual-host) and botocore's choice on custom endpoints (path style
+    for IP addresses and localhost).
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        profile: str | None = None,
+        addressing_style: AddressingStyle = "auto",
+        require_full_duration: bool = False,
+    ) -> None:
+        if (access_key is None) != (secret_key is None):
+            raise InvalidArgumentError("give both access_key and secret_key, or neither")
+        if session_token is not None and access_key is None:
+            raise InvalidArgumentError("session_token needs access_key and secret_key")
+        if addressing_style not in ("auto", "virtual", "path"):
+            raise InvalidArgumentError(
+                f"addressing_style must be 'auto', 'virtual' or 'path', not {addressing_style!r}"
+            )
+        if endpoint_url is not None:
+            parts = urlsplit(endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidArgumentError(f"endpoint_url is not an http(s) URL: {endpoint_url!r}")
+        self.endpoint_url = endpoint_url
+        self.addressing_style: AddressingStyle = addressing_style
+        self.require_full_duration = require_full_duration
+        self._region = region
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._session_token = session_token
+        self._profile = profile
+        self._client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        # Never the keys: a repr ends up in logs and tracebacks.
+        return (
+            f"Signer(endpoint_url={self.endpoint_url!r}, region={self.region!r}, "
+            f"addressing_style={self.addressing_style!r})"
+        )
+
+    @property
+    def region(self) -> str | None:
+        if self._client is not None:
+            return str(self._client.meta.region_name)
+        return self._region
+
+    @property
+    def client(self) -> Any:
+        """The underlying aiobotocore S3 client, for calls asyncpresign does not wrap."""
+        if self._client is None:
+            raise AsyncPresignError("the Signer is not open: use 'async with Signer(...)'")
+        return self._client
+
+    async def __aenter__(self) -> Signer:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        style = self.addressing_style
+        if style == "auto" and self.endpoint_url is None:
+            # botocore's "auto" picks the legacy global endpoint, which redirects
+            # (breaking signatures and CORS) and fails in newer regions; its
+            # "virtual" picks the regional one and still falls back to path
+            # style for names with dots.
+            style = "virtual"
+        config = AioConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": style},
+            # botocore >= 1.36 adds CRC32 checksums that many S3-compatible
+            # servers reject; ask for them only when an operation requires one.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        try:
+            session = AioSession(profile=self._profile)
+            stack = contextlib.AsyncExitStack()
+            client = await stack.enter_async_context(
+                session.create_client(
+                    "s3",
+                    region_name=self._region,
+                    endpoint_url=self.endpoint_url,
+                    aws_access_key_id=self._access_key,
+                    aws_secret_access_key=self._secret_key,
+                    aws_session_token=self._session_token,
+                    config=config,
+                )
+            )
+        except boto_exc.ProfileNotFound as exc:
+            raise NoCredentialsError(f"AWS profile {self._profile!r} not found") from exc
+        except boto_exc.BotoCoreError as exc:
+            raise SigningError(f"could not create the S3 client: {exc}") from exc
+        client.meta.events.register("before-sign.s3", _capture_headers)
+        self._client = client
+        self._stack = stack
+
+    async def aclose(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # -- signing ---------------------------------------------------------------------------
+
+    async def presign_get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: float | dt.timedelta = 3600,
+        **options: Any,
+    ) -> PresignedRequest:
+        """Sign a GET of ``bucket/key``. ``options`` are ``get_object`` parameters
+        such as ``ResponseContentDisposition``, ``Range`` or ``VersionId``."""
+        return await self._presign(
+            "get_object", "GET", bucket, key, expires_in=expires_in, params=options
+        )
+
+    async def presign_put(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: float | dt.timedelta = 3600,
+        content_type: str | None = None,
+        content_md5: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> PresignedRequest:
+        """Sign a PUT of ``bucket/key``. The returned ``headers`` (Content-Type,
+        Content-MD5, ``x-amz-meta-*`` …) must be sent exactly as given.
+        ``options`` are ``put_object`` parameters such as ``ServerSideEncryption``."""
+        params = dict(options)
+        if content_type is not None:
+            params["ContentType"] = content_type
+        if content_md5 is not None:
+            params["ContentMD5"] = content_md5
+        if metadata:
+            params["Metadata"] = dict(metadata)
+        return await self._presign(
+            "put_object", "PUT", bucket, key, expires_in=expires_in, params=params
+        )
+
+    async def presign_post(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: float | dt.timedelta = 3600,
+        fields: Mapping[str, str] | None = None,
+        conditions: Sequence[Any] | None = None,
+        content_length_range: tuple[int, int] | None = None,
+    ) -> PresignedPost:
+        """Sign a browser-style POST upload.
+
+        Every pre-filled field in ``fields`` is also added to the policy's
+        conditions (boto3 leaves that to the caller, and a field without a
+        condition makes S3 reject the upload). ``content_length_range=(min,
+        max)`` bounds the size of the upload in bytes; the server enforces it.
+        """
+        check_bucket(bucket)
+        check_key(key.replace("${filename}", "f") if key.endswith("${filename}") else key)
+        seconds = expires_seconds(expires_in)
+        prefilled = dict(fields or {})
+        all_conditions: list[Any] = list(conditions or [])
+        for name, value in prefilled.items():
+            if not _has_condition(all_conditions, name):
+                all_conditions.append({name: value})
+        if content_length_range is not None:
+            low, high = _check_length_range(content_length_range)
+            all_conditions.append(["content-length-range", low, high])
+        await self._check_credential_lifetime(seconds)
+        signed_at = dt.datetime.now(dt.timezone.utc)
+        with self._translate("sign a POST"):
+            post = await self.client.generate_presigned_post(
+                bucket, key, Fields=prefilled, Conditions=all_conditions, ExpiresIn=seconds
+            )
+        return PresignedPost(
+            url=post["url"],
+            fields=post["fields"],
+            expires_at=_expiry(signed_at, seconds),
+        )
+
+    async def _presign(
+        self,
+        operation: str,
+        method: Literal["GET", "PUT", "HEAD", "DELETE"],
+        bucket: str,
+        key: str,
+        *,
+        expires_in: float | dt.timedelta,
+        params: Mapping[str, Any],
+    ) -> PresignedRequest:
+        check_bucket(bucket)
+        check_key(key)
+        seconds = expires_seconds(expires_in)
+        await self._check_credential_lifetime(seconds)
+        captured: dict[str, str] = {}
+        token = _captured_headers.set(captured)
+        signed_at = dt.datetime.now(dt.timezone.utc)
+        try:
+            with self._translate(f"sign {method} {bucket}/{key}"):
+                url = await self.client.generate_presigned_url(
+                    operation,
+                    Params={"Bucket": bucket, "Key": key, **params},
+                    ExpiresIn=seconds,
+                    HttpMethod=method,
+                )
+        finally:
+            _captured_headers.reset(token)
+        return PresignedRequest(
+            method=method,
+            url=url,
+            headers=_signed_headers(url, captured),
+            expires_at=_expiry(signed_at, seconds),
+        )
+
+    async def _check_credential_lifetime(self, seconds: int) -> None:
+        """Warn (or raise) when temporary credentials die before the URL would."""
+        credentials = self.client._request_signer._credentials
+        expiry = getattr(credentials, "_expiry_time", None)
+        if credentials is None or expiry is None:
+            return
+        url_expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+        if expiry >= url_expiry:
+            return
+        message = (
+            f"the signing credentials expire at {expiry.isoformat()}, before the URL's "
+            f"{seconds} s would run out; the URL stops working when they do"
+        )
+        if self.require_full_duration:
+            raise CredentialLifetimeError(message)
+        warnings.warn(message, CredentialLifetimeWarning, stacklevel=4)
+
+    # -- bucket management -----------------------------------------------------------------
+
+    async def ensure_bucket(self, bucket: str) -> bool:
+        """Create ``bucket`` if it does not exist. Returns True if it was created."""
+        check_bucket(bucket)
+        client = self.client
+        try:
+            await client.head_bucket(Bucket=bucket)
+        except boto_exc.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status != 404:
+                raise _client_error(exc, f"check bucket {bucket}") from exc
+        except boto_exc.BotoCoreError as exc:
+            raise _botocore_error(exc, f"check bucket {bucket}") from exc
+        else:
+            return False
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        region = self.region
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await client.create_bucket(**kwargs)
+        except boto_exc.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "BucketAlreadyOwnedByYou":
+                return False
+            raise _client_error(exc, f"create bucket {bucket}") from exc
+        except boto_exc.BotoCoreError as exc:
+            raise _botocore_error(exc, f"create bucket {bucket}") from exc
+        return True
+
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Any:
+        try:
+            yield
+        except AsyncPresignError:
+            raise
+        except boto_exc.ClientError as exc:
+            raise _client_error(exc, action) from exc
+        except boto_exc.BotoCoreError as exc:
+            raise _botocore_error(exc, action) from exc
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            # botocore's credential providers and endpoint rules raise plain
+            # builtins for bad configuration; name the action, keep the cause.
+            raise SigningError(f"could not {action}: {type(exc).__name__}: {exc}") from exc
+
+
+def _has_condition(conditions: Sequence[Any], name: str) -> bool:
+    wanted = name.lower()
+    for condition in conditions:
+        if isinstance(condition, Mapping) and any(k.lower() == wanted for k in condition):
+            return True
+        if (
+            isinstance(condition, (list, tuple))
+            and len(condition) == 3
+            and str(condition[1]).lower() == f"${wanted}"
+        ):
+            return True
+    return False
+
+
+def _check_length_range(value: tuple[int, int]) -> tuple[int, int]:
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise InvalidArgumentError("content_length_range must be a (min, max) pair") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+        raise InvalidArgumentError("content_length_range bounds must be ints")
+    if low < 0 or high < low:
+        raise InvalidArgumentError(f"content_length_range {value!r} needs 0 <= min <= max")
+    return low, high
+
+
+def _expiry(signed_at: dt.datetime, seconds: int) -> dt.datetime:
+    return signed_at.replace(microsecond=0) + dt.timedelta(seconds=seconds)
+
+
+def _signed_headers(url: str, captured: Mapping[str, str]) -> dict[str, str]:
+    """The headers the client must send: those named in X-Amz-SignedHeaders, but Host."""
+    query = parse_qs(urlsplit(url).query)
+    names = query.get("X-Amz-SignedHeaders", [""])[0].split(";")
+    by_lower = {k.lower(): (k, v) for k, v in captured.items()}
+    headers: dict[str, str] = {}
+    for name in names:
+        if name and name != "host" and name in by_lower:
+            original, value = by_lower[name]
+            headers[original] = value
+    return headers
+
+
+def _client_error(exc: Any, action: str) -> AsyncPresignError:
+    error = exc.response.get("Error", {})
+    code = error.get("Code")
+    message = error.get("Message")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return HTTPStatusError(
+        f"could not {action}: HTTP {status} {code or ''}{': ' + message if message else ''}",
+        status=status,
+        code=code,
+        s3_message=message,
+    )
+
+
+def _botocore_error(exc: Exception, action: str) -> AsyncPresignError:
+    if isinstance(exc, (boto_exc.NoCredentialsError, boto_exc.PartialCredentialsError)):
+        return NoCredentialsError(
+            f"could not {action}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, choose a profile, or pass access_key and secret_key)"
+        )
+    if isinstance(exc, boto_exc.ParamValidationError):
+        return InvalidArgumentError(f"could not {action}: {exc}")
+    if isinstance(exc, boto_exc.UnknownClientMethodError):
+        return InvalidArgumentError(f"could not {action}: {exc}")
+    if isinstance(exc, (boto_exc.EndpointConnectionError, boto_exc.ConnectionError)):
+        return TransportError(f"could not {action}: {exc}")
+    return SigningError(f"could not {action}: {exc}")

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from asyncpresign import RetryPolicy, Signer, TransferEngine
+from asyncpresign.testing import LocalS3
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # aiohttp and aiobotocore run on asyncio only.
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[LocalS3]:
+    """One real SeaweedFS for the whole run, verifying signatures."""
+    with LocalS3() as server:
+        yield server
+
+
+@pytest.fixture
+async def signer(s3: LocalS3) -> AsyncIterator[Signer]:
+    async with s3.signer() as signer:
+        yield signer
+
+
+@pytest.fixture
+async def bucket(signer: Signer) -> str:
+    name = f"test-{secrets.token_hex(6)}"
+    await signer.ensure_bucket(name)
+    return name
+
+
+#: Retries without waiting, so fault tests stay fast.
+FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0.0, max_backoff=0.0)
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[TransferEngine]:
+    async with TransferEngine(concurrency=8, retry=FAST_RETRY) as engine:
+        yield engine
+
+
+async def object_exists(signer: Signer, bucket: str, key: str) -> bool:
+    """Ask the server directly (not through the code under test) whether a key exists."""
+    try:
+        await signer.client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
+            return False
+        raise
+    return True

@@ -1,0 +1,144 @@
+"""Bad input: a clear, typed error naming the problem, nothing sent and nothing written."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from asyncpresign import (
+    AsyncPresignError,
+    Download,
+    InvalidArgumentError,
+    LocalFileError,
+    TransferEngine,
+    Upload,
+)
+
+from .fault_server import FaultServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_missing_source_file_names_the_path_and_sends_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.bin"
+    async with FaultServer() as server, TransferEngine() as engine:
+        with pytest.raises(LocalFileError, match=r"nope\.bin") as info:
+            await engine.upload(server.request("PUT", "k"), missing)
+    assert isinstance(info.value, OSError)
+    assert "No such file" in str(info.value)
+    assert server.requests.total() == 0
+    assert "k" not in server.objects
+
+
+async def test_a_folder_as_upload_source_is_rejected(tmp_path: Path) -> None:
+    async with FaultServer() as server, TransferEngine() as engine:
+        with pytest.raises(LocalFileError, match="is a directory"):
+            await engine.upload(server.request("PUT", "k"), tmp_path)
+    assert server.requests.total() == 0
+
+
+async def test_destination_in_a_missing_folder_fails_before_the_request(tmp_path: Path) -> None:
+    async with FaultServer() as server, TransferEngine() as engine:
+        server.objects["k"] = b"data"
+        with pytest.raises(LocalFileError, match="does not exist"):
+            await engine.download(server.request("GET", "k"), tmp_path / "no" / "such" / "f")
+    assert server.requests.total() == 0
+    assert os.listdir(tmp_path) == []
+
+
+async def test_destination_that_is_a_folder_is_rejected(tmp_path: Path) -> None:
+    async with FaultServer() as server, TransferEngine() as engine:
+        server.objects["k"] = b"data"
+        with pytest.raises(LocalFileError, match="is a folder"):
+            await engine.download(server.request("GET", "k"), tmp_path)
+    assert server.requests.total() == 0
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://example.com/x", "/just/a/path", "http:///x"])
+async def test_non_http_urls_are_rejected_before_any_io(url: str, tmp_path: Path) -> None:
+    async with TransferEngine() as engine:
+        with pytest.raises(InvalidArgumentError, match="not an http"):
+            await engine.upload(url, b"data")
+        with pytest.raises(InvalidArgumentError, match="not an http"):
+            await engine.download(url, tmp_path / "f")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_timeout_of_zero_is_rejected() -> None:
+    from asyncpresign import Timeout
+
+    with pytest.raises(InvalidArgumentError, match="timeout read"):
+        Timeout(read=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": -3}, "concurrency"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"chunk_size": 1024}, "chunk_size"),
+        ({"chunk_size": 64 * 1024 * 1024}, "chunk_size"),
+        ({"timeout": -1.0}, "timeout"),
+    ],
+)
+def test_invalid_engine_settings_are_rejected(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        TransferEngine(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_per_call_chunk_size_is_validated_too() -> None:
+    async with FaultServer() as server, TransferEngine() as engine:
+        with pytest.raises(InvalidArgumentError, match="chunk_size"):
+            await engine.upload(server.request("PUT", "k"), b"x", chunk_size=0)
+    assert server.requests.total() == 0
+
+
+async def test_non_seekable_stream_without_size_is_rejected() -> None:
+    class Pipe(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return False
+
+    async with FaultServer() as server, TransferEngine() as engine:
+        with pytest.raises(InvalidArgumentError, match="size="):
+            await engine.upload(server.request("PUT", "k"), Pipe())  # type: ignore[arg-type]
+    assert server.requests.total() == 0
+
+
+async def test_unsupported_source_type_is_rejected() -> None:
+    async with TransferEngine() as engine:
+        with pytest.raises(InvalidArgumentError, match="upload source"):
+            await engine.upload("http://127.0.0.1:9/k", 12345)  # type: ignore[arg-type]
+
+
+async def test_bad_jobs_fail_alone_with_clear_errors_and_the_rest_run(tmp_path: Path) -> None:
+    async with FaultServer() as server, TransferEngine(concurrency=2) as engine:
+        server.objects["k"] = b"data"
+        jobs = [
+            Upload(server.request("PUT", "a"), tmp_path / "missing.bin"),
+            Download(server.request("GET", "k"), tmp_path / "nofolder" / "x"),
+            Upload("gopher://nope/", b"x"),
+            Download(server.request("GET", "k"), tmp_path / "good"),
+            "not a job",
+        ]
+        result = await engine.run(jobs)  # type: ignore[arg-type]
+    assert result.succeeded == 1
+    errors = {r.index: r.error for r in result.failed}
+    assert isinstance(errors[0], LocalFileError)
+    assert isinstance(errors[1], LocalFileError)
+    assert isinstance(errors[2], InvalidArgumentError)
+    assert isinstance(errors[4], InvalidArgumentError)
+    assert (tmp_path / "good").read_bytes() == b"data"
+    assert sorted(os.listdir(tmp_path)) == ["good"]
+
+
+async def test_using_an_engine_that_is_not_open_says_so() -> None:
+    engine = TransferEngine()
+    with pytest.raises(AsyncPresignError, match="not open"):
+        await engine.upload("http://127.0.0.1:9/k", b"x")

@@ -1,0 +1,94 @@
+"""The engine's concurrency bound, measured by a server that counts open requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from asyncpresign import Download, TransferEngine, Upload
+
+from .fault_server import FaultServer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 24])
+async def test_run_reaches_but_never_exceeds_the_concurrency(
+    concurrency: int, tmp_path: Path
+) -> None:
+    async with FaultServer(delay=0.05) as server, TransferEngine(concurrency=concurrency) as engine:
+        jobs = [Upload(server.request("PUT", f"k{i}"), b"x" * 100) for i in range(concurrency * 4)]
+        result = await engine.run(jobs)
+    assert result.ok
+    assert server.max_in_flight == concurrency
+    assert engine.statistics().max_in_flight == concurrency
+
+
+async def test_concurrency_above_aiohttps_default_pool_of_100_is_reached(tmp_path: Path) -> None:
+    async with FaultServer(delay=0.2) as server, TransferEngine(concurrency=150) as engine:
+        result = await engine.run(
+            Upload(server.request("PUT", f"k{i}"), b"x") for i in range(300)
+        )
+    assert result.ok
+    assert server.max_in_flight == 150
+
+
+async def test_direct_calls_share_the_engines_bound() -> None:
+    async with FaultServer(delay=0.05) as server, TransferEngine(concurrency=3) as engine:
+        await asyncio.gather(
+            *(engine.upload(server.request("PUT", f"k{i}"), b"abc") for i in range(12))
+        )
+    assert server.max_in_flight == 3
+
+
+async def test_a_large_job_stream_is_pulled_lazily_not_turned_into_tasks(
+    tmp_path: Path,
+) -> None:
+    pulled = 0
+    most_tasks = 0
+
+    def jobs(server: FaultServer) -> Iterator[Upload]:
+        nonlocal pulled, most_tasks
+        for i in range(3000):
+            pulled += 1
+            most_tasks = max(most_tasks, len(asyncio.all_tasks()))
+            yield Upload(server.request("PUT", f"k{i % 50}"), b"y")
+
+    async with FaultServer() as server, TransferEngine(concurrency=8) as engine:
+        result = await engine.run(jobs(server), keep_results=False)
+    assert pulled == 3000
+    assert result.total == result.succeeded == 3000
+    assert result.results == ()
+    # 8 workers plus the test's own and the server's tasks; never one per job.
+    assert most_tasks < 40
+
+
+async def test_one_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
+    async with FaultServer() as server, TransferEngine(concurrency=4) as engine:
+        server.objects["there"] = b"content"
+        jobs = [
+            Download(server.request("GET", "there"), tmp_path / "a"),
+            Download(server.request("GET", "missing"), tmp_path / "b"),
+            Download(server.request("GET", "there"), tmp_path / "c"),
+        ]
+        result = await engine.run(jobs)
+    assert result.succeeded == 2
+    assert [r.index for r in result.failed] == [1]
+    assert result.failed[0].status == 404
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "c").read_bytes() == b"content"
+    assert not (tmp_path / "b").exists()
+
+
+async def test_async_iterables_of_jobs_are_accepted(tmp_path: Path) -> None:
+    async with FaultServer() as server, TransferEngine(concurrency=2) as engine:
+
+        async def jobs() -> object:
+            for i in range(10):
+                yield Upload(server.request("PUT", f"a{i}"), f"{i}".encode())
+
+        result = await engine.run(jobs())  # type: ignore[arg-type]
+    assert result.succeeded == 10
+    assert server.objects["a7"] == b"7"

@@ -1,0 +1,90 @@
+import random
+
+import pytest
+
+from asyncpresign import (
+    HTTPStatusError,
+    IntegrityError,
+    InvalidArgumentError,
+    LocalFileError,
+    RequestExpiredError,
+    RetryPolicy,
+    TransferTimeoutError,
+    TransportError,
+)
+from asyncpresign._retry import NOT_REPLAYABLE, backoff_delay, decide_retry
+
+NO_JITTER = RetryPolicy(attempts=6, initial_backoff=0.5, multiplier=2, max_backoff=3, jitter=False)
+
+
+def test_backoff_grows_exponentially_up_to_the_cap() -> None:
+    assert [backoff_delay(NO_JITTER, n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3, 3]
+
+
+def test_full_jitter_stays_between_zero_and_the_bound() -> None:
+    policy = RetryPolicy(initial_backoff=1.0, multiplier=2, max_backoff=10)
+    rng = random.Random(7)
+    delays = [backoff_delay(policy, 3, rng) for _ in range(500)]
+    assert all(0.0 <= d <= 4.0 for d in delays)
+    assert max(delays) > 3.0
+    assert min(delays) < 1.0
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried(status: int) -> None:
+    error = HTTPStatusError("x", status=status)
+    assert decide_retry(NO_JITTER, error, 1).retry
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 411, 501])
+def test_client_errors_are_not_retried(status: int) -> None:
+    assert not decide_retry(NO_JITTER, HTTPStatusError("x", status=status), 1).retry
+
+
+@pytest.mark.parametrize(
+    "error", [TransportError("reset"), TransferTimeoutError("slow"), IntegrityError("md5")]
+)
+def test_connection_timeout_and_integrity_failures_are_retried(error: Exception) -> None:
+    decision = decide_retry(NO_JITTER, error, 2)
+    assert decision.retry
+    assert decision.delay == 1.0
+
+
+def test_local_file_errors_are_not_retried() -> None:
+    assert not decide_retry(NO_JITTER, LocalFileError("gone"), 1).retry
+
+
+def test_last_attempt_is_not_retried() -> None:
+    assert not decide_retry(NO_JITTER, TransportError("x"), 6).retry
+    assert decide_retry(NO_JITTER, TransportError("x"), 5).retry
+
+
+def test_retry_after_is_honoured_but_capped() -> None:
+    error = HTTPStatusError("slow down", status=503, retry_after=2.5)
+    assert decide_retry(NO_JITTER, error, 1).delay == 2.5
+    late = HTTPStatusError("slow down", status=503, retry_after=3600)
+    assert decide_retry(NO_JITTER, late, 1).delay == NO_JITTER.max_retry_after
+
+
+def test_expired_url_is_retried_only_with_a_signing_function() -> None:
+    error = RequestExpiredError("expired", status=403, code="AccessDenied")
+    assert not decide_retry(NO_JITTER, error, 1).retry
+    decision = decide_retry(NO_JITTER, error, 1, can_resign=True)
+    assert decision.retry
+    assert decision.resign
+    assert decision.delay == 0.0
+
+
+def test_non_replayable_source_is_not_retried_and_says_why() -> None:
+    decision = decide_retry(NO_JITTER, TransportError("reset"), 1, replayable=False)
+    assert not decision.retry
+    assert decision.reason == NOT_REPLAYABLE
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"attempts": 0}, {"initial_backoff": -1}, {"multiplier": 0.5}, {"max_backoff": -0.1}],
+)
+def test_invalid_policies_are_rejected(kwargs: dict[str, float]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]

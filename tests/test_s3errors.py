@@ -1,0 +1,81 @@
+import datetime as dt
+
+import pytest
+
+from asyncpresign import HTTPStatusError, RequestExpiredError
+from asyncpresign._engine import _parse_content_range
+from asyncpresign._s3errors import parse_error_body, parse_retry_after, status_error
+
+EXPIRED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired</Message><RequestId>1</RequestId></Error>"
+)
+
+
+def test_code_and_message_are_parsed_from_s3_xml() -> None:
+    assert parse_error_body(EXPIRED) == ("AccessDenied", "Request has expired")
+
+
+def test_namespaced_error_xml_is_parsed() -> None:
+    body = b'<Error xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Code>NoSuchKey</Code></Error>'
+    assert parse_error_body(body) == ("NoSuchKey", None)
+
+
+@pytest.mark.parametrize("body", [b"", b"plain text", b"<not closed", b"\x00\xff"])
+def test_bodies_that_are_not_xml_give_no_code(body: bytes) -> None:
+    assert parse_error_body(body) == (None, None)
+
+
+def test_expired_403_becomes_request_expired_error() -> None:
+    error = status_error(403, "Forbidden", EXPIRED, None, "http://h/k")
+    assert isinstance(error, RequestExpiredError)
+    assert error.code == "AccessDenied"
+    assert error.status == 403
+
+
+def test_expired_400_from_other_servers_is_recognised() -> None:
+    body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+    assert isinstance(status_error(400, "Bad Request", body, None, "u"), RequestExpiredError)
+
+
+def test_other_access_denied_is_not_expiry() -> None:
+    body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+    error = status_error(403, "Forbidden", body, None, "u")
+    assert type(error) is HTTPStatusError
+
+
+def test_message_names_status_code_and_s3_message() -> None:
+    body = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+    error = status_error(503, "Service Unavailable", body, "3", "http://h/k")
+    assert "503" in str(error)
+    assert "SlowDown" in str(error)
+    assert "Reduce your rate" in str(error)
+    assert error.retry_after == 3.0
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("bytes 0-99/100", (0, 99, 100)),
+        ("bytes 50-99/100", (50, 99, 100)),
+        ("bytes 5-9/*", (5, 9, None)),
+        ("bytes 10-5/100", None),
+        ("bytes 0-100/100", None),
+        ("items 0-1/2", None),
+        ("bytes x-1/2", None),
+        ("", None),
+    ],
+)
+def test_content_range_is_parsed_and_checked(
+    value: str, parsed: tuple[int, int, int | None] | None
+) -> None:
+    assert _parse_content_range(value) == parsed
