@@ -6,9 +6,12 @@ aiohttp's exceptions are translated into asyncpresign's here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import functools
 import inspect
+import logging
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -55,6 +58,7 @@ from ._validation import check_chunk_size, check_http_url, check_positive_int
 __all__ = ["EngineStatistics", "Timeout", "TransferEngine"]
 
 T = TypeVar("T")
+logger = logging.getLogger("asyncpresign")
 
 #: Uploads of at most this many bytes are read from disk in one piece and sent
 #: as one buffer; larger ones are streamed.
@@ -229,6 +233,7 @@ class TransferEngine:
         *,
         sign: SignFunction | None = None,
         size: int | None = None,
+        content_md5: bool = False,
         chunk_size: int | None = None,
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
@@ -237,11 +242,27 @@ class TransferEngine:
 
         The body is streamed with an explicit Content-Length. A non-seekable
         stream needs ``size`` and is not retried, since it cannot be replayed.
+        With ``sign`` the engine signs just before sending and again when the
+        URL expires. ``content_md5=True`` computes the body's MD5 and has it
+        signed in (the server then rejects a corrupted body with BadDigest);
+        the returned ETag is checked against it.
         """
         chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
         body = _UploadSource.of(source, size)
         policy = retry or self.retry
         current = _initial(request, sign, "PUT")
+        if content_md5:
+            if sign is None:
+                if current is None or _header(current.headers, "Content-MD5") is None:
+                    raise InvalidArgumentError(
+                        "content_md5=True needs sign= (the MD5 must be signed into the URL), "
+                        "or a request signed with content_md5"
+                    )
+            else:
+                digest = await body.md5_base64()
+                sign = functools.partial(sign, content_md5=digest)
+                if current is not None and _header(current.headers, "Content-MD5") != digest:
+                    current = None  # signed without this MD5: sign afresh
 
         async def attempt(req: PresignedRequest, tracker: _Progress) -> TransferResult:
             return await self._put_once(req, body, chunk, tracker)
@@ -409,7 +430,7 @@ class TransferEngine:
             if isinstance(job, Upload):
                 result = await self.upload(
                     job.request, job.source, sign=job.sign, size=job.size,
-                    retry=job.retry, progress=progress,
+                    content_md5=job.content_md5, retry=job.retry, progress=progress,
                 )
             elif isinstance(job, Download):
                 result = await self.download(
@@ -420,7 +441,7 @@ class TransferEngine:
                 raise InvalidArgumentError(
                     f"a job must be an Upload or a Download, not {type(job).__name__}"
                 )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a bad job fails alone; its error is kept
             return TransferResult(
                 url=_job_url(job),
                 seconds=time.perf_counter() - started,
@@ -470,6 +491,11 @@ class TransferEngine:
                     if decision.reason == NOT_REPLAYABLE:
                         exc.message += f" (not retried: {NOT_REPLAYABLE})"
                     raise
+                logger.info(
+                    "retrying %s %s (attempt %d of %d) in %.2f s: %s",
+                    request.method, tracker.url, attempt + 1, policy.attempts,
+                    decision.delay, exc.message,
+                )
                 if decision.resign:
                     assert sign is not None
                     request = await self._resign(sign)
@@ -523,6 +549,15 @@ class TransferEngine:
             await body.close()
         if isinstance(payload, (bytes, bytearray, memoryview)):
             await tracker.add(size)
+        sent_md5 = _header(request.headers, "Content-MD5")
+        if sent_md5 is not None and _is_plain_md5(result.etag, {}):
+            expected = base64.b64decode(sent_md5).hex()
+            assert result.etag is not None
+            if result.etag.strip('"').lower() != expected:
+                raise IntegrityError(
+                    f"server stored ETag {result.etag} but the body's MD5 is {expected}",
+                    url=result.url,
+                )
         return replace(result, nbytes=size)
 
     async def _send(
@@ -612,14 +647,22 @@ class TransferEngine:
         pending_size = 0
         received = 0
         read = resp.content.read
-        while data := await read(chunk):
-            pending.append(data)
-            pending_size += len(data)
-            received += len(data)
-            await tracker.add(len(data))
-            if pending_size >= _files.IO_SIZE:
-                await anyio.to_thread.run_sync(partial.write, pending)
-                pending, pending_size = [], 0
+        try:
+            while data := await read(chunk):
+                pending.append(data)
+                pending_size += len(data)
+                received += len(data)
+                await tracker.add(len(data))
+                if pending_size >= _files.IO_SIZE:
+                    await anyio.to_thread.run_sync(partial.write, pending)
+                    pending, pending_size = [], 0
+        except BaseException:
+            if partial.resumable and pending:
+                # What arrived before the failure is a valid prefix: keep it so
+                # the resume asks only for the rest.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(partial.write, pending)
+            raise
         if total is not None and offset + received != total:
             raise IntegrityError(
                 f"body ended after {offset + received} of {total} bytes", url=shown
@@ -671,6 +714,7 @@ class _UploadSource:
         self.replayable = replayable
         self._start = 0
         self._open_file: IO[bytes] | None = None
+        self._md5: str | None = None
 
     @classmethod
     def of(cls, source: Source, size: int | None) -> _UploadSource:
@@ -697,6 +741,25 @@ class _UploadSource:
             f"an upload source must be a path, bytes or a binary file, not {type(source).__name__}"
         )
 
+    async def md5_base64(self) -> str:
+        """The body's MD5, base64 as Content-MD5 wants it (hashed in a thread)."""
+        if self._md5 is None:
+            if self.data is not None:
+                self._md5 = await anyio.to_thread.run_sync(_files.md5_base64_of_bytes, self.data)
+            elif self.path is not None:
+                self._md5 = await anyio.to_thread.run_sync(_files.md5_base64_of_file, self.path)
+            else:
+                assert self.stream is not None
+                if not self.replayable:
+                    raise InvalidArgumentError(
+                        "content_md5=True needs a source that can be read twice "
+                        "(a path, bytes, or a seekable file)"
+                    )
+                self._md5 = await anyio.to_thread.run_sync(
+                    _files.md5_base64_of_stream, self.stream, self._start
+                )
+        return self._md5
+
     async def read_all(self) -> bytes:
         if self.data is not None:
             return self.data
@@ -715,7 +778,11 @@ class _UploadSource:
     async def open(self, chunk: int, tracker: _Progress) -> tuple[Any, int]:
         """The body for one attempt, and its size."""
         if self.data is not None:
-            return self.data, len(self.data)
+            if len(self.data) <= SMALL_BODY:
+                return self.data, len(self.data)
+            # aiohttp warns that one large bytes body blocks the loop while it
+            # is written; hand it over in chunks instead.
+            return self._memory_stream(self.data, chunk, tracker), len(self.data)
         if self.path is not None:
             size, data, f = await anyio.to_thread.run_sync(
                 _files.open_source, self.path, SMALL_BODY
@@ -735,6 +802,14 @@ class _UploadSource:
         f, self._open_file = self._open_file, None
         if f is not None:
             await anyio.to_thread.run_sync(f.close)
+
+    @staticmethod
+    async def _memory_stream(data: bytes, chunk: int, tracker: _Progress) -> AsyncIterator[bytes]:
+        view = memoryview(data)
+        for start in range(0, len(data), chunk):
+            piece = view[start : start + chunk]
+            yield piece.tobytes()
+            await tracker.add(len(piece))
 
     @staticmethod
     async def _stream(
@@ -762,6 +837,14 @@ class _UploadSource:
                 piece = view[start : start + chunk]
                 yield piece.tobytes() if chunk < len(block) else block
                 await tracker.add(len(piece))
+
+
+def _header(headers: Any, name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
 
 
 def _initial(

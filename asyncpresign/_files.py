@@ -7,6 +7,7 @@ microseconds and small objects are dominated by them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -55,6 +56,32 @@ def open_source(path: str, small_limit: int) -> tuple[int, bytes | None, IO[byte
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
         ) from None
     return size, None, f
+
+
+def md5_base64_of_bytes(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def md5_base64_of_file(path: str) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(IO_SIZE):
+                digest.update(block)
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+        ) from None
+    return base64.b64encode(digest.digest()).decode()
+
+
+def md5_base64_of_stream(f: IO[bytes], start: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    f.seek(start)
+    while block := f.read(IO_SIZE):
+        digest.update(block)
+    f.seek(start)
+    return base64.b64encode(digest.digest()).decode()
 
 
 def read_block(f: IO[bytes], size: int) -> bytes:

@@ -87,8 +87,11 @@ def _rebuild_post(url: str, fields: dict[str, str], expires_at: dt.datetime) -> 
 Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]"
 Destination: TypeAlias = "str | os.PathLike[str]"
 RequestLike: TypeAlias = "PresignedRequest | str"
-#: An async function that returns a fresh request each time it is called.
-SignFunction = Callable[[], Awaitable[PresignedRequest]]
+#: An async function that returns a freshly signed request each time it is
+#: called with no arguments. For uploads that ask for ``content_md5=True`` it is
+#: called with ``content_md5=<base64 MD5>`` and must sign that as the request's
+#: Content-MD5 header. :meth:`Signer.sign_later` makes one.
+SignFunction: TypeAlias = Callable[..., Awaitable[PresignedRequest]]
 
 
 @dataclass(frozen=True, slots=True)

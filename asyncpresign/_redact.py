@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
-# Query parameters (SigV4 and SigV2) and POST fields whose values grant access.
-_SECRET_PARAMS = ("X-Amz-Signature", "X-Amz-Security-Token", "Signature", "x-amz-security-token")
-_SECRET_QUERY = re.compile(
-    r"(?i)((?:^|[?&])(?:X-Amz-Signature|X-Amz-Security-Token|Signature)=)[^&#]*"
-)
 REDACTED = "REDACTED"
+
+# Query parameters (SigV4 and SigV2) and Authorization header parts whose values grant access.
+_SECRET_QUERY = re.compile(
+    r"(?i)((?<![A-Za-z0-9-])(?:X-Amz-Signature|X-Amz-Security-Token|Signature)=)[^&#\s,'\"]+"
+)
+# The same in dict reprs and header blocks: 'X-Amz-Security-Token': b'...', x-amz-security-token:...
+_SECRET_MAPPING = re.compile(
+    r"(?i)((?:x-amz-security-token|x-amz-signature|aws_session_token|aws_secret_access_key)"
+    r"['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}]+"
+)
+# botocore's own debug line "Signature:\n<64 hex digits>".
+_SIGNATURE_LINE = re.compile(r"(Signature:\s*)[0-9a-f]{64}")
+_SECRET_FIELDS = frozenset({"x-amz-signature", "signature", "x-amz-security-token"})
 
 
 def redact_url(url: str) -> str:
@@ -17,7 +26,59 @@ def redact_url(url: str) -> str:
     return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, url)
 
 
+def redact_text(text: str) -> str:
+    """Redact every signature and token form we know of in free text (log lines)."""
+    text = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SECRET_MAPPING.sub(lambda m: m.group(1) + REDACTED, text)
+    return _SIGNATURE_LINE.sub(lambda m: m.group(1) + REDACTED, text)
+
+
 def redact_fields(fields: dict[str, str]) -> dict[str, str]:
     """Return POST form fields with the signature and token values replaced."""
-    secret = {name.lower() for name in (*_SECRET_PARAMS, "x-amz-signature", "signature")}
-    return {k: (REDACTED if k.lower() in secret else v) for k, v in fields.items()}
+    return {k: (REDACTED if k.lower() in _SECRET_FIELDS else v) for k, v in fields.items()}
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites log records that carry signatures or session tokens.
+
+    botocore logs, at DEBUG, the canonical request (with the session token), the
+    signature itself, and every request's headers (Authorization, token). A
+    URL we hand out grants access until it expires, so those lines are redacted
+    before any handler sees them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is not ours to fix; pass it on
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+#: Loggers of our dependencies that print signing material at DEBUG.
+_NOISY_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.hooks",
+    "botocore.signers",
+    "botocore.httpsession",
+    "botocore.parsers",
+    "aiobotocore.endpoint",
+    "aiobotocore.httpsession",
+    "aiobotocore.parsers",
+)
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Attach :class:`RedactingFilter` to the dependency loggers, once."""
+    global _installed  # noqa: PLW0603 - once per process, whatever creates the first Signer
+    if _installed:
+        return
+    redacting = RedactingFilter()
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).addFilter(redacting)
+    _installed = True

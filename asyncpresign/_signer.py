@@ -28,7 +28,8 @@ from ._exceptions import (
     SigningError,
     TransportError,
 )
-from ._models import PresignedPost, PresignedRequest
+from ._models import PresignedPost, PresignedRequest, SignFunction
+from ._redact import install_log_redaction
 from ._validation import check_bucket, check_key, expires_seconds
 
 __all__ = ["AddressingStyle", "CredentialLifetimeWarning", "Signer"]
@@ -136,6 +137,7 @@ class Signer:
     async def open(self) -> None:
         if self._client is not None:
             return
+        install_log_redaction()
         style = self.addressing_style
         if style == "auto" and self.endpoint_url is None:
             # botocore's "auto" picks the legacy global endpoint, which redirects
@@ -259,6 +261,38 @@ class Signer:
             fields=post["fields"],
             expires_at=_expiry(signed_at, seconds),
         )
+
+    def sign_later(
+        self,
+        method: Literal["GET", "PUT"],
+        bucket: str,
+        key: str,
+        *,
+        expires_in: float | dt.timedelta = 3600,
+        **options: Any,
+    ) -> SignFunction:
+        """A function that signs ``method bucket/key`` afresh each time it is awaited.
+
+        Give it to a job (``Upload(None, path, sign=...)``) and the engine signs
+        just before the transfer starts, and again when the URL expires, so
+        long-running jobs never send a dead URL. For PUTs the engine may pass
+        ``content_md5=`` (when the job asks for ``content_md5=True``).
+        The bucket, key and expiry are checked now, not at the first call.
+        """
+        check_bucket(bucket)
+        check_key(key)
+        expires_seconds(expires_in)
+        if method not in ("GET", "PUT"):
+            raise InvalidArgumentError(f"sign_later signs GET or PUT, not {method!r}")
+
+        async def sign(*, content_md5: str | None = None) -> PresignedRequest:
+            if method == "GET":
+                return await self.presign_get(bucket, key, expires_in=expires_in, **options)
+            return await self.presign_put(
+                bucket, key, expires_in=expires_in, content_md5=content_md5, **options
+            )
+
+        return sign
 
     async def _presign(
         self,

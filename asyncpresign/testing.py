@@ -235,7 +235,7 @@ class LocalS3:
                 try:
                     client.list_buckets()
                     return
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - not up yet, whatever it says
                     last = exc
                     time.sleep(0.1)
         finally:
