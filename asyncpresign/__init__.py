@@ -21,6 +21,7 @@ from ._exceptions import (
 )
 from ._models import (
     BatchResult,
+    Copy,
     Download,
     PresignedPost,
     PresignedRequest,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncPresignError",
     "BatchResult",
+    "Copy",
     "CredentialLifetimeError",
     "CredentialLifetimeWarning",
     "Download",

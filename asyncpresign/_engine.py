@@ -31,12 +31,14 @@ from ._exceptions import (
     IntegrityError,
     InvalidArgumentError,
     LocalFileError,
+    RequestExpiredError,
     TransferError,
     TransferTimeoutError,
     TransportError,
 )
 from ._models import (
     BatchResult,
+    Copy,
     Destination,
     Download,
     Job,
@@ -192,10 +194,12 @@ class TransferEngine:
     async def open(self) -> None:
         if self._session is not None:
             return
-        # The pool is exactly as large as the concurrency: aiohttp's default of
-        # 100 would silently cap a larger setting, and a smaller pool starves it.
+        # The pool grows with the concurrency: aiohttp's default of 100 would
+        # silently cap a larger setting, and a smaller pool starves it.
         connector = aiohttp.TCPConnector(
-            limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300
+            # Twice the concurrency: a copy holds a GET and a PUT connection at
+            # once, and a pool only as large as the copies would deadlock them.
+            limit=2 * self.concurrency, limit_per_host=0, ttl_dns_cache=300
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -362,6 +366,97 @@ class TransferEngine:
             placeholder, None, policy, attempt, None, replayable=body.replayable, total=None
         )
 
+    async def copy(
+        self,
+        source: RequestLike | None,
+        dest: RequestLike | None,
+        *,
+        source_sign: SignFunction | None = None,
+        dest_sign: SignFunction | None = None,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """Stream a presigned GET straight into a presigned PUT, with no local file.
+
+        Memory stays at a chunk plus aiohttp's read buffer whatever the object
+        size. The source and destination may be different servers with
+        different credentials (each signed by its own Signer). When both ETags
+        are plain MD5s they must match, which checks the copy end to end.
+        """
+        chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
+        policy = retry or self.retry
+        get = _initial(source, source_sign, "GET")
+        put = _initial(dest, dest_sign, "PUT")
+
+        async def attempt(put_request: PresignedRequest, tracker: _Progress) -> TransferResult:
+            nonlocal get
+            if source_sign is not None and (get is None or _expiring(get)):
+                get = await self._resign(source_sign)
+            assert get is not None
+            try:
+                return await self._copy_once(get, put_request, chunk, tracker)
+            except RequestExpiredError as exc:
+                # The GET expired before a byte moved (the PUT's own expiry is
+                # handled by the retry loop): sign it afresh and go again.
+                if source_sign is None or exc.url != redact_url(get.url):
+                    raise
+                get = await self._resign(source_sign)
+                return await self._copy_once(get, put_request, chunk, tracker)
+
+        return await self._with_retries(
+            put, dest_sign, policy, attempt, progress, replayable=True, total=None
+        )
+
+    async def _copy_once(
+        self, get: PresignedRequest, put: PresignedRequest, chunk: int, tracker: _Progress
+    ) -> TransferResult:
+        source_shown = redact_url(check_http_url(get.url))
+        check_http_url(put.url)
+        with _translate(source_shown):
+            async with self._http.get(
+                URL(get.url, encoded=True), headers=dict(get.headers), allow_redirects=False
+            ) as resp:
+                if resp.status != 200:
+                    raise await _status_error(resp, source_shown)
+                length = resp.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    raise IntegrityError(
+                        "the source answered without a Content-Length; a presigned PUT needs one",
+                        url=source_shown,
+                    )
+                size = int(length)
+                tracker.total = size
+                source_etag = resp.headers.get("ETag")
+                check_md5 = _is_plain_md5(source_etag, resp.headers)
+
+                async def body() -> AsyncIterator[bytes]:
+                    sent = 0
+                    while data := await resp.content.read(chunk):
+                        sent += len(data)
+                        yield data
+                        await tracker.add(len(data))
+                    if sent != size:
+                        raise IntegrityError(
+                            f"source body ended after {sent} of {size} bytes", url=source_shown
+                        )
+
+                headers = dict(put.headers)
+                headers["Content-Length"] = str(size)
+                result = await self._send(put.method, put.url, headers, body(), tracker)
+        if (
+            check_md5
+            and _is_plain_md5(result.etag, {})
+            and source_etag is not None
+            and result.etag is not None
+            and source_etag.strip('"').lower() != result.etag.strip('"').lower()
+        ):
+            raise IntegrityError(
+                f"copy stored ETag {result.etag} but the source's is {source_etag}",
+                url=result.url,
+            )
+        return replace(result, nbytes=size)
+
     async def run(
         self,
         jobs: Iterable[Job] | AsyncIterable[Job],
@@ -437,9 +532,14 @@ class TransferEngine:
                     job.request, job.dest, sign=job.sign, resume=job.resume,
                     verify=job.verify, retry=job.retry, progress=progress,
                 )
+            elif isinstance(job, Copy):
+                result = await self.copy(
+                    job.source, job.dest, source_sign=job.source_sign,
+                    dest_sign=job.dest_sign, retry=job.retry, progress=progress,
+                )
             else:
                 raise InvalidArgumentError(
-                    f"a job must be an Upload or a Download, not {type(job).__name__}"
+                    f"a job must be an Upload, a Download or a Copy, not {type(job).__name__}"
                 )
         except Exception as exc:  # noqa: BLE001 - a bad job fails alone; its error is kept
             return TransferResult(

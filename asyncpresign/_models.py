@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchResult",
+    "Copy",
     "Download",
     "PresignedPost",
     "PresignedRequest",
@@ -140,7 +141,20 @@ class Download:
     retry: RetryPolicy | None = None
 
 
-Job: TypeAlias = "Upload | Download"
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A copy job for :meth:`TransferEngine.run`: stream ``source`` (a GET) into
+    ``dest`` (a PUT) with no local file. The two may be different servers."""
+
+    source: RequestLike | None
+    dest: RequestLike | None
+    _: KW_ONLY
+    source_sign: SignFunction | None = None
+    dest_sign: SignFunction | None = None
+    retry: RetryPolicy | None = None
+
+
+Job: TypeAlias = "Upload | Download | Copy"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

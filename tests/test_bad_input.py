@@ -126,6 +126,9 @@ async def test_bad_jobs_fail_alone_with_clear_errors_and_the_rest_run(tmp_path: 
             Upload("gopher://nope/", b"x"),
             Download(server.request("GET", "k"), tmp_path / "good"),
             "not a job",
+            # Unwritable even for root (tests may run as root, where permission
+            # bits do not stop writes): /proc accepts no new files.
+            Download(server.request("GET", "k"), "/proc/asyncpresign-unwritable"),
         ]
         result = await engine.run(jobs)  # type: ignore[arg-type]
     assert result.succeeded == 1
@@ -134,6 +137,8 @@ async def test_bad_jobs_fail_alone_with_clear_errors_and_the_rest_run(tmp_path: 
     assert isinstance(errors[1], LocalFileError)
     assert isinstance(errors[2], InvalidArgumentError)
     assert isinstance(errors[4], InvalidArgumentError)
+    assert isinstance(errors[5], LocalFileError)
+    assert "cannot write download destination" in str(errors[5])
     assert (tmp_path / "good").read_bytes() == b"data"
     assert sorted(os.listdir(tmp_path)) == ["good"]
 

@@ -6,6 +6,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
     assert asyncpresign.__all__ == [
         "AsyncPresignError",
         "BatchResult",
+        "Copy",
         "CredentialLifetimeError",
         "CredentialLifetimeWarning",
         "Download",
