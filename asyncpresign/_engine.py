@@ -13,21 +13,33 @@ import functools
 import inspect
 import logging
 import os
+import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+)
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from types import TracebackType
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import anyio
 import anyio.to_thread
+
+if sys.version_info < (3, 11):  # pragma: no cover - the builtin from 3.11 on
+    from exceptiongroup import BaseExceptionGroup
 from yarl import URL
 
 from . import _files
 from ._exceptions import (
     AsyncPresignError,
+    HTTPStatusError,
     IntegrityError,
     InvalidArgumentError,
     LocalFileError,
@@ -52,10 +64,14 @@ from ._models import (
     TransferResult,
     Upload,
 )
+from ._parts import DEFAULT_PART_SIZE, choose_part_size, plan_parts, plan_ranges
 from ._redact import redact_url
 from ._retry import NOT_REPLAYABLE, RetryPolicy, decide_retry
 from ._s3errors import MAX_ERROR_BODY, status_error
 from ._validation import check_chunk_size, check_http_url, check_positive_int
+
+if TYPE_CHECKING:
+    from ._signer import Signer
 
 __all__ = ["EngineStatistics", "Timeout", "TransferEngine"]
 
@@ -101,33 +117,43 @@ class EngineStatistics:
 
 
 class _Progress:
-    """Reports one transfer's bytes, and takes back a failed attempt's."""
+    """Reports one transfer's bytes, and takes back a failed attempt's.
 
-    __slots__ = ("attempt_bytes", "callback", "total", "transferred", "url")
+    A child (one range or part of a larger object) forwards its bytes to its
+    parent, which reports them against the whole object.
+    """
 
-    def __init__(self, callback: ProgressCallback | None, url: str, total: int | None) -> None:
+    __slots__ = ("attempt_bytes", "callback", "parent", "total", "transferred", "url")
+
+    def __init__(
+        self,
+        callback: ProgressCallback | None,
+        url: str = "",
+        total: int | None = None,
+        parent: _Progress | None = None,
+    ) -> None:
         self.callback = callback
         self.url = url
         self.total = total
+        self.parent = parent
         self.transferred = 0
         self.attempt_bytes = 0
 
     async def add(self, delta: int) -> None:
         self.transferred += delta
         self.attempt_bytes += delta
-        if self.callback is not None and delta:
+        if self.parent is not None:
+            await self.parent.add(delta)
+        elif self.callback is not None and delta:
             await _call(
                 self.callback, ProgressEvent(self.url, delta, self.transferred, self.total)
             )
 
     async def rollback(self) -> None:
-        lost, self.attempt_bytes = self.attempt_bytes, 0
+        lost = self.attempt_bytes
         if lost:
-            self.transferred -= lost
-            if self.callback is not None:
-                await _call(
-                    self.callback, ProgressEvent(self.url, -lost, self.transferred, self.total)
-                )
+            await self.add(-lost)
+        self.attempt_bytes = 0
 
     def keep(self) -> None:
         """The attempt's bytes stay (a resumed download keeps what it wrote)."""
@@ -157,8 +183,14 @@ class TransferEngine:
         timeout: float | Timeout = Timeout(),
         retry: RetryPolicy | None = None,
         verify: bool = True,
+        multipart_threshold: int | None = DEFAULT_PART_SIZE,
+        part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
         self.concurrency = check_positive_int("concurrency", concurrency)
+        if multipart_threshold is not None:
+            check_positive_int("multipart_threshold", multipart_threshold)
+        self.multipart_threshold = multipart_threshold
+        self.part_size = choose_part_size(0, check_positive_int("part_size", part_size))
         self.chunk_size = check_chunk_size(chunk_size)
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
             timeout = Timeout(read=float(timeout), connect=float(timeout))
@@ -251,9 +283,28 @@ class TransferEngine:
         signed in (the server then rejects a corrupted body with BadDigest);
         the returned ETag is checked against it.
         """
-        chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
-        body = _UploadSource.of(source, size)
-        policy = retry or self.retry
+        return await self._upload_source(
+            request,
+            _UploadSource.of(source, size),
+            sign=sign,
+            content_md5=content_md5,
+            chunk=check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size,
+            policy=retry or self.retry,
+            progress=progress,
+        )
+
+    async def _upload_source(
+        self,
+        request: RequestLike | None,
+        body: _UploadSource,
+        *,
+        sign: SignFunction | None,
+        content_md5: bool,
+        chunk: int,
+        policy: RetryPolicy,
+        progress: ProgressCallback | None,
+        tracker: _Progress | None = None,
+    ) -> TransferResult:
         current = _initial(request, sign, "PUT")
         if content_md5:
             if sign is None:
@@ -273,7 +324,90 @@ class TransferEngine:
 
         return await self._with_retries(
             current, sign, policy, attempt, progress, replayable=body.replayable,
-            total=body.known_size,
+            total=body.known_size, tracker=tracker,
+        )
+
+    async def upload_large(
+        self,
+        signer: Signer,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        part_size: int | None = None,
+        content_md5: bool = False,
+        expires_in: float | dt.timedelta = 3600,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> TransferResult:
+        """Upload a file as a multipart upload, its parts in parallel through presigned URLs.
+
+        Each part is read from its offset in the file (never the whole file
+        into memory), retried on its own, and re-signed when its URL expires;
+        ``content_md5=True`` signs each part's MD5 in. The parts complete in
+        order. On failure or cancellation the upload is aborted, so no orphaned
+        parts stay behind (and billed). ``options`` go to create_multipart_upload
+        (ContentType, Metadata, ServerSideEncryption …).
+        """
+        source = _fspath(path, "upload source")
+        chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
+        policy = retry or self.retry
+        size = await anyio.to_thread.run_sync(_files.file_size, source)
+        parts = plan_parts(size, part_size or self.part_size)
+        tracker = _Progress(progress, f"s3://{bucket}/{key}", size)
+        started = time.perf_counter()
+        upload_id = await signer.create_multipart_upload(bucket, key, **options)
+        etags: dict[int, str] = {}
+        most_attempts = 1
+        try:
+            pending = iter(parts)
+
+            async def worker() -> None:
+                nonlocal most_attempts
+                for part in pending:
+                    sign = functools.partial(
+                        signer.presign_upload_part, bucket, key, upload_id, part.number,
+                        expires_in=expires_in,
+                    )
+                    result = await self._upload_source(
+                        None,
+                        _UploadSource.of(_FileSlice(source, part.offset, part.length), None),
+                        sign=sign,
+                        content_md5=content_md5,
+                        chunk=chunk,
+                        policy=policy,
+                        progress=None,
+                        tracker=_Progress(None, tracker.url, part.length, parent=tracker),
+                    )
+                    if not result.etag:
+                        raise IntegrityError(
+                            f"part {part.number} was stored without an ETag", url=result.url
+                        )
+                    etags[part.number] = result.etag
+                    most_attempts = max(most_attempts, result.attempts)
+
+            await _run_workers(min(self.concurrency, len(parts)), worker)
+            etag = await signer.complete_multipart_upload(
+                bucket, key, upload_id, sorted(etags.items())
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await signer.abort_multipart_upload(bucket, key, upload_id)
+                except AsyncPresignError as exc:
+                    logger.warning(
+                        "could not abort multipart upload of s3://%s/%s: %s", bucket, key, exc
+                    )
+            raise
+        return TransferResult(
+            url=tracker.url,
+            nbytes=size,
+            seconds=time.perf_counter() - started,
+            status=200,
+            etag=etag,
+            attempts=most_attempts,
         )
 
     async def download(
@@ -293,6 +427,12 @@ class TransferEngine:
 
         With ``resume=True`` an interrupted download (this attempt's, or an
         earlier run's) continues where it stopped, if the object is unchanged.
+
+        Objects larger than ``multipart_threshold`` are fetched in parallel
+        byte ranges of ``part_size`` (the first request learns the size and
+        ETag; every other range must match that ETag), written at their
+        offsets into one preallocated file. A server that ignores Range is
+        read as a single stream. Resumable downloads use a single stream.
         """
         chunk = check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
         dest_path = _fspath(dest, "download destination")
@@ -300,16 +440,29 @@ class TransferEngine:
         policy = retry or self.retry
         current = _initial(request, sign, "GET")
         partial = _files.PartialFile(dest_path, _files.partial_path(dest_path, unique=not resume))
-        state = _DownloadState(resume=resume, verify=self.verify if verify is None else verify)
+        state = _DownloadState(
+            resume=resume,
+            verify=self.verify if verify is None else verify,
+            ranged=not resume and self.multipart_threshold is not None,
+            part_size=max(self.part_size, self.multipart_threshold or 0),
+        )
+        tracker = _Progress(progress)
 
-        async def attempt(req: PresignedRequest, tracker: _Progress) -> TransferResult:
-            return await self._get_once(req, partial, state, chunk, tracker)
+        async def attempt(req: PresignedRequest, attempt_tracker: _Progress) -> TransferResult:
+            state.request = req
+            return await self._get_once(req, partial, state, chunk, attempt_tracker)
 
         try:
-            return await self._with_retries(
+            result = await self._with_retries(
                 current, sign, policy, attempt, progress, replayable=True, total=None,
-                keep_progress=resume,
+                keep_progress=resume, tracker=tracker,
             )
+            if state.ranges:
+                result = await self._fetch_ranges(
+                    result, partial=partial, state=state, sign=sign, policy=policy,
+                    chunk=chunk, tracker=tracker,
+                )
+            return result
         except BaseException:
             with anyio.CancelScope(shield=True):
                 if resume:
@@ -503,9 +656,7 @@ class TransferEngine:
                 if on_result is not None:
                     await _call(on_result, result)
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(self.concurrency):
-                tg.start_soon(worker)
+        await _run_workers(self.concurrency, worker)
         kept.sort(key=lambda r: r.index or 0)
         failed.sort(key=lambda r: r.index or 0)
         return BatchResult(
@@ -565,10 +716,12 @@ class TransferEngine:
         replayable: bool,
         total: int | None,
         keep_progress: bool = False,
+        tracker: _Progress | None = None,
     ) -> TransferResult:
         _ = self._http  # raises a clear error if the engine is not open
         started = time.perf_counter()
-        tracker = _Progress(progress, "", total)
+        if tracker is None:
+            tracker = _Progress(progress, "", total)
         attempt = 0
         while True:
             attempt += 1
@@ -693,6 +846,8 @@ class TransferEngine:
         shown = redact_url(check_http_url(request.url))
         headers = dict(request.headers)
         offset = 0
+        if state.ranged:
+            headers["Range"] = f"bytes=0-{state.part_size - 1}"
         if state.resume:
             offset, etag = await anyio.to_thread.run_sync(_files.read_sidecar, partial.path)
             if offset and etag:
@@ -700,35 +855,197 @@ class TransferEngine:
                 headers["If-Match"] = etag
             else:
                 offset = 0
+        try:
+            with _translate(shown):
+                async with self._http.get(
+                    URL(request.url, encoded=True), headers=headers, allow_redirects=False
+                ) as resp:
+                    if state.ranged and resp.status == 416:
+                        # S3 answers a range of an empty object with 416: ask plainly.
+                        state.ranged = False
+                        raise _AskAgain
+                    if resp.status in {412, 416}:
+                        # The object changed (or the partial file is not a prefix of
+                        # it): start over from zero on the next attempt, at once.
+                        await anyio.to_thread.run_sync(partial.discard)
+                        raise IntegrityError(
+                            "object changed since the partial download began "
+                            f"(HTTP {resp.status}); restarting from zero",
+                            url=shown,
+                        )
+                    if not 200 <= resp.status < 300:
+                        raise await _status_error(resp, shown)
+                    etag = resp.headers.get("ETag")
+                    total = _expected_total(resp, offset, shown)
+                    tracker.total = total
+                    if state.ranged and resp.status == 206 and total and total > state.part_size:
+                        return await self._receive_first_range(
+                            resp, partial=partial, state=state, chunk=chunk, tracker=tracker,
+                            shown=shown, etag=etag, total=total,
+                        )
+                    appending = resp.status == 206 and offset > 0
+                    partial.prepare(
+                        appending=appending,
+                        etag=etag,
+                        verify=state.verify and _is_plain_md5(etag, resp.headers),
+                        resumable=state.resume,
+                    )
+                    return await self._receive(
+                        resp, partial=partial, chunk=chunk, tracker=tracker, shown=shown,
+                        etag=etag, total=total, offset=offset if appending else 0,
+                    )
+        except _AskAgain:
+            return await self._get_once(request, partial, state, chunk, tracker)
+
+    async def _receive_first_range(
+        self,
+        resp: aiohttp.ClientResponse,
+        *,
+        partial: _files.PartialFile,
+        state: _DownloadState,
+        chunk: int,
+        tracker: _Progress,
+        shown: str,
+        etag: str | None,
+        total: int,
+    ) -> TransferResult:
+        """The first range of a large object: preallocate the file, write the range,
+        and leave the other ranges to :meth:`_fetch_ranges`."""
+        if etag is None:
+            raise IntegrityError(
+                "a ranged download needs the object's ETag to check the ranges agree",
+                url=shown,
+            )
+        state.total, state.etag = total, etag
+        state.verify_md5 = state.verify and _is_plain_md5(etag, resp.headers)
+        partial.prepare(appending=False, etag=etag, verify=False, resumable=False)
+        await anyio.to_thread.run_sync(partial.allocate, total)
+        received = await self._receive_at(resp, partial, 0, chunk, tracker)
+        if received != state.part_size:
+            raise IntegrityError(
+                f"first range ended after {received} of {state.part_size} bytes", url=shown
+            )
+        state.ranges = plan_ranges(total, state.part_size, start=state.part_size)
+        return TransferResult(url=shown, nbytes=received, status=resp.status, etag=etag)
+
+    async def _receive_at(
+        self,
+        resp: aiohttp.ClientResponse,
+        partial: _files.PartialFile,
+        offset: int,
+        chunk: int,
+        tracker: _Progress,
+    ) -> int:
+        """Write a body at ``offset`` in ``IO_SIZE`` pieces; return how many bytes came."""
+        pending: list[bytes] = []
+        pending_size = 0
+        written = 0
+        read = resp.content.read
+        while data := await read(chunk):
+            pending.append(data)
+            pending_size += len(data)
+            await tracker.add(len(data))
+            if pending_size >= _files.IO_SIZE:
+                await anyio.to_thread.run_sync(partial.write_at, offset + written, pending)
+                written += pending_size
+                pending, pending_size = [], 0
+        if pending:
+            await anyio.to_thread.run_sync(partial.write_at, offset + written, pending)
+            written += pending_size
+        return written
+
+    async def _fetch_ranges(
+        self,
+        first: TransferResult,
+        *,
+        partial: _files.PartialFile,
+        state: _DownloadState,
+        sign: SignFunction | None,
+        policy: RetryPolicy,
+        chunk: int,
+        tracker: _Progress,
+    ) -> TransferResult:
+        """Fetch the rest of a large object in parallel ranges, then check and commit it."""
+        started = time.perf_counter()
+        ranges = iter(state.ranges)
+        most_attempts = first.attempts
+
+        async def fetch(first_byte: int, last_byte: int) -> None:
+            nonlocal most_attempts
+
+            async def attempt(req: PresignedRequest, child: _Progress) -> TransferResult:
+                return await self._get_range_once(
+                    req, partial=partial, state=state, first_byte=first_byte,
+                    last_byte=last_byte, chunk=chunk, tracker=child,
+                )
+
+            result = await self._with_retries(
+                state.request, sign, policy, attempt, None, replayable=True, total=None,
+                tracker=_Progress(None, first.url, parent=tracker),
+            )
+            most_attempts = max(most_attempts, result.attempts)
+
+        async def worker() -> None:
+            for first_byte, last_byte in ranges:
+                await fetch(first_byte, last_byte)
+
+        await _run_workers(min(self.concurrency, len(state.ranges)), worker)
+        expected = state.etag.strip('"').lower() if state.verify_md5 and state.etag else None
+        mismatch = await anyio.to_thread.run_sync(partial.finish_ranged, state.total, expected)
+        if mismatch is not None:
+            raise IntegrityError(
+                f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
+                url=first.url,
+                attempts=most_attempts,
+            )
+        return replace(
+            first,
+            nbytes=state.total,
+            seconds=first.seconds + time.perf_counter() - started,
+            attempts=most_attempts,
+        )
+
+    async def _get_range_once(
+        self,
+        request: PresignedRequest,
+        *,
+        partial: _files.PartialFile,
+        state: _DownloadState,
+        first_byte: int,
+        last_byte: int,
+        chunk: int,
+        tracker: _Progress,
+    ) -> TransferResult:
+        shown = redact_url(check_http_url(request.url))
+        headers = dict(request.headers)
+        headers["Range"] = f"bytes={first_byte}-{last_byte}"
+        assert state.etag is not None
+        headers["If-Match"] = state.etag
         with _translate(shown):
             async with self._http.get(
                 URL(request.url, encoded=True), headers=headers, allow_redirects=False
             ) as resp:
-                if resp.status in {412, 416}:
-                    # The object changed (or the partial file is not a prefix of
-                    # it): start over from zero on the next attempt, at once.
-                    await anyio.to_thread.run_sync(partial.discard)
-                    raise IntegrityError(
-                        f"object changed since the partial download began (HTTP {resp.status}); "
-                        "restarting from zero",
-                        url=shown,
+                if resp.status == 412:
+                    raise HTTPStatusError(
+                        "the object changed while it was being downloaded (its ETag no "
+                        "longer matches); download it again",
+                        status=412, code="PreconditionFailed", url=shown,
                     )
                 if not 200 <= resp.status < 300:
                     raise await _status_error(resp, shown)
-                etag = resp.headers.get("ETag")
-                total = _expected_total(resp, offset, shown)
-                tracker.total = total
-                appending = resp.status == 206 and offset > 0
-                partial.prepare(
-                    appending=appending,
-                    etag=etag,
-                    verify=state.verify and _is_plain_md5(etag, resp.headers),
-                    resumable=state.resume,
-                )
-                return await self._receive(
-                    resp, partial=partial, chunk=chunk, tracker=tracker, shown=shown,
-                    etag=etag, total=total, offset=offset if appending else 0,
-                )
+                parsed = _parse_content_range(resp.headers.get("Content-Range", ""))
+                if resp.status != 206 or parsed != (first_byte, last_byte, state.total):
+                    raise IntegrityError(
+                        f"asked for bytes {first_byte}-{last_byte}/{state.total}, got HTTP "
+                        f"{resp.status} Content-Range {resp.headers.get('Content-Range')!r}",
+                        url=shown,
+                    )
+                received = await self._receive_at(resp, partial, first_byte, chunk, tracker)
+        if received != last_byte - first_byte + 1:
+            raise IntegrityError(
+                f"range {first_byte}-{last_byte} ended after {received} bytes", url=shown
+            )
+        return TransferResult(url=shown, nbytes=received, status=206, etag=state.etag)
 
     async def _receive(
         self,
@@ -789,10 +1106,31 @@ class TransferEngine:
         self._checked_folders[folder] = None
 
 
+class _AskAgain(Exception):
+    """Internal: the attempt learnt it must send its request differently, at once."""
+
+
 @dataclass
 class _DownloadState:
     resume: bool
     verify: bool
+    ranged: bool = False
+    part_size: int = DEFAULT_PART_SIZE
+    # Learnt by the first request of a ranged download:
+    request: PresignedRequest | None = None
+    total: int = 0
+    etag: str | None = None
+    verify_md5: bool = False
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _FileSlice:
+    """``length`` bytes of the file at ``path`` from ``offset``: one part of a multipart upload."""
+
+    path: str
+    offset: int
+    length: int
 
 
 class _UploadSource:
@@ -806,8 +1144,10 @@ class _UploadSource:
         stream: IO[bytes] | None = None,
         size: int | None = None,
         replayable: bool = True,
+        offset: int = 0,
     ) -> None:
         self.path = path
+        self.offset = offset
         self.data = data
         self.stream = stream
         self.known_size = size
@@ -817,12 +1157,14 @@ class _UploadSource:
         self._md5: str | None = None
 
     @classmethod
-    def of(cls, source: Source, size: int | None) -> _UploadSource:
+    def of(cls, source: Source | _FileSlice, size: int | None) -> _UploadSource:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             return cls(data=data, size=len(data))
         if isinstance(source, (str, os.PathLike)):
             return cls(path=_fspath(source, "upload source"), size=size)
+        if isinstance(source, _FileSlice):
+            return cls(path=source.path, size=source.length, offset=source.offset)
         if hasattr(source, "read"):
             known = _files.stream_size(source)
             if known is None:
@@ -847,7 +1189,9 @@ class _UploadSource:
             if self.data is not None:
                 self._md5 = await anyio.to_thread.run_sync(_files.md5_base64_of_bytes, self.data)
             elif self.path is not None:
-                self._md5 = await anyio.to_thread.run_sync(_files.md5_base64_of_file, self.path)
+                self._md5 = await anyio.to_thread.run_sync(
+                    _files.md5_base64_of_file, self.path, self.offset, self.known_size
+                )
             else:
                 assert self.stream is not None
                 if not self.replayable:
@@ -885,7 +1229,7 @@ class _UploadSource:
             return self._memory_stream(self.data, chunk, tracker), len(self.data)
         if self.path is not None:
             size, data, f = await anyio.to_thread.run_sync(
-                _files.open_source, self.path, SMALL_BODY
+                _files.open_source, self.path, SMALL_BODY, self.offset, self.known_size
             )
             if data is not None:
                 return data, size
@@ -901,7 +1245,8 @@ class _UploadSource:
     async def close(self) -> None:
         f, self._open_file = self._open_file, None
         if f is not None:
-            await anyio.to_thread.run_sync(f.close)
+            with anyio.CancelScope(shield=True):  # close it even when cancelled
+                await anyio.to_thread.run_sync(f.close)
 
     @staticmethod
     async def _memory_stream(data: bytes, chunk: int, tracker: _Progress) -> AsyncIterator[bytes]:
@@ -937,6 +1282,31 @@ class _UploadSource:
                 piece = view[start : start + chunk]
                 yield piece.tobytes() if chunk < len(block) else block
                 await tracker.add(len(piece))
+
+
+async def _run_workers(count: int, worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``count`` copies of ``worker``; if one fails, the others are cancelled and
+    its error is raised as itself, not wrapped in an exception group."""
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(worker)
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    errors: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        else:
+            errors.append(item)
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in errors if not isinstance(e, cancelled)]
+    return real[0] if real else group
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -31,9 +32,12 @@ def describe_os_error(exc: OSError) -> str:
 # -- sources -------------------------------------------------------------------------------
 
 
-def open_source(path: str, small_limit: int) -> tuple[int, bytes | None, IO[bytes] | None]:
-    """Open ``path`` for an upload: its size, and either its whole content (when
-    at most ``small_limit`` bytes, so small files cost one hop) or the open file."""
+def open_source(
+    path: str, small_limit: int, offset: int = 0, length: int | None = None
+) -> tuple[int, bytes | None, IO[bytes] | None]:
+    """Open ``path`` (or its ``length`` bytes from ``offset``) for an upload: the
+    size, and either the whole content (when at most ``small_limit`` bytes, so
+    small files cost one hop) or the open file, positioned at ``offset``."""
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed here, or by the caller once streamed)
     except IsADirectoryError:
@@ -43,31 +47,58 @@ def open_source(path: str, small_limit: int) -> tuple[int, bytes | None, IO[byte
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
         ) from None
     try:
-        size = os.fstat(f.fileno()).st_size
+        file_size = os.fstat(f.fileno()).st_size
+        size = file_size - offset if length is None else length
+        if offset + size > file_size:
+            raise LocalFileError(
+                f"upload source {path!r} has {file_size} bytes, fewer than the "
+                f"{offset + size} this upload needs (did it shrink?)",
+                path,
+            )
+        if offset:
+            f.seek(offset)
         if size <= small_limit:
-            data = f.read()
+            data = f.read(size)
             f.close()
             if len(data) != size:
                 raise LocalFileError(f"upload source {path!r} changed size while being read", path)
             return size, data, None
     except OSError as exc:
         f.close()
+        if isinstance(exc, LocalFileError):
+            raise
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
         ) from None
     return size, None, f
 
 
+def file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+        ) from None
+
+
 def md5_base64_of_bytes(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
-def md5_base64_of_file(path: str) -> str:
+def md5_base64_of_file(path: str, offset: int = 0, length: int | None = None) -> str:
     digest = hashlib.md5(usedforsecurity=False)
+    remaining = length
     try:
         with open(path, "rb") as f:
-            while block := f.read(IO_SIZE):
+            f.seek(offset)
+            while remaining is None or remaining > 0:
+                block = f.read(IO_SIZE if remaining is None else min(IO_SIZE, remaining))
+                if not block:
+                    break
                 digest.update(block)
+                if remaining is not None:
+                    remaining -= len(block)
     except OSError as exc:
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
@@ -201,6 +232,63 @@ class PartialFile:
             if actual != expected_md5:
                 self.discard()
                 return actual
+        self._commit()
+        return None
+
+    def allocate(self, size: int) -> None:
+        """Open the file and reserve ``size`` bytes, for ranges written at their offsets
+        (reserving fails now, not half-way, when the disk is too small)."""
+        self._start()
+        assert self._fd is not None
+        try:
+            if size:
+                os.posix_fallocate(self._fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise LocalFileError(
+                    f"cannot make room for {size} bytes at {self.dest!r}: "
+                    f"{describe_os_error(exc)}",
+                    self.dest,
+                ) from None
+            os.ftruncate(self._fd, size)
+
+    def write_at(self, offset: int, chunks: list[bytes]) -> None:
+        """Write at ``offset``; safe from several threads at once (pwrite)."""
+        assert self._fd is not None
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            raise LocalFileError(
+                f"cannot write download destination {self.dest!r}: {describe_os_error(exc)}",
+                self.dest,
+            ) from None
+
+    def finish_ranged(self, size: int, expected_md5: str | None) -> str | None:
+        """Check a file assembled from ranges (size, and MD5 read back when asked)
+        and move it into place; like :meth:`finish`, returns a mismatching MD5."""
+        self.close()
+        actual_size = os.stat(self.path).st_size
+        if actual_size != size:
+            self.discard()
+            raise LocalFileError(
+                f"assembled {actual_size} bytes at {self.dest!r}, expected {size}", self.dest
+            )
+        if expected_md5 is not None:
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(self.path, "rb") as f:
+                while block := f.read(IO_SIZE):
+                    digest.update(block)
+            if digest.hexdigest() != expected_md5:
+                self.discard()
+                return digest.hexdigest()
+        self._commit()
+        return None
+
+    def _commit(self) -> None:
         self.close()
         try:
             os.replace(self.path, self.dest)
@@ -211,7 +299,6 @@ class PartialFile:
                 self.dest,
             ) from None
         _remove_sidecar(self.path)
-        return None
 
     def close(self) -> None:
         if self._fd is not None:

@@ -345,6 +345,66 @@ class Signer:
             raise CredentialLifetimeError(message)
         warnings.warn(message, CredentialLifetimeWarning, stacklevel=4)
 
+    # -- multipart uploads ----------------------------------------------------------------
+
+    async def create_multipart_upload(self, bucket: str, key: str, **options: Any) -> str:
+        """Start a multipart upload and return its UploadId. ``options`` are
+        ``create_multipart_upload`` parameters (ContentType, Metadata, SSE …)."""
+        check_bucket(bucket)
+        check_key(key)
+        with self._translate(f"start a multipart upload of {bucket}/{key}"):
+            answer = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **options)
+        return str(answer["UploadId"])
+
+    async def presign_upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: float | dt.timedelta = 3600,
+        content_md5: str | None = None,
+    ) -> PresignedRequest:
+        """Sign a PUT of one part. Whoever holds it uploads the part, no credentials needed."""
+        if not isinstance(upload_id, str) or not upload_id:
+            raise InvalidArgumentError("upload_id must be a non-empty str")
+        if isinstance(part_number, bool) or not isinstance(part_number, int) or not (
+            1 <= part_number <= 10_000
+        ):
+            raise InvalidArgumentError(f"part_number must be 1 to 10000, got {part_number!r}")
+        params: dict[str, Any] = {"UploadId": upload_id, "PartNumber": part_number}
+        if content_md5 is not None:
+            params["ContentMD5"] = content_md5
+        return await self._presign(
+            "upload_part", "PUT", bucket, key, expires_in=expires_in, params=params
+        )
+
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> str:
+        """Finish an upload from its ``(part_number, etag)`` pairs; returns the object's ETag."""
+        ordered = sorted(parts)
+        numbers = [n for n, _ in ordered]
+        if not ordered or numbers != list(range(1, len(ordered) + 1)):
+            raise InvalidArgumentError(
+                f"parts must be numbered 1..N without gaps, got {numbers[:5]}"
+                f"{'...' if len(numbers) > 5 else ''}"
+            )
+        with self._translate(f"complete the multipart upload of {bucket}/{key}"):
+            answer = await self.client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in ordered]},
+            )
+        return str(answer.get("ETag", ""))
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abandon an upload so its parts stop being stored (and billed)."""
+        with self._translate(f"abort the multipart upload of {bucket}/{key}"):
+            await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
     # -- bucket management -----------------------------------------------------------------
 
     async def ensure_bucket(self, bucket: str) -> bool:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from asyncpresign import PresignedRequest
 
-FaultKind = Literal["status", "drop", "stall", "ignore_range", "corrupt", "reset_upload"]
+FaultKind = Literal["pass", "status", "drop", "stall", "ignore_range", "corrupt", "reset_upload"]
 
 
 @dataclass(frozen=True)
@@ -149,11 +149,14 @@ class FaultServer:
         headers = {"ETag": etag}
         range_header = request.headers.get("Range")
         if range_header and not (fault is not None and fault.kind == "ignore_range"):
-            start = int(range_header.removeprefix("bytes=").split("-")[0])
+            first, _, last = range_header.removeprefix("bytes=").partition("-")
+            start = int(first)
+            end = min(int(last), len(body) - 1) if last else len(body) - 1
             if start >= len(body):
                 return web.Response(status=416)
             status = 206
-            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+            body = body[: end + 1]
         payload = body[start:]
         if fault is not None and fault.kind == "corrupt":
             payload = bytes([payload[0] ^ 0xFF]) + payload[1:] if payload else b"x"

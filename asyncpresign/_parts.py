@@ -1,0 +1,69 @@
+"""Part and range planning for multipart uploads and ranged downloads. Pure.
+
+S3's rules (s3transfer's ChunksizeAdjuster knows them too): every part but the
+last is at least 5 MiB, no part exceeds 5 GiB, and an upload has at most
+10,000 parts, so an object is at most 10,000 x 5 GiB (about 48.8 TiB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._exceptions import InvalidArgumentError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+MAX_OBJECT_SIZE = MAX_PARTS * MAX_PART_SIZE
+DEFAULT_PART_SIZE = 8 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a multipart upload: S3's 1-based number and its byte span."""
+
+    number: int
+    offset: int
+    length: int
+
+
+def choose_part_size(size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
+    """The part size to use for an object of ``size`` bytes.
+
+    ``preferred`` is clamped into 5 MiB .. 5 GiB, then grown (to a whole
+    number of MiB) until the object fits in 10,000 parts.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidArgumentError(f"object size must be an int >= 0, got {size!r}")
+    if size > MAX_OBJECT_SIZE:
+        raise InvalidArgumentError(
+            f"an object of {size} bytes exceeds S3's maximum of {MAX_OBJECT_SIZE} bytes "
+            "(10,000 parts of 5 GiB)"
+        )
+    if isinstance(preferred, bool) or not isinstance(preferred, int) or preferred < 1:
+        raise InvalidArgumentError(f"part size must be a positive int, got {preferred!r}")
+    part_size = min(max(preferred, MIN_PART_SIZE), MAX_PART_SIZE)
+    if -(-size // part_size) > MAX_PARTS:
+        needed = -(-size // MAX_PARTS)
+        part_size = min(-(-needed // MiB) * MiB, MAX_PART_SIZE)
+    return part_size
+
+
+def plan_parts(size: int, preferred: int = DEFAULT_PART_SIZE) -> list[Part]:
+    """The parts of an object of ``size`` bytes, in order. An empty object is one empty part."""
+    part_size = choose_part_size(size, preferred)
+    if size == 0:
+        return [Part(1, 0, 0)]
+    return [
+        Part(number, offset, min(part_size, size - offset))
+        for number, offset in enumerate(range(0, size, part_size), start=1)
+    ]
+
+
+def plan_ranges(size: int, part_size: int, start: int = 0) -> list[tuple[int, int]]:
+    """Inclusive byte ranges ``(first, last)`` covering ``start`` .. ``size - 1``."""
+    if part_size < 1:
+        raise InvalidArgumentError(f"part size must be positive, got {part_size}")
+    return [(first, min(first + part_size, size) - 1) for first in range(start, size, part_size)]

@@ -1,0 +1,107 @@
+"""A forwarding proxy in front of a real S3 server, which counts and can disrupt requests.
+
+Signatures cover the Host header, so the Signer signs for the proxy's address
+and the proxy forwards every request unchanged (Host included) to the server,
+which then verifies it as usual. Rules pick requests by method and a substring
+of the path and query, and answer them with an error, or hold them for a while
+before forwarding (long enough for a URL to expire on the way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from .fault_server import error_xml
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"}
+
+
+@dataclass
+class Rule:
+    method: str
+    contains: str
+    times: int
+    status: int | None = None  # answer with this instead of forwarding
+    code: str = "InternalError"
+    message: str = "injected by the test proxy"
+    delay: float = 0.0  # hold the request this long, then forward it
+
+
+@dataclass
+class S3Proxy:
+    upstream: str  # e.g. http://127.0.0.1:PORT of the real server
+    rules: list[Rule] = field(default_factory=list)
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _client: aiohttp.ClientSession | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def add(self, rule: Rule) -> None:
+        self.rules.append(rule)
+
+    def count(self, predicate: Callable[[str, str], bool]) -> int:
+        return sum(1 for method, target in self.seen if predicate(method, target))
+
+    async def __aenter__(self) -> S3Proxy:
+        self._client = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=1 << 31)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        assert server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._client is not None:
+            await self._client.close()
+
+    def _match(self, method: str, target: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.times > 0 and rule.method == method and rule.contains in target:
+                rule.times -= 1
+                return rule
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        target = request.raw_path  # path and query exactly as signed
+        self.seen.append((request.method, target))
+        rule = self._match(request.method, target)
+        if rule is not None and rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule is not None and rule.status is not None:
+            await request.read()
+            return web.Response(status=rule.status, body=error_xml(rule.code, rule.message))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        body = await request.read()
+        assert self._client is not None
+        async with self._client.request(
+            request.method,
+            URL(self.upstream + target, encoded=True),
+            headers=headers,
+            # A BytesIO, not bytes: aiohttp warns about large raw bodies.
+            data=io.BytesIO(body) if body or request.method in ("PUT", "POST") else None,
+            allow_redirects=False,
+        ) as upstream:
+            payload = await upstream.read()
+            reply_headers = {
+                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
+            }
+            return web.Response(status=upstream.status, headers=reply_headers, body=payload)
