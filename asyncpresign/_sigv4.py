@@ -255,6 +255,8 @@ class QuerySigner:
         in the given order (botocore keeps its ``Params`` order) while the
         signature does not depend on the order. ``headers`` are the headers the
         client will send besides ``host``: they are signed, not put in the URL.
+        ``now`` is the signing time; a naive value is read as UTC, as botocore
+        does. ``expires`` is in seconds, 1 to 604800 (S3's seven-day limit).
         """
         plan = self._plan(
             method=method,
