@@ -39,7 +39,9 @@ class PresignedRequest:
 
     def __post_init__(self) -> None:
         # A read-only copy: a request is shared between tasks and must not drift.
-        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        # (A read-only mapping already is one; batches share a single one.)
+        if not isinstance(self.headers, MappingProxyType):
+            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
 
     def __repr__(self) -> str:
         return (

@@ -37,10 +37,11 @@ What botocore does, and so what this module reproduces:
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
@@ -267,15 +268,7 @@ class QuerySigner:
             query=query,
             headers=headers,
         )
-        quoted, raw = _quote_key(key)
-        canonical = plan.canonical_head.copy()
-        canonical.update(raw)
-        canonical.update(plan.canonical_tail)
-        inner = plan.sts_inner.copy()
-        inner.update(canonical.hexdigest().encode())
-        outer = plan.outer.copy()
-        outer.update(inner.digest())
-        return plan.url_head + quoted + plan.url_tail + outer.hexdigest()
+        return _sign_key(plan, key)
 
     def presign_many(
         self,
@@ -332,6 +325,34 @@ class QuerySigner:
             outer.update(inner.digest())
             append(url_head + quoted + url_tail + outer.hexdigest())
         return urls
+
+    def prepare(
+        self,
+        *,
+        method: str,
+        endpoint: BucketEndpoint,
+        credentials: SigningCredentials,
+        expires: int,
+        now: datetime.datetime,
+        query: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> Callable[[str], str]:
+        """A function that presigns one key with everything else fixed.
+
+        What :meth:`presign` does per call, minus finding the request shape:
+        for callers that sign many keys one at a time (within the same second,
+        since ``now`` is fixed in the result).
+        """
+        plan = self._plan(
+            method=method,
+            endpoint=endpoint,
+            credentials=credentials,
+            expires=expires,
+            now=now,
+            query=query,
+            headers=headers,
+        )
+        return functools.partial(_sign_key, plan)
 
     # -- internals ---------------------------------------------------------
 
@@ -479,6 +500,18 @@ class QuerySigner:
             sts_inner=sts_inner,
             outer=key_state.outer,
         )
+
+
+def _sign_key(plan: _Plan, key: str) -> str:
+    quoted, raw = _quote_key(key)
+    canonical = plan.canonical_head.copy()
+    canonical.update(raw)
+    canonical.update(plan.canonical_tail)
+    inner = plan.sts_inner.copy()
+    inner.update(canonical.hexdigest().encode())
+    outer = plan.outer.copy()
+    outer.update(inner.digest())
+    return plan.url_head + quoted + plan.url_tail + outer.hexdigest()
 
 
 def _quote_key(key: str) -> tuple[str, bytes]:
