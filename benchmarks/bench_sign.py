@@ -120,8 +120,8 @@ async def main() -> None:
     for name, values in samples.items():
         median = statistics.median(values)
         lines.append(
-            f"| {name} | {median:.2f} | {min(values):.2f}–{max(values):.2f} | "
-            f"{1e6 / median:,.0f} | {base / median:.1f}× |"
+            f"| {name} | {median:.2f} | {min(values):.2f} to {max(values):.2f} | "
+            f"{1e6 / median:,.0f} | {base / median:.1f}x |"
         )
     table = "\n".join(lines)
     print(table)
