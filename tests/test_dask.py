@@ -1,0 +1,158 @@
+"""One job across a local Dask cluster (2 worker processes), credentials on the driver only."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from asyncpresign import Signer, TransferEngine  # noqa: E402
+from asyncpresign.dask import ObjectJob, transfer_on_dask  # noqa: E402
+from asyncpresign.testing import LocalS3  # noqa: E402
+
+pytestmark = [pytest.mark.anyio, pytest.mark.dask]
+
+FILES = 2000
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster: Any) -> Iterator[Any]:
+    with distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture
+async def tree(tmp_path: Path) -> AsyncIterator[dict[str, bytes]]:
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {f"f{i:05d}.bin": os.urandom(100 + (i * 37) % 4000) for i in range(FILES)}
+
+    def write() -> None:
+        for name, data in files.items():
+            (src / name).write_bytes(data)
+
+    await anyio.to_thread.run_sync(write)
+    yield files
+
+
+class PayloadSpy:
+    """Wraps client.submit to keep the pickled bytes of everything sent to workers."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.real = client.submit
+        self.payloads: list[bytes] = []
+
+    def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.payloads.append(pickle.dumps((fn, args, kwargs)))
+        return self.real(fn, *args, **kwargs)
+
+
+async def test_2000_files_up_and_down_through_the_cluster_with_no_secrets_on_workers(
+    client: Any, s3: LocalS3, signer: Signer, bucket: str, tree: dict[str, bytes],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = PayloadSpy(client)
+    monkeypatch.setattr(client, "submit", spy)
+    up = await transfer_on_dask(
+        client,
+        (ObjectJob(op="upload", bucket=bucket, key=f"d/{n}", path=str(tmp_path / "src" / n))
+         for n in tree),
+        signer=signer,
+        partition_size=250,
+    )
+    assert up.ok, up.failed[:3]
+    assert up.total == up.succeeded == FILES
+    assert up.partitions == FILES // 250
+
+    out = tmp_path / "out"
+    out.mkdir()
+    down = await transfer_on_dask(
+        client,
+        (ObjectJob(op="download", bucket=bucket, key=f"d/{n}", path=str(out / n)) for n in tree),
+        signer=signer,
+        partition_size=250,
+    )
+    assert down.ok
+    assert down.nbytes == sum(len(d) for d in tree.values())
+    for name, data in tree.items():
+        assert (out / name).read_bytes() == data
+
+    # What went to the workers: URLs and paths, never the key or the secret.
+    everything = b"".join(spy.payloads)
+    assert b"X-Amz-Signature" in everything  # the URLs did go
+    assert s3.secret_key.encode() not in everything
+    worker_envs = client.run(lambda: dict(os.environ))
+    for env in worker_envs.values():
+        assert s3.secret_key not in "".join(env.values())
+        assert "AWS_SECRET_ACCESS_KEY" not in env
+
+
+async def test_a_worker_killed_midway_still_ends_with_every_object_correct(
+    client: Any, signer: Signer, bucket: str, tree: dict[str, bytes], tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    pids = list(client.run(os.getpid).values())
+    done_at_kill: list[int] = []
+
+    async def kill_one_worker_soon() -> None:
+        while not journal.exists() or journal.stat().st_size < 200:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+        done_at_kill.append(len(journal.read_text().split()))
+        os.kill(pids[0], signal.SIGKILL)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(kill_one_worker_soon)
+        summary = await transfer_on_dask(
+            client,
+            (ObjectJob(op="upload", bucket=bucket, key=f"k/{n}", path=str(tmp_path / "src" / n))
+             for n in tree),
+            signer=signer,
+            partition_size=100,
+            journal=journal,
+            engine_options={"concurrency": 4},
+        )
+    assert summary.ok, summary.failed[:3]
+    assert summary.total == FILES
+    assert done_at_kill and done_at_kill[0] < FILES  # killed while work remained
+    assert pids[0] not in client.run(os.getpid).values()  # that worker really died
+    listed: set[str] = set()
+    paginator = signer.client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix="k/"):
+        listed.update(o["Key"] for o in page.get("Contents", []))
+    assert listed == {f"k/{n}" for n in tree}
+    async with TransferEngine() as engine:
+        for name in list(tree)[::97]:
+            await engine.download(await signer.presign_get(bucket, f"k/{name}"), tmp_path / "x")
+            assert (tmp_path / "x").read_bytes() == tree[name]
+
+
+async def test_jobs_with_signing_functions_are_refused_before_anything_is_sent(
+    client: Any, signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    from asyncpresign import InvalidArgumentError, Upload
+
+    job = Upload(None, tmp_path / "f", sign=signer.sign_later("PUT", bucket, "k"))
+    with pytest.raises(InvalidArgumentError, match="signing functions"):
+        await transfer_on_dask(client, [job])
