@@ -597,17 +597,8 @@ class TransferEngine:
                 headers = dict(put.headers)
                 headers["Content-Length"] = str(size)
                 result = await self._send(put.method, put.url, headers, body(), tracker)
-        if (
-            check_md5
-            and _is_plain_md5(result.etag, {})
-            and source_etag is not None
-            and result.etag is not None
-            and source_etag.strip('"').lower() != result.etag.strip('"').lower()
-        ):
-            raise IntegrityError(
-                f"copy stored ETag {result.etag} but the source's is {source_etag}",
-                url=result.url,
-            )
+        if check_md5 and source_etag is not None:
+            _check_stored_md5(result, source_etag.strip('"').lower(), "the source's ETag")
         return replace(result, nbytes=size)
 
     async def run(
@@ -803,14 +794,8 @@ class TransferEngine:
         if isinstance(payload, (bytes, bytearray, memoryview)):
             await tracker.add(size)
         sent_md5 = _header(request.headers, "Content-MD5")
-        if sent_md5 is not None and _is_plain_md5(result.etag, {}):
-            expected = base64.b64decode(sent_md5).hex()
-            assert result.etag is not None
-            if result.etag.strip('"').lower() != expected:
-                raise IntegrityError(
-                    f"server stored ETag {result.etag} but the body's MD5 is {expected}",
-                    url=result.url,
-                )
+        if sent_md5 is not None:
+            _check_stored_md5(result, base64.b64decode(sent_md5).hex(), "the body's MD5")
         return replace(result, nbytes=size)
 
     async def _send(
@@ -1307,6 +1292,17 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     cancelled = anyio.get_cancelled_exc_class()
     real = [e for e in errors if not isinstance(e, cancelled)]
     return real[0] if real else group
+
+
+def _check_stored_md5(result: TransferResult, expected: str, what: str) -> None:
+    """Raise if the server's ETag is a plain MD5 (single part) other than ``expected``."""
+    if result.etag is None or not _is_plain_md5(result.etag, {}):
+        return
+    stored = result.etag.strip('"').lower()
+    if stored != expected:
+        raise IntegrityError(
+            f"server stored ETag {stored} but {what} is {expected}", url=result.url
+        )
 
 
 def _header(headers: Any, name: str) -> str | None:
