@@ -24,14 +24,18 @@ FILES = 2000
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import dask
+
+    scratch = str(tmp_path_factory.mktemp("dask"))
+    with dask.config.set({"temporary-directory": scratch}), distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
         worker_dashboard_address=None,
+        local_directory=scratch,  # not /tmp/dask-scratch-space
     ) as cluster:
         yield cluster
 
