@@ -1,45 +1,155 @@
-"""The ``asyncpresign`` command line."""
+"""The ``asyncpresign`` command line.
+
+Credentials come only from the standard AWS environment variables, shared
+config files and profiles (``--profile``), never from arguments that would land
+in shell history. Exit status: 0 all done, 1 some jobs failed (listed in the
+summary), 2 bad usage; 130 when interrupted (re-run to resume with a journal).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
 
+from ._bulk import (
+    Filters,
+    copy_objects,
+    download_prefix,
+    list_keys,
+    local_path,
+    upload_tree,
+    walk_files,
+)
 from ._engine import TransferEngine
-from ._exceptions import AsyncPresignError
-from ._models import Download, Upload
+from ._exceptions import AsyncPresignError, InvalidArgumentError
+from ._manifest import Journal, ManifestEntry, read_manifest, write_manifest
+from ._models import BatchResult, Download, TransferResult, Upload
+from ._progress import ProgressDisplay, human_bytes
+from ._retry import RetryPolicy
+from ._signer import Signer
 from .testing import LocalS3
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+_DURATIONS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str) -> int:
+    """``4KiB``, ``1MiB``, ``65536`` → bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4KiB, 1MiB or 65536)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def parse_duration(text: str) -> int:
+    """``900``, ``15m``, ``1h``, ``7d`` → seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 900, 15m, 1h, 7d)")
+    return int(match.group(1)) * _DURATIONS[match.group(2)]
+
+
+def parse_s3_uri(text: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` → ``("bucket", "some/prefix")``."""
+    if not text.startswith("s3://") or len(text) <= 5:
+        raise InvalidArgumentError(f"expected s3://bucket/key, got {text!r}")
+    bucket, _, key = text[5:].partition("/")
+    return bucket, key
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (credentials come from the AWS environment)")
+    group.add_argument("--endpoint-url", help="an S3-compatible endpoint (default: AWS)")
+    group.add_argument("--region", help="signing region (default: from the AWS config)")
+    group.add_argument("--profile", help="a profile from the AWS config files")
+    opts = parser.add_argument_group("transfer")
+    opts.add_argument("--concurrency", type=int, default=16)
+    opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
+    opts.add_argument("--retries", type=int, default=5, help="attempts per transfer")
+    opts.add_argument("--expires", type=parse_duration, default=3600, help="URL lifetime")
+    opts.add_argument("--include", action="append", default=[], help="glob to include")
+    opts.add_argument("--exclude", action="append", default=[], help="glob to exclude")
+    opts.add_argument("--journal", help="record finished jobs here; re-runs skip them")
+    opts.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
+    opts.add_argument("--json", action="store_true", help="print a JSON summary")
+    opts.add_argument("--quiet", action="store_true", help="print only the summary")
+    opts.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"asyncpresign: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asyncpresign",
-        description="Move data through S3 presigned URLs.",
-    )
+    parser = _Parser(prog="asyncpresign", description="Move data through S3 presigned URLs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
     demo = sub.add_parser(
-        "demo",
-        help="start a local S3 server, move a few hundred files both ways, verify every byte",
+        "demo", help="start a local S3 server, move a few hundred files both ways, verify them"
     )
     demo.add_argument("--files", type=int, default=300, help="how many files (default 300)")
     demo.add_argument("--concurrency", type=int, default=16)
     demo.add_argument("--seed", type=int, default=7, help="seed for the file sizes")
+    demo.add_argument("--quiet", action="store_true")
+
+    sign = sub.add_parser("sign", help="print a presigned URL, or write a manifest of them")
+    sign.add_argument("method", choices=["get", "put", "post"])
+    sign.add_argument("target", help="s3://bucket/key (with --manifest: s3://bucket/prefix)")
+    sign.add_argument("--content-type")
+    sign.add_argument("--max-size", type=parse_size, help="POST: largest upload accepted")
+    sign.add_argument(
+        "--manifest", metavar="FILE",
+        help="write a JSON Lines manifest for --from (a folder to upload, or a folder to "
+        "download into) instead of printing one URL",
+    )
+    sign.add_argument("--from", dest="source", metavar="PATH",
+                      help="with --manifest: a folder (put) or a destination folder (get)")
+    _common(sign)
+
+    upload = sub.add_parser("upload", help="upload a folder to s3://bucket/prefix")
+    upload.add_argument("directory")
+    upload.add_argument("target")
+    _common(upload)
+
+    download = sub.add_parser("download", help="download s3://bucket/prefix into a folder")
+    download.add_argument("source")
+    download.add_argument("directory")
+    _common(download)
+
+    copy = sub.add_parser("copy", help="copy s3://a/prefix to s3://b/prefix, no local files")
+    copy.add_argument("source")
+    copy.add_argument("target")
+    copy.add_argument("--dest-endpoint-url", help="the destination's endpoint, if another")
+    copy.add_argument("--dest-region")
+    copy.add_argument("--dest-profile")
+    _common(copy)
+
+    transfer = sub.add_parser("transfer", help="run a manifest (needs no credentials)")
+    transfer.add_argument("manifest")
+    _common(transfer)
     return parser
 
 
@@ -48,22 +158,267 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
+    except InvalidArgumentError as exc:
+        if args.debug:
+            raise
+        print(f"asyncpresign: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except AsyncPresignError as exc:
         if args.debug:
             raise
         print(f"asyncpresign: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("asyncpresign: interrupted", file=sys.stderr)
-        return 130
+        journal = getattr(args, "journal", None)
+        hint = (
+            f"; run the same command again (with --journal {journal}) to resume"
+            if journal
+            else "; add --journal FILE to make a run resumable"
+        )
+        print(f"asyncpresign: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         with tempfile.TemporaryDirectory(prefix="asyncpresign-demo-") as tmp:
             digests = _make_demo_files(Path(tmp, "src"), args.files, args.seed)
-            return asyncio.run(_demo(Path(tmp), digests, args.concurrency))
-    raise AssertionError(f"unhandled command {args.command!r}")
+            return asyncio.run(_demo(Path(tmp), digests, args.concurrency, args.quiet))
+    if args.command == "sign":
+        return asyncio.run(_sign(args))
+    if args.command == "transfer" and args.journal is None:
+        args.journal = args.manifest + ".journal"
+    return asyncio.run(_bulk(args))
+
+
+def _signer(args: argparse.Namespace, prefix: str = "") -> Signer:
+    return Signer(
+        endpoint_url=getattr(args, f"{prefix}endpoint_url", None) or args.endpoint_url,
+        region=getattr(args, f"{prefix}region", None) or args.region,
+        profile=getattr(args, f"{prefix}profile", None) or args.profile,
+    )
+
+
+def _engine(args: argparse.Namespace) -> TransferEngine:
+    if args.retries < 1:
+        raise InvalidArgumentError("--retries must be at least 1")
+    return TransferEngine(
+        concurrency=args.concurrency,
+        chunk_size=args.chunk_size,
+        retry=RetryPolicy(attempts=args.retries),
+    )
+
+
+async def _sign(args: argparse.Namespace) -> int:
+    bucket, key = parse_s3_uri(args.target)
+    async with _signer(args) as signer:
+        if args.manifest:
+            if not args.source:
+                raise InvalidArgumentError("--manifest needs --from PATH")
+            count = await _sign_manifest(args, signer, bucket, key)
+            print(f"wrote {count} jobs to {args.manifest}", file=sys.stderr)
+            return EXIT_OK
+        if args.method == "post":
+            post = await signer.presign_post(
+                bucket, key, expires_in=args.expires,
+                fields={"Content-Type": args.content_type} if args.content_type else None,
+                content_length_range=(0, args.max_size) if args.max_size else None,
+            )
+            print(json.dumps({"url": post.url, "fields": dict(post.fields)}, indent=2))
+            return EXIT_OK
+        if args.method == "put":
+            request = await signer.presign_put(
+                bucket, key, expires_in=args.expires, content_type=args.content_type
+            )
+        else:
+            request = await signer.presign_get(bucket, key, expires_in=args.expires)
+        if args.json:
+            print(json.dumps({"method": request.method, "url": request.url,
+                              "headers": dict(request.headers),
+                              "expires_at": request.expires_at.isoformat()}))
+        else:
+            print(request.url)
+            for name, value in request.headers.items():
+                print(f"  send header: {name}: {value}", file=sys.stderr)
+        return EXIT_OK
+
+
+async def _sign_manifest(
+    args: argparse.Namespace, signer: Signer, bucket: str, prefix: str
+) -> int:
+    filters = Filters(include=args.include, exclude=args.exclude)
+    entries: list[ManifestEntry] = []
+    if args.method == "put":
+        files = await anyio.to_thread.run_sync(
+            lambda: list(walk_files(args.source, filters))
+        )
+        for path, relative, size in files:
+            key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+            request = await signer.presign_put(
+                bucket, key, expires_in=args.expires, content_type=args.content_type
+            )
+            entries.append(ManifestEntry(
+                op="put", url=request.url, headers=dict(request.headers), path=path,
+                size=size, bucket=bucket, key=key,
+                expires_at=request.expires_at.isoformat(),
+            ))
+    elif args.method == "get":
+        async for key in list_keys(signer, bucket, prefix):
+            relative = key[len(prefix):].lstrip("/") if prefix else key
+            if not filters(relative):
+                continue
+            request = await signer.presign_get(bucket, key, expires_in=args.expires)
+            entries.append(ManifestEntry(
+                op="get", url=request.url, path=local_path(args.source, prefix, key),
+                bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
+            ))
+    else:
+        raise InvalidArgumentError("a manifest holds get or put jobs, not post")
+    return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+
+
+async def _bulk(args: argparse.Namespace) -> int:
+    journal = Journal(args.journal)
+    filters = Filters(include=args.include, exclude=args.exclude)
+    mode = "quiet" if args.quiet or args.json else "auto"
+    display = ProgressDisplay(args.command, mode=mode)
+    started = time.monotonic()
+    try:
+        with display:
+            result = await _run_command(args, journal, filters, display)
+    finally:
+        await anyio.to_thread.run_sync(journal.close)
+    _summary(args, result, time.monotonic() - started)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _run_command(
+    args: argparse.Namespace, journal: Journal, filters: Filters, display: ProgressDisplay
+) -> BatchResult:
+    callbacks: dict[str, Any] = {
+        "progress": display.on_bytes, "on_result": display.on_result,
+    }
+    async with _engine(args) as engine:
+        if args.command == "transfer":
+            return await _transfer(args, engine, journal, display)
+        if args.command == "copy":
+            src_bucket, src_prefix = parse_s3_uri(args.source)
+            dst_bucket, dst_prefix = parse_s3_uri(args.target)
+            async with _signer(args) as source, _signer(args, "dest_") as dest:
+                keys = [k async for k in list_keys(source, src_bucket, src_prefix)]
+                pairs = [
+                    ((src_bucket, k), (dst_bucket, _rebase(k, src_prefix, dst_prefix)))
+                    for k in keys
+                    if filters(k[len(src_prefix):].lstrip("/"))
+                ]
+                if args.dry_run:
+                    for (_, k), (_, d) in pairs:
+                        print(f"would copy s3://{src_bucket}/{k} to s3://{dst_bucket}/{d}")
+                    return _empty()
+                return await copy_objects(
+                    source, dest, engine, pairs, journal=journal,
+                    expires_in=args.expires, **callbacks,
+                )
+        async with _signer(args) as signer:
+            if args.command == "upload":
+                bucket, prefix = parse_s3_uri(args.target)
+                return await upload_tree(
+                    signer, engine, args.directory, bucket, prefix, filters=filters,
+                    journal=journal, expires_in=args.expires, dry_run=args.dry_run,
+                    **callbacks,
+                )
+            bucket, prefix = parse_s3_uri(args.source)
+            return await download_prefix(
+                signer, engine, bucket, prefix, args.directory, filters=filters,
+                journal=journal, expires_in=args.expires, dry_run=args.dry_run, **callbacks,
+            )
+
+
+async def _transfer(
+    args: argparse.Namespace, engine: TransferEngine, journal: Journal,
+    display: ProgressDisplay,
+) -> BatchResult:
+    pending: dict[int, ManifestEntry] = {}
+    skipped = 0
+
+    async def jobs() -> AsyncIterator[Upload | Download]:
+        nonlocal skipped
+        index = 0
+        entries = read_manifest(args.manifest)
+        while batch := await anyio.to_thread.run_sync(_take, entries, 500):
+            for entry in batch:
+                if journal.is_done(entry.id, entry.size):
+                    skipped += 1
+                    continue
+                if args.dry_run:
+                    print(f"would {entry.op} {entry.path}")
+                    continue
+                pending[index] = entry
+                index += 1
+                yield entry.job()
+
+    def record(result: TransferResult) -> None:
+        entry = pending.pop(result.index or 0, None)
+        if entry is not None and result.ok:
+            journal.record(entry.id, entry.size)
+        display.on_result(result)
+
+    result = await engine.run(
+        jobs(), progress=display.on_bytes, on_result=record, keep_results=False
+    )
+    return BatchResult(
+        results=(), failed=result.failed, total=result.total + skipped,
+        succeeded=result.succeeded + skipped, nbytes=result.nbytes, seconds=result.seconds,
+        skipped=skipped,
+    )
+
+
+def _take(entries: Any, count: int) -> list[ManifestEntry]:
+    """The next ``count`` entries, with the folders their downloads need (in a thread)."""
+    batch = []
+    folders: set[str] = set()
+    for entry in entries:
+        batch.append(entry)
+        if entry.op == "get":
+            folders.add(os.path.dirname(os.path.abspath(entry.path)))
+        if len(batch) == count:
+            break
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+    return batch
+
+
+def _rebase(key: str, old: str, new: str) -> str:
+    relative = key[len(old):].lstrip("/") if old else key
+    new = new.strip("/")
+    return f"{new}/{relative}" if new else relative
+
+
+def _empty() -> BatchResult:
+    return BatchResult(results=(), failed=(), total=0, succeeded=0, nbytes=0, seconds=0.0)
+
+
+def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> None:
+    failures = [
+        {"url": r.url, "status": r.status, "attempts": r.attempts,
+         "error": f"{type(r.error).__name__}: {r.error}" if r.error else None}
+        for r in result.failed
+    ]
+    if args.json:
+        print(json.dumps({
+            "command": args.command, "total": result.total, "succeeded": result.succeeded,
+            "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
+            "seconds": round(seconds, 3), "failures": failures,
+        }, indent=2))
+        return
+    rate = human_bytes(result.nbytes / seconds) if seconds > 0 else "-"
+    print(
+        f"{args.command}: {result.succeeded - result.skipped} done, {result.skipped} already "
+        f"done, {len(result.failed)} failed of {result.total}; "
+        f"{human_bytes(result.nbytes)} in {seconds:.1f} s ({rate}/s)"
+    )
+    for failure in failures:
+        print(f"  failed: {failure['url']}: {failure['error']}")
 
 
 def _demo_sizes(count: int, seed: int) -> list[int]:
@@ -102,7 +457,7 @@ def _verify_demo_files(folder: Path, digests: dict[str, str]) -> list[str]:
     ]
 
 
-async def _demo(root: Path, digests: dict[str, str], concurrency: int) -> int:
+async def _demo(root: Path, digests: dict[str, str], concurrency: int, quiet: bool) -> int:
     bucket = "asyncpresign-demo"
     src, out = root / "src", root / "out"
     await anyio.Path(out).mkdir()
@@ -122,15 +477,22 @@ async def _demo(root: Path, digests: dict[str, str], concurrency: int) -> int:
             t = time.perf_counter()
             puts = [await signer.presign_put(bucket, f"demo/{n}") for n in names]
             sign_seconds = time.perf_counter() - t
+            mode = "quiet" if quiet else "auto"
             t = time.perf_counter()
-            up = await engine.run(Upload(p, src / n) for p, n in zip(puts, names, strict=True))
+            with ProgressDisplay("upload", mode=mode, total=count, interval=0.5) as shown:
+                up = await engine.run(
+                    (Upload(p, src / n) for p, n in zip(puts, names, strict=True)),
+                    progress=shown.on_bytes, on_result=shown.on_result,
+                )
             up_seconds = time.perf_counter() - t
 
             gets = [await signer.presign_get(bucket, f"demo/{n}") for n in names]
             t = time.perf_counter()
-            down = await engine.run(
-                Download(g, out / n) for g, n in zip(gets, names, strict=True)
-            )
+            with ProgressDisplay("download", mode=mode, total=count, interval=0.5) as shown:
+                down = await engine.run(
+                    (Download(g, out / n) for g, n in zip(gets, names, strict=True)),
+                    progress=shown.on_bytes, on_result=shown.on_result,
+                )
             down_seconds = time.perf_counter() - t
     bad = await anyio.to_thread.run_sync(_verify_demo_files, out, digests)
     print(f"signed     {count} PUT URLs, {sign_seconds / count * 1e6:.0f} µs per URL")

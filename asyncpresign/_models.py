@@ -192,6 +192,8 @@ class BatchResult:
     succeeded: int
     nbytes: int
     seconds: float
+    #: Jobs a journal said were already done (counted in ``succeeded`` too).
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:

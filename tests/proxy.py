@@ -57,7 +57,8 @@ class S3Proxy:
         self._client = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application(client_max_size=1 << 31)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A client that gives up (Ctrl-C) stops the forward too, as with a real server.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -1,0 +1,142 @@
+"""Progress for people: a live display on a terminal, plain lines elsewhere.
+
+The display is fed the engine's two callbacks: ``on_bytes`` (each
+:class:`ProgressEvent`, negative when a retry takes bytes back) and
+``on_result`` (each finished :class:`TransferResult`). It keeps counters only,
+never per-job state, so it costs the same for ten jobs or ten million.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TextIO
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from ._models import ProgressEvent, TransferResult
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Where a batch stands."""
+
+    done: int
+    failed: int
+    total: int | None
+    nbytes: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second so far."""
+        return self.nbytes / self.seconds if self.seconds > 0 else 0.0
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"  # pragma: no cover - the loop always returns
+
+
+class ProgressDisplay:
+    """``mode`` is ``"rich"`` (a live bar; needs a terminal and the rich package),
+    ``"plain"`` (a line every ``interval`` seconds) or ``"quiet"``."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        mode: str = "auto",
+        total: int | None = None,
+        interval: float = 2.0,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.what = what
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "rich" if self.stream.isatty() else "plain"
+        self.mode = mode
+        self.total = total
+        self.interval = interval
+        self.done = 0
+        self.failed = 0
+        self.nbytes = 0
+        self.started = time.monotonic()
+        self._last_line = self.started
+        self._rich: Any = None
+        self._task: Any = None
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.done, self.failed, self.total, self.nbytes, time.monotonic() - self.started
+        )
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.mode == "rich":
+            self._rich = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[nbytes]}"),
+                TimeRemainingColumn(),
+                console=None,
+                transient=False,
+            )
+            self._rich.start()
+            self._task = self._rich.add_task(self.what, total=self.total, nbytes="0 B")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+
+    def on_bytes(self, event: ProgressEvent) -> None:
+        self.nbytes += event.delta
+        self._tick()
+
+    def on_result(self, result: TransferResult) -> None:
+        if result.ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.mode == "rich" and self._rich is not None:
+            self._rich.update(
+                self._task,
+                completed=self.done + self.failed,
+                nbytes=human_bytes(self.nbytes),
+            )
+        elif self.mode == "plain":
+            now = time.monotonic()
+            if now - self._last_line >= self.interval:
+                self._last_line = now
+                self.stream.write(self.line() + "\n")
+                self.stream.flush()
+
+    def line(self) -> str:
+        snap = self.snapshot()
+        total = f"/{snap.total}" if snap.total is not None else ""
+        rate = snap.done / snap.seconds if snap.seconds > 0 else 0.0
+        return (
+            f"{self.what}: {snap.done}{total} done, {snap.failed} failed, "
+            f"{human_bytes(snap.nbytes)} ({human_bytes(snap.rate)}/s, {rate:.0f} objects/s)"
+        )
+
