@@ -226,7 +226,7 @@ async def download_prefix(
                         continue
                     folder = os.path.dirname(dest)
                     if folder not in folders:
-                        await anyio.to_thread.run_sync(_make_folder, folder)
+                        await anyio.to_thread.run_sync(make_folder, folder)
                         folders.add(folder)
                         if len(folders) > 10_000:
                             folders.clear()
@@ -287,7 +287,7 @@ async def list_keys(signer: Signer, bucket: str, prefix: str) -> AsyncIterator[s
                     yield item["Key"]
 
 
-def _make_folder(folder: str) -> None:
+def make_folder(folder: str) -> None:
     os.makedirs(folder, exist_ok=True)
 
 

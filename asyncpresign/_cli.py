@@ -31,6 +31,7 @@ from ._bulk import (
     download_prefix,
     list_keys,
     local_path,
+    make_folder,
     upload_tree,
     walk_files,
 )
@@ -94,6 +95,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--json", action="store_true", help="print a JSON summary")
     opts.add_argument("--quiet", action="store_true", help="print only the summary")
     opts.add_argument("--debug", action="store_true", help="show tracebacks")
+    opts.add_argument(
+        "--dask-scheduler", metavar="ADDRESS",
+        help="run on a Dask cluster (tcp://host:8786); workers get URLs, never credentials",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -278,6 +283,8 @@ async def _sign_manifest(
 
 
 async def _bulk(args: argparse.Namespace) -> int:
+    if getattr(args, "dask_scheduler", None):
+        return await _on_dask(args)
     journal = Journal(args.journal)
     filters = Filters(include=args.include, exclude=args.exclude)
     mode = "quiet" if args.quiet or args.json else "auto"
@@ -371,6 +378,75 @@ async def _transfer(
         succeeded=result.succeeded + skipped, nbytes=result.nbytes, seconds=result.seconds,
         skipped=skipped,
     )
+
+
+async def _on_dask(args: argparse.Namespace) -> int:
+    """The same commands with the transfers spread over a Dask cluster: this
+    process lists and signs, partition by partition; the workers move bytes."""
+    try:  # the dask extra is optional: import it only for this flag
+        from distributed import Client  # noqa: PLC0415
+
+        from .dask import ObjectJob, transfer_on_dask  # noqa: PLC0415
+    except ImportError:
+        raise InvalidArgumentError(
+            "--dask-scheduler needs Dask: pip install 'asyncpresign[dask]'"
+        ) from None
+    if args.dry_run:
+        raise InvalidArgumentError("--dry-run does not combine with --dask-scheduler")
+    filters = Filters(include=args.include, exclude=args.exclude)
+    options = {"concurrency": args.concurrency, "chunk_size": args.chunk_size,
+               "retry": RetryPolicy(attempts=args.retries)}
+    client = await anyio.to_thread.run_sync(Client, args.dask_scheduler)
+    started = time.monotonic()
+    try:
+        if args.command == "transfer":
+            jobs: Any = (entry.job() for entry in read_manifest(args.manifest))
+            summary = await transfer_on_dask(client, jobs, engine_options=options,
+                                             journal=args.journal)
+        else:
+            async with _signer(args) as signer:
+                if args.command == "upload":
+                    bucket, prefix = parse_s3_uri(args.target)
+                    files = await anyio.to_thread.run_sync(
+                        lambda: list(walk_files(args.directory, filters))
+                    )
+                    specs: Any = (
+                        ObjectJob(op="upload", bucket=bucket, path=path,
+                                  key=f"{prefix.strip('/')}/{rel}" if prefix.strip("/") else rel)
+                        for path, rel, _ in files
+                    )
+                elif args.command == "download":
+                    bucket, prefix = parse_s3_uri(args.source)
+                    keys = [k async for k in list_keys(signer, bucket, prefix)]
+                    specs = (
+                        ObjectJob(op="download", bucket=bucket, key=k,
+                                  path=local_path(args.directory, prefix, k))
+                        for k in keys
+                        if filters(k[len(prefix):].lstrip("/"))
+                    )
+                    for folder in {os.path.dirname(local_path(args.directory, prefix, k))
+                                   for k in keys}:
+                        await anyio.to_thread.run_sync(make_folder, folder)
+                else:
+                    raise InvalidArgumentError("copy on Dask is not supported yet; run it locally")
+                summary = await transfer_on_dask(
+                    client, specs, signer=signer, engine_options=options,
+                    journal=args.journal, expires_in=args.expires,
+                )
+    finally:
+        await anyio.to_thread.run_sync(client.close)
+    data = summary.as_dict()
+    data["command"] = args.command
+    data["seconds"] = round(time.monotonic() - started, 3)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"{args.command} on Dask: {summary.succeeded} done ({summary.skipped} already "
+              f"done), {len(summary.failed)} failed of {summary.total}; "
+              f"{human_bytes(summary.nbytes)} in {data['seconds']} s")
+        for failure in summary.failed:
+            print(f"  failed: {failure.url}: {failure.error}")
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 def _take(entries: Any, count: int) -> list[ManifestEntry]:

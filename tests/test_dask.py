@@ -161,3 +161,38 @@ async def test_jobs_with_signing_functions_are_refused_before_anything_is_sent(
     job = Upload(None, tmp_path / "f", sign=signer.sign_later("PUT", bucket, "k"))
     with pytest.raises(InvalidArgumentError, match="signing functions"):
         await transfer_on_dask(client, [job])
+
+
+async def test_cli_runs_an_upload_and_a_download_on_the_cluster(
+    cluster: Any, s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    (src / "nested").mkdir(parents=True)
+    files = {f"nested/f{i}.bin": os.urandom(i * 50) for i in range(60)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(s3.env())
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+
+    def cli(*args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "asyncpresign", *args, "--json",
+             "--dask-scheduler", cluster.scheduler_address],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert s3.secret_key not in done.stdout + done.stderr
+        return dict(json.loads(done.stdout))
+
+    up = await anyio.to_thread.run_sync(cli, "upload", str(src), f"s3://{bucket}/cli")
+    assert up["succeeded"] == 60
+    down = await anyio.to_thread.run_sync(cli, "download", f"s3://{bucket}/cli",
+                                          str(tmp_path / "out"))
+    assert down["succeeded"] == 60
+    for name, data in files.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
