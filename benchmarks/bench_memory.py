@@ -62,7 +62,8 @@ def client(port: int, jobs: int) -> dict[str, float]:
                      for i in range(jobs)),
                     keep_results=False,
                 )
-                assert up.ok and down.ok, (up.failed[:1], down.failed[:1])
+                if not (up.ok and down.ok):
+                    raise SystemExit(f"failures: {up.failed[:1]} {down.failed[:1]}")
                 return time.perf_counter() - start, float(up.total + down.total)
 
     seconds, total = asyncio.run(run())
