@@ -38,7 +38,7 @@ from ._bulk import (
 from ._engine import TransferEngine
 from ._exceptions import AsyncPresignError, InvalidArgumentError
 from ._manifest import Journal, ManifestEntry, read_manifest, write_manifest
-from ._models import BatchResult, Download, TransferResult, Upload
+from ._models import BatchResult, Copy, Download, TransferResult, Upload
 from ._progress import ProgressDisplay, human_bytes
 from ._retry import RetryPolicy
 from ._signer import Signer
@@ -428,7 +428,7 @@ async def _on_dask(args: argparse.Namespace) -> int:
                                    for k in keys}:
                         await anyio.to_thread.run_sync(make_folder, folder)
                 else:
-                    raise InvalidArgumentError("copy on Dask is not supported yet; run it locally")
+                    specs = _signed_copies(args, signer, filters)
                 summary = await transfer_on_dask(
                     client, specs, signer=signer, engine_options=options,
                     journal=args.journal, expires_in=args.expires,
@@ -447,6 +447,24 @@ async def _on_dask(args: argparse.Namespace) -> int:
         for failure in summary.failed:
             print(f"  failed: {failure.url}: {failure.error}")
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+async def _signed_copies(
+    args: argparse.Namespace, source: Signer, filters: Filters
+) -> AsyncIterator[Copy]:
+    """Copy jobs for Dask workers, signed here as the partitions are pulled: the
+    workers get a GET and a PUT URL per object, never either side's credentials."""
+    src_bucket, src_prefix = parse_s3_uri(args.source)
+    dst_bucket, dst_prefix = parse_s3_uri(args.target)
+    async with _signer(args, "dest_") as dest:
+        async for key in list_keys(source, src_bucket, src_prefix):
+            if filters(key[len(src_prefix):].lstrip("/")):
+                yield Copy(
+                    await source.presign_get(src_bucket, key, expires_in=args.expires),
+                    await dest.presign_put(
+                        dst_bucket, _rebase(key, src_prefix, dst_prefix), expires_in=args.expires
+                    ),
+                )
 
 
 def _take(entries: Any, count: int) -> list[ManifestEntry]:
