@@ -78,10 +78,22 @@ def object_key(prefix: str, relative: str) -> str:
     return f"{prefix}/{relative}" if prefix else relative
 
 
+def relative_key(prefix: str, key: str) -> str:
+    """``key`` relative to ``prefix``, as a folder would see it.
+
+    ``photos`` lists ``photos/a.jpg`` as ``a.jpg``; a prefix that is a whole
+    key (``photos/a.jpg``) gives its name (``a.jpg``); a partial name
+    (``logs/2026-``) is relative to its folder (``logs/2026-01.gz`` gives
+    ``2026-01.gz``)."""
+    folder = prefix.rstrip("/")
+    if folder and key.startswith(folder + "/"):
+        return key[len(folder) + 1 :].lstrip("/")
+    return key[prefix.rfind("/") + 1 :].lstrip("/")
+
+
 def local_path(directory: str, prefix: str, key: str) -> str:
     """Where ``key`` lands under ``directory``; refuses keys that would escape it."""
-    relative = key[len(prefix):] if prefix and key.startswith(prefix) else key
-    relative = relative.lstrip("/")
+    relative = relative_key(prefix, key)
     parts = [p for p in relative.split("/") if p not in ("", ".")]
     if not parts or ".." in parts or key.endswith("/"):
         raise InvalidArgumentError(
@@ -205,7 +217,7 @@ async def download_prefix(
             async for page in pages:
                 for item in page.get("Contents", []):
                     key, size = item["Key"], item["Size"]
-                    relative = key[len(prefix):].lstrip("/") if prefix else key
+                    relative = relative_key(prefix, key)
                     if key.endswith("/") and size == 0:
                         continue  # a "folder" marker, not a file
                     if not filters(relative):

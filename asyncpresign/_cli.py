@@ -32,13 +32,16 @@ from ._bulk import (
     list_keys,
     local_path,
     make_folder,
+    relative_key,
     upload_tree,
     walk_files,
 )
 from ._engine import TransferEngine
 from ._exceptions import AsyncPresignError, InvalidArgumentError
+from ._files import file_size
 from ._manifest import Journal, ManifestEntry, read_manifest, write_manifest
 from ._models import BatchResult, Copy, Download, TransferResult, Upload
+from ._parts import plan_parts
 from ._progress import ProgressDisplay, human_bytes
 from ._retry import RetryPolicy
 from ._signer import Signer
@@ -132,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sign.add_argument("--from", dest="source", metavar="PATH",
                       help="with --manifest: a folder (put) or a destination folder (get)")
+    sign.add_argument("--multipart", metavar="FILE",
+                      help="with put --manifest: start a multipart upload of FILE to the key "
+                      "and write one presigned URL per part ('asyncpresign complete' ends it)")
+    sign.add_argument("--part-size", type=parse_size, default=8 * 1024 * 1024)
     _common(sign)
 
     upload = sub.add_parser("upload", help="upload a folder to s3://bucket/prefix")
@@ -155,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     transfer = sub.add_parser("transfer", help="run a manifest (needs no credentials)")
     transfer.add_argument("manifest")
     _common(transfer)
+
+    complete = sub.add_parser(
+        "complete", help="finish (or --abort) a multipart upload whose parts a manifest ran"
+    )
+    complete.add_argument("manifest")
+    complete.add_argument("--abort", action="store_true", help="abandon it instead")
+    _common(complete)
     return parser
 
 
@@ -191,8 +205,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(_demo(Path(tmp), digests, args.concurrency, args.quiet))
     if args.command == "sign":
         return asyncio.run(_sign(args))
-    if args.command == "transfer" and args.journal is None:
+    if args.command in ("transfer", "complete") and args.journal is None:
         args.journal = args.manifest + ".journal"
+    if args.command == "complete":
+        return asyncio.run(_complete(args))
     return asyncio.run(_bulk(args))
 
 
@@ -217,6 +233,10 @@ def _engine(args: argparse.Namespace) -> TransferEngine:
 async def _sign(args: argparse.Namespace) -> int:
     bucket, key = parse_s3_uri(args.target)
     async with _signer(args) as signer:
+        if args.manifest and args.multipart:
+            count = await _sign_multipart(args, signer, bucket, key)
+            print(f"wrote {count} part URLs to {args.manifest}", file=sys.stderr)
+            return EXIT_OK
         if args.manifest:
             if not args.source:
                 raise InvalidArgumentError("--manifest needs --from PATH")
@@ -269,7 +289,7 @@ async def _sign_manifest(
             ))
     elif args.method == "get":
         async for key in list_keys(signer, bucket, prefix):
-            relative = key[len(prefix):].lstrip("/") if prefix else key
+            relative = relative_key(prefix, key)
             if not filters(relative):
                 continue
             request = await signer.presign_get(bucket, key, expires_in=args.expires)
@@ -280,6 +300,60 @@ async def _sign_manifest(
     else:
         raise InvalidArgumentError("a manifest holds get or put jobs, not post")
     return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+
+
+async def _sign_multipart(
+    args: argparse.Namespace, signer: Signer, bucket: str, key: str
+) -> int:
+    if args.method != "put":
+        raise InvalidArgumentError("--multipart signs put requests")
+    path = str(await anyio.Path(args.multipart).absolute())
+    size = await anyio.to_thread.run_sync(file_size, path)
+    parts = plan_parts(size, args.part_size)
+    options = {"ContentType": args.content_type} if args.content_type else {}
+    upload_id = await signer.create_multipart_upload(bucket, key, **options)
+    entries = []
+    for part in parts:
+        request = await signer.presign_upload_part(
+            bucket, key, upload_id, part.number, expires_in=args.expires
+        )
+        entries.append(ManifestEntry(
+            op="put", url=request.url, headers=dict(request.headers), path=path,
+            size=part.length, offset=part.offset, part=part.number, upload_id=upload_id,
+            bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
+        ))
+    return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+
+
+async def _complete(args: argparse.Namespace) -> int:
+    """Finish the multipart uploads a manifest's parts were sent for, from the
+    ETags its journal recorded; every part must be there."""
+    entries = await anyio.to_thread.run_sync(lambda: list(read_manifest(args.manifest)))
+    journal = await anyio.to_thread.run_sync(Journal, args.journal)
+    uploads: dict[tuple[str, str, str], list[ManifestEntry]] = {}
+    for entry in entries:
+        if entry.upload_id and entry.part and entry.bucket and entry.key:
+            uploads.setdefault((entry.bucket, entry.key, entry.upload_id), []).append(entry)
+    if not uploads:
+        raise InvalidArgumentError(f"{args.manifest} holds no multipart upload parts")
+    status = EXIT_OK
+    async with _signer(args) as signer:
+        for (bucket, key, upload_id), parts in uploads.items():
+            if args.abort:
+                await signer.abort_multipart_upload(bucket, key, upload_id)
+                print(f"aborted s3://{bucket}/{key}")
+                continue
+            missing = [p.part for p in parts if p.id not in journal.etags]
+            if missing:
+                print(f"s3://{bucket}/{key}: parts {missing[:10]} not uploaded yet; run "
+                      f"'asyncpresign transfer {args.manifest}' first", file=sys.stderr)
+                status = EXIT_FAILED
+                continue
+            etag = await signer.complete_multipart_upload(
+                bucket, key, upload_id, [(p.part or 0, journal.etags[p.id]) for p in parts]
+            )
+            print(f"completed s3://{bucket}/{key} ({len(parts)} parts, ETag {etag})")
+    return status
 
 
 async def _bulk(args: argparse.Namespace) -> int:
@@ -316,7 +390,7 @@ async def _run_command(
                 pairs = [
                     ((src_bucket, k), (dst_bucket, _rebase(k, src_prefix, dst_prefix)))
                     for k in keys
-                    if filters(k[len(src_prefix):].lstrip("/"))
+                    if filters(relative_key(src_prefix, k))
                 ]
                 if args.dry_run:
                     for (_, k), (_, d) in pairs:
@@ -367,7 +441,7 @@ async def _transfer(
     def record(result: TransferResult) -> None:
         entry = pending.pop(result.index or 0, None)
         if entry is not None and result.ok:
-            journal.record(entry.id, entry.size)
+            journal.record(entry.id, entry.size, result.etag if entry.part else None)
         display.on_result(result)
 
     result = await engine.run(
@@ -422,7 +496,7 @@ async def _on_dask(args: argparse.Namespace) -> int:
                         ObjectJob(op="download", bucket=bucket, key=k,
                                   path=local_path(args.directory, prefix, k))
                         for k in keys
-                        if filters(k[len(prefix):].lstrip("/"))
+                        if filters(relative_key(prefix, k))
                     )
                     for folder in {os.path.dirname(local_path(args.directory, prefix, k))
                                    for k in keys}:
@@ -458,7 +532,7 @@ async def _signed_copies(
     dst_bucket, dst_prefix = parse_s3_uri(args.target)
     async with _signer(args, "dest_") as dest:
         async for key in list_keys(source, src_bucket, src_prefix):
-            if filters(key[len(src_prefix):].lstrip("/")):
+            if filters(relative_key(src_prefix, key)):
                 yield Copy(
                     await source.presign_get(src_bucket, key, expires_in=args.expires),
                     await dest.presign_put(
@@ -483,7 +557,7 @@ def _take(entries: Any, count: int) -> list[ManifestEntry]:
 
 
 def _rebase(key: str, old: str, new: str) -> str:
-    relative = key[len(old):].lstrip("/") if old else key
+    relative = relative_key(old, key)
     new = new.strip("/")
     return f"{new}/{relative}" if new else relative
 

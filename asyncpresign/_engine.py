@@ -53,6 +53,7 @@ from ._models import (
     Copy,
     Destination,
     Download,
+    FilePart,
     Job,
     PresignedPost,
     PresignedRequest,
@@ -373,7 +374,7 @@ class TransferEngine:
                     )
                     result = await self._upload_source(
                         None,
-                        _UploadSource.of(_FileSlice(source, part.offset, part.length), None),
+                        _UploadSource.of(FilePart(source, part.offset, part.length), None),
                         sign=sign,
                         content_md5=content_md5,
                         chunk=chunk,
@@ -1109,15 +1110,6 @@ class _DownloadState:
     ranges: list[tuple[int, int]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _FileSlice:
-    """``length`` bytes of the file at ``path`` from ``offset``: one part of a multipart upload."""
-
-    path: str
-    offset: int
-    length: int
-
-
 class _UploadSource:
     """An upload body that can be opened once per attempt (replayed on retry)."""
 
@@ -1142,14 +1134,14 @@ class _UploadSource:
         self._md5: str | None = None
 
     @classmethod
-    def of(cls, source: Source | _FileSlice, size: int | None) -> _UploadSource:
+    def of(cls, source: Source, size: int | None) -> _UploadSource:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             return cls(data=data, size=len(data))
         if isinstance(source, (str, os.PathLike)):
             return cls(path=_fspath(source, "upload source"), size=size)
-        if isinstance(source, _FileSlice):
-            return cls(path=source.path, size=source.length, offset=source.offset)
+        if isinstance(source, FilePart):
+            return cls(path=os.fspath(source.path), size=source.length, offset=source.offset)
         if hasattr(source, "read"):
             known = _files.stream_size(source)
             if known is None:

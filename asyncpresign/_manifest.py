@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._exceptions import InvalidArgumentError, LocalFileError
-from ._models import Download, PresignedRequest, Upload
+from ._models import Download, FilePart, PresignedRequest, Upload
 from ._validation import check_http_url
 
 _FAR = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
@@ -36,17 +36,23 @@ class ManifestEntry:
     bucket: str | None = None
     key: str | None = None
     expires_at: str | None = None
+    # One part of a multipart upload: its bytes in ``path`` and its place.
+    upload_id: str | None = None
+    part: int | None = None
+    offset: int | None = None
 
     @property
     def id(self) -> str:
         """Stable identity for the journal: what moves where, not the signature."""
-        return f"{self.op} {self.bucket or ''}/{self.key or ''} {self.path}"
+        part = f" part {self.part}" if self.part is not None else ""
+        return f"{self.op} {self.bucket or ''}/{self.key or ''} {self.path}{part}"
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"op": self.op, "url": self.url, "path": self.path}
-        for name in ("headers", "size", "bucket", "key", "expires_at"):
+        for name in ("headers", "size", "bucket", "key", "expires_at", "upload_id", "part",
+                     "offset"):
             value = getattr(self, name)
-            if value:
+            if value or (value == 0 and name in ("size", "offset")):
                 data[name] = value
         return json.dumps(data, ensure_ascii=False)
 
@@ -59,6 +65,8 @@ class ManifestEntry:
             expires_at=expires,
         )
         if self.op == "put":
+            if self.offset is not None and self.size is not None:
+                return Upload(request, FilePart(self.path, self.offset, self.size))
             return Upload(request, self.path)
         return Download(request, self.path)
 
@@ -89,9 +97,16 @@ def parse_entry(line: str, number: int) -> ManifestEntry:
     size = data.get("size")
     if size is not None and (not isinstance(size, int) or size < 0):
         raise InvalidArgumentError(f"manifest line {number}: size must be an int >= 0")
+    for name in ("part", "offset"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise InvalidArgumentError(f"manifest line {number}: {name} must be an int >= 0")
+    if data.get("offset") is not None and size is None:
+        raise InvalidArgumentError(f"manifest line {number}: a part (offset) needs its size")
     return ManifestEntry(
         op=op, url=url, path=path, headers=headers, size=size,
         bucket=data.get("bucket"), key=data.get("key"), expires_at=data.get("expires_at"),
+        upload_id=data.get("upload_id"), part=data.get("part"), offset=data.get("offset"),
     )
 
 
@@ -126,6 +141,7 @@ class Journal:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.done: dict[str, int | None] = {}
+        self.etags: dict[str, str] = {}  # for parts, completed elsewhere by ETag
         self._file: Any = None
         self._unflushed = 0
         if path is not None and os.path.exists(path):
@@ -137,6 +153,8 @@ class Journal:
                         continue  # a torn last line from a killed run
                     if isinstance(item, dict) and isinstance(item.get("id"), str):
                         self.done[item["id"]] = item.get("size")
+                        if isinstance(item.get("etag"), str):
+                            self.etags[item["id"]] = item["etag"]
 
     def is_done(self, job_id: str, size: int | None = None) -> bool:
         if job_id not in self.done:
@@ -144,12 +162,16 @@ class Journal:
         recorded = self.done[job_id]
         return size is None or recorded is None or recorded == size
 
-    def record(self, job_id: str, size: int | None) -> None:
+    def record(self, job_id: str, size: int | None, etag: str | None = None) -> None:
         if self.path is None:
             return
         if self._file is None:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._file.write(json.dumps({"id": job_id, "size": size}, ensure_ascii=False) + "\n")
+        item: dict[str, Any] = {"id": job_id, "size": size}
+        if etag is not None:
+            item["etag"] = etag
+            self.etags[job_id] = etag
+        self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
         self.done[job_id] = size
         self._unflushed += 1
         if self._unflushed >= 32:

@@ -9,6 +9,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Literal, TypeAlias
 
+from ._exceptions import InvalidArgumentError
 from ._redact import redact_fields, redact_url
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ __all__ = [
     "BatchResult",
     "Copy",
     "Download",
+    "FilePart",
     "PresignedPost",
     "PresignedRequest",
     "ProgressEvent",
@@ -87,7 +89,23 @@ def _rebuild_post(url: str, fields: dict[str, str], expires_at: dt.datetime) -> 
     return PresignedPost(url=url, fields=fields, expires_at=expires_at)
 
 
-Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]"
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """``length`` bytes of the file at ``path`` from ``offset``, as an upload source:
+    one part of a multipart upload, read from its place in the file."""
+
+    path: str | os.PathLike[str]
+    offset: int
+    length: int
+
+    def __post_init__(self) -> None:
+        if self.offset < 0 or self.length < 0:
+            raise InvalidArgumentError("FilePart offset and length must be >= 0")
+
+
+Source: TypeAlias = (
+    "str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | FilePart"
+)
 Destination: TypeAlias = "str | os.PathLike[str]"
 RequestLike: TypeAlias = "PresignedRequest | str"
 #: An async function that returns a freshly signed request each time it is

@@ -210,3 +210,24 @@ async def test_interrupted_upload_resumes_and_transfers_nothing_twice(
         env={**base_env(tmp_path), **s3.env()})
     assert read_tree(tmp_path / "out") == files
     assert not list((tmp_path / "out").rglob("*.asyncpresign-partial"))
+
+
+async def test_multipart_parts_signed_here_are_sent_elsewhere_and_completed_here(
+    env: dict[str, str], bucket: str, tmp_path: Path, s3: LocalS3
+) -> None:
+    data = os.urandom(12 * 1024 * 1024 + 7)
+    (tmp_path / "big").write_bytes(data)
+    manifest = str(tmp_path / "parts.jsonl")
+    cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(tmp_path / "big"),
+        "--part-size", "5MiB", "--manifest", manifest, env=env)
+    lines = (tmp_path / "parts.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    early = cli("complete", manifest, env=env, check=1)  # nothing sent yet
+    assert "not uploaded yet" in early.stderr
+    ran = cli("transfer", manifest, "--json", env=base_env(tmp_path))  # no credentials
+    assert json.loads(ran.stdout)["succeeded"] == 3
+    done = cli("complete", manifest, env=env)
+    assert "completed" in done.stdout
+    cli("download", f"s3://{bucket}/big", str(tmp_path / "out"), "--quiet", env=env)
+    assert (tmp_path / "out" / "big").read_bytes() == data
+    assert s3.secret_key not in (tmp_path / "parts.jsonl").read_text()

@@ -11,6 +11,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "CredentialLifetimeWarning",
         "Download",
         "EngineStatistics",
+        "FilePart",
         "HTTPStatusError",
         "IntegrityError",
         "InvalidArgumentError",
