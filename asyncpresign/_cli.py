@@ -380,6 +380,7 @@ async def _run_command(
         "progress": display.on_bytes, "on_result": display.on_result,
     }
     async with _engine(args) as engine:
+        display.in_flight = lambda: engine.statistics().in_flight
         if args.command == "transfer":
             return await _transfer(args, engine, journal, display)
         if args.command == "copy":

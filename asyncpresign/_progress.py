@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TextIO
@@ -76,6 +77,8 @@ class ProgressDisplay:
         self._last_line = self.started
         self._rich: Any = None
         self._task: Any = None
+        #: How many transfers are in flight now (set by whoever owns the engine).
+        self.in_flight: Callable[[], int] | None = None
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -89,12 +92,16 @@ class ProgressDisplay:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[nbytes]}"),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[flight]}"),
                 TimeRemainingColumn(),
                 console=None,
                 transient=False,
             )
             self._rich.start()
-            self._task = self._rich.add_task(self.what, total=self.total, nbytes="0 B")
+            self._task = self._rich.add_task(
+                self.what, total=self.total, nbytes="0 B", rate="", flight=""
+            )
         return self
 
     def __exit__(
@@ -119,10 +126,13 @@ class ProgressDisplay:
 
     def _tick(self) -> None:
         if self.mode == "rich" and self._rich is not None:
+            snap = self.snapshot()
             self._rich.update(
                 self._task,
                 completed=self.done + self.failed,
                 nbytes=human_bytes(self.nbytes),
+                rate=f"{human_bytes(snap.rate)}/s",
+                flight=f"{self.in_flight()} in flight" if self.in_flight else "",
             )
         elif self.mode == "plain":
             now = time.monotonic()
@@ -135,8 +145,9 @@ class ProgressDisplay:
         snap = self.snapshot()
         total = f"/{snap.total}" if snap.total is not None else ""
         rate = snap.done / snap.seconds if snap.seconds > 0 else 0.0
+        flight = f", {self.in_flight()} in flight" if self.in_flight else ""
         return (
-            f"{self.what}: {snap.done}{total} done, {snap.failed} failed, "
+            f"{self.what}: {snap.done}{total} done, {snap.failed} failed{flight}, "
             f"{human_bytes(snap.nbytes)} ({human_bytes(snap.rate)}/s, {rate:.0f} objects/s)"
         )
 
