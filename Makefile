@@ -19,12 +19,12 @@ demo: $(VENV)/.installed-local
 	$(BIN)/python -m asyncpresign demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check asyncpresign tests benchmarks
+	$(BIN)/ruff check asyncpresign tests benchmarks examples
 	$(BIN)/mypy asyncpresign
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check asyncpresign tests benchmarks
+	$(BIN)/ruff check asyncpresign tests benchmarks examples
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy asyncpresign

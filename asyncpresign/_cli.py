@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=16)
     demo.add_argument("--seed", type=int, default=7, help="seed for the file sizes")
     demo.add_argument("--quiet", action="store_true")
+    demo.add_argument(
+        "--web", action="store_true",
+        help="instead: serve the browser-upload example app on 127.0.0.1 (Ctrl-C stops it)",
+    )
 
     sign = sub.add_parser("sign", help="print a presigned URL, or write a manifest of them")
     sign.add_argument("method", choices=["get", "put", "post"])
@@ -199,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo" and args.web:
+        return _demo_web()
     if args.command == "demo":
         with tempfile.TemporaryDirectory(prefix="asyncpresign-demo-") as tmp:
             digests = _make_demo_files(Path(tmp, "src"), args.files, args.seed)
@@ -588,6 +594,23 @@ def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> N
     )
     for failure in failures:
         print(f"  failed: {failure['url']}: {failure['error']}")
+
+
+def _demo_web() -> int:
+    """The browser-upload example from a source checkout (examples/web_upload.py)."""
+    import runpy  # noqa: PLC0415 - only for this option
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "web_upload.py"
+    if not example.is_file():
+        raise InvalidArgumentError(
+            "demo --web runs examples/web_upload.py from a source checkout of asyncpresign"
+        )
+    namespace = runpy.run_path(str(example))
+    try:
+        asyncio.run(namespace["serve"]())
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
 
 
 def _demo_sizes(count: int, seed: int) -> list[int]:

@@ -682,8 +682,41 @@ class Signer:
 
     # -- bucket management -----------------------------------------------------------------
 
-    async def ensure_bucket(self, bucket: str) -> bool:
-        """Create ``bucket`` if it does not exist. Returns True if it was created."""
+    async def ensure_bucket(
+        self, bucket: str, *, cors_origins: Sequence[str] | None = None
+    ) -> bool:
+        """Create ``bucket`` if it does not exist. Returns True if it was created.
+
+        ``cors_origins`` (e.g. ``["https://app.example.com"]``) also sets the
+        bucket's CORS rules so pages from those origins can upload with
+        ``fetch``/XHR: GET, PUT, POST and HEAD, any request header (signed
+        Content-Type, ``x-amz-meta-*``), ETag exposed. A plain HTML form POST
+        needs no CORS.
+        """
+        created = await self._ensure_bucket(bucket)
+        if cors_origins:
+            origins = list(cors_origins)
+            for origin in origins:
+                if not isinstance(origin, str) or not origin.startswith(("http://", "https://")):
+                    raise InvalidArgumentError(
+                        f"CORS origin must be http(s)://host, not {origin!r}"
+                    )
+            rules = {
+                "CORSRules": [
+                    {
+                        "AllowedOrigins": origins,
+                        "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+                        "AllowedHeaders": ["*"],
+                        "ExposeHeaders": ["ETag"],
+                        "MaxAgeSeconds": 3000,
+                    }
+                ]
+            }
+            with self._translate(f"set CORS rules on {bucket}"):
+                await self.client.put_bucket_cors(Bucket=bucket, CORSConfiguration=rules)
+        return created
+
+    async def _ensure_bucket(self, bucket: str) -> bool:
         check_bucket(bucket)
         client = self.client
         try:
