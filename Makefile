@@ -23,6 +23,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/mypy asyncpresign
 	$(BIN)/python -m pytest
 
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/bench_sign.py --markdown benchmarks/results/sign.md
+	$(BIN)/python benchmarks/bench_transfers.py --rounds 3
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check asyncpresign tests benchmarks examples
 

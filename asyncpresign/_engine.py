@@ -861,6 +861,16 @@ class TransferEngine:
                         )
                     if not 200 <= resp.status < 300:
                         raise await _status_error(resp, shown)
+                    if (
+                        state.ranged
+                        and resp.status == 200
+                        and resp.headers.get("Content-Length") == str(state.part_size)
+                    ):
+                        # A 200 to a range request should be the whole object, but
+                        # some servers (rclone) send just the range with a 200. A body
+                        # exactly the range's length cannot tell which: ask plainly.
+                        state.ranged = False
+                        raise _AskAgain
                     etag = resp.headers.get("ETag")
                     total = _expected_total(resp, offset, shown)
                     tracker.total = total

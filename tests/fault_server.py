@@ -23,7 +23,9 @@ from aiohttp import web
 
 from asyncpresign import PresignedRequest
 
-FaultKind = Literal["pass", "status", "drop", "stall", "ignore_range", "corrupt", "reset_upload"]
+FaultKind = Literal[
+    "pass", "status", "drop", "stall", "ignore_range", "range_as_200", "corrupt", "reset_upload"
+]
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ class FaultServer:
         payload = body[start:]
         if fault is not None and fault.kind == "corrupt":
             payload = bytes([payload[0] ^ 0xFF]) + payload[1:] if payload else b"x"
+        if fault is not None and fault.kind == "range_as_200" and status == 206:
+            status = 200  # the range's bytes, but labelled as the whole object (rclone)
+            del headers["Content-Range"]
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = len(payload)
         await response.prepare(request)

@@ -200,6 +200,21 @@ async def test_server_ignoring_range_falls_back_to_one_stream(tmp_path: Path) ->
     assert (tmp_path / "f").read_bytes() == data
 
 
+async def test_server_answering_a_range_with_200_and_only_its_bytes_is_not_trusted(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(12 * MiB)
+    async with FaultServer() as server, TransferEngine(
+        part_size=5 * MiB, multipart_threshold=5 * MiB, verify=False
+    ) as engine:
+        server.objects["k"] = data
+        server.script("k", [Fault("range_as_200")])
+        result = await engine.download(server.request("GET", "k"), tmp_path / "f")
+    assert result.status == 200
+    assert server.requests[("GET", "k")] == 2  # the range, then the whole object plainly
+    assert (tmp_path / "f").read_bytes() == data  # not 5 MiB taken for the whole
+
+
 async def test_object_changing_mid_download_fails_cleanly(tmp_path: Path) -> None:
     data = os.urandom(12 * MiB)
     async with FaultServer(delay=0.0) as server, TransferEngine(
