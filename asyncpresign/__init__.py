@@ -4,6 +4,7 @@ The :class:`Signer` holds the credentials and signs; the :class:`TransferEngine`
 needs none and moves bytes through what was signed.
 """
 
+from ._bulk import Filters, copy_objects, download_prefix, upload_tree
 from ._engine import EngineStatistics, Timeout, TransferEngine
 from ._exceptions import (
     AsyncPresignError,
@@ -19,6 +20,7 @@ from ._exceptions import (
     TransferTimeoutError,
     TransportError,
 )
+from ._manifest import Journal
 from ._models import (
     BatchResult,
     Copy,
@@ -44,9 +46,11 @@ __all__ = [
     "Download",
     "EngineStatistics",
     "FilePart",
+    "Filters",
     "HTTPStatusError",
     "IntegrityError",
     "InvalidArgumentError",
+    "Journal",
     "LocalFileError",
     "NoCredentialsError",
     "PresignedPost",
@@ -64,4 +68,7 @@ __all__ = [
     "TransportError",
     "Upload",
     "__version__",
+    "copy_objects",
+    "download_prefix",
+    "upload_tree",
 ]

@@ -12,9 +12,11 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "Download",
         "EngineStatistics",
         "FilePart",
+        "Filters",
         "HTTPStatusError",
         "IntegrityError",
         "InvalidArgumentError",
+        "Journal",
         "LocalFileError",
         "NoCredentialsError",
         "PresignedPost",
@@ -32,6 +34,9 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "TransportError",
         "Upload",
         "__version__",
+        "copy_objects",
+        "download_prefix",
+        "upload_tree",
     ]
 
 
