@@ -18,7 +18,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -202,6 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run the command's event loop: uvloop when installed (the ``fast`` extra),
+    which takes a third to a half off the CPU per small object, else asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+    except ImportError:
+        return asyncio.run(main)
+    return int(uvloop.run(main))
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo" and args.web:
         return _demo_web()
@@ -210,12 +220,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             digests = _make_demo_files(Path(tmp, "src"), args.files, args.seed)
             return asyncio.run(_demo(Path(tmp), digests, args.concurrency, args.quiet))
     if args.command == "sign":
-        return asyncio.run(_sign(args))
+        return _run(_sign(args))
     if args.command in ("transfer", "complete") and args.journal is None:
         args.journal = args.manifest + ".journal"
     if args.command == "complete":
-        return asyncio.run(_complete(args))
-    return asyncio.run(_bulk(args))
+        return _run(_complete(args))
+    return _run(_bulk(args))
 
 
 def _signer(args: argparse.Namespace, prefix: str = "") -> Signer:

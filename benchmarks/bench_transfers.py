@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import shutil
@@ -192,6 +193,22 @@ def asyncio_client(name: str, op: str, endpoint: str, *, folder: str, names: lis
 # -- the parent ----------------------------------------------------------------------------
 
 
+_MODULES = {
+    "recipe": ("requests", "boto3"),
+    "requests": ("requests", "boto3"),
+    "boto3": ("boto3", "s3transfer.manager"),
+    "asyncpresign": ("asyncpresign", "aiobotocore.session", "uvloop"),
+}
+
+
+def _cpu_now() -> float:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    tools = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -216,7 +233,8 @@ def start_rclone(data: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def child(args: list[str]) -> tuple[float, float, float, str]:
-    """Run one client in a fresh process: (seconds it reported, CPU s, peak RSS MiB, error)."""
+    """Run one client in a fresh process: (seconds and transfer CPU s it reported, peak
+    RSS MiB of the process from os.wait4, error)."""
     process = subprocess.Popen(
         [sys.executable, __file__, "--client", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -225,10 +243,11 @@ def child(args: list[str]) -> tuple[float, float, float, str]:
     stderr = process.stderr.read() if process.stderr else b""
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
     if process.returncode != 0:
-        return 0.0, cpu, usage.ru_maxrss / 1024, stderr.decode()[-300:]
-    return float(stdout.decode().strip().splitlines()[-1]), cpu, usage.ru_maxrss / 1024, ""
+        total_cpu = usage.ru_utime + usage.ru_stime
+        return 0.0, total_cpu, usage.ru_maxrss / 1024, stderr.decode()[-300:]
+    seconds, cpu = stdout.decode().strip().splitlines()[-1].split()
+    return float(seconds), float(cpu), usage.ru_maxrss / 1024, ""
 
 
 def same_files(a: Path, b: Path) -> bool:
@@ -247,7 +266,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         name, op, endpoint, folder, prefix, out = args.client
-        print(run_client(name, op, endpoint, folder=folder, prefix=prefix, out=out))
+        for module in _MODULES.get(name.split("-")[0], ()):
+            importlib.import_module(module)  # imports are start-up, not transfer CPU
+        before = _cpu_now()
+        seconds = run_client(name, op, endpoint, folder=folder, prefix=prefix, out=out)
+        # CPU of the transfer itself (this process and the tool it ran), without the
+        # interpreter's start-up and imports, which would swamp small workloads.
+        print(seconds, _cpu_now() - before)
         return
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     workloads = QUICK if args.quick else WORKLOADS
