@@ -153,7 +153,38 @@ def run_client(
         subprocess.run(["rclone", "copy", src, dst, "--transfers", "16", "--checkers", "16",
                         "--config", os.devnull], env=env, check=True, capture_output=True)
         return time.perf_counter() - start
+    if name.startswith("ceiling"):
+        return ceiling_client(name, endpoint, names=names, folder=folder, out=out)
     return asyncio_client(name, op, endpoint, folder=folder, names=names, keys=keys, out=out)
+
+
+def ceiling_client(name: str, endpoint: str, *, names: list[str], folder: str,
+                   out: str) -> float:
+    """The machine's own limit: plain aiohttp from a trivial server (no S3, no
+    signing), each body discarded or written to disk, at the given chunk size."""
+    import aiohttp
+
+    _, mode, chunk_text = name.split("-")
+    chunk = 4096 if chunk_text == "4k" else 65536
+
+    async def main() -> float:
+        async with aiohttp.ClientSession() as session:
+            start = time.perf_counter()
+
+            async def one(n: str) -> None:
+                async with session.get(f"{endpoint}/{n}") as response:
+                    if mode == "discard":
+                        async for _ in response.content.iter_chunked(chunk):
+                            pass
+                    else:
+                        with open(os.path.join(out, n), "wb") as f:  # noqa: ASYNC230
+                            async for block in response.content.iter_chunked(chunk):
+                                f.write(block)
+
+            await asyncio.gather(*(one(n) for n in names))
+            return time.perf_counter() - start
+
+    return asyncio.run(main())
 
 
 def asyncio_client(name: str, op: str, endpoint: str, *, folder: str, names: list[str],
@@ -198,6 +229,7 @@ _MODULES = {
     "requests": ("requests", "boto3"),
     "boto3": ("boto3", "s3transfer.manager"),
     "asyncpresign": ("asyncpresign", "aiobotocore.session", "uvloop"),
+    "ceiling": ("aiohttp",),
 }
 
 
@@ -213,6 +245,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+CEILING_SERVER = """
+import os, sys
+from aiohttp import web
+folder = sys.argv[2]
+async def handle(request):
+    return web.FileResponse(os.path.join(folder, request.match_info["name"]))
+app = web.Application()
+app.router.add_get("/{name}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def start_ceiling(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", CEILING_SERVER, str(port), str(folder)])
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"http://127.0.0.1:{port}"
+        time.sleep(0.05)
+    process.kill()
+    raise SystemExit("the ceiling server did not start")
 
 
 def start_rclone(data: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -255,6 +311,28 @@ def same_files(a: Path, b: Path) -> bool:
     return names == sorted(os.listdir(b)) and all(
         (a / n).read_bytes() == (b / n).read_bytes() for n in names
     )
+
+
+def run_ceiling(r: int, root: Path, source: Path, workload: tuple[int, int],
+                runs: list[Run]) -> None:
+    ceiling, ceiling_url = start_ceiling(source)
+    try:
+        count, size = workload
+        for name in ("ceiling-discard-4k", "ceiling-discard-64k",
+                     "ceiling-write-4k", "ceiling-write-64k"):
+            out = root / "out" / f"r{r}-{name}"
+            out.mkdir(parents=True)
+            seconds, cpu, rss, error = child(
+                [name, "down", ceiling_url, str(source), "", str(out)]
+            )
+            runs.append(Run(r, "B", name, "down", not error, count, count * size,
+                            seconds, cpu, rss, error[-200:]))
+            print(f"round {r} B {name:20} down "
+                  f"{count * size / 1e6 / seconds if seconds else 0:8.1f} MB/s", flush=True)
+            shutil.rmtree(out)
+    finally:
+        ceiling.terminate()
+        ceiling.wait(10)
 
 
 def main() -> None:
@@ -308,6 +386,8 @@ def main() -> None:
                               f"cpu {cpu:6.2f}s rss {rss:6.0f} MiB {'ok' if ok else 'FAILED'}",
                               flush=True)
                     shutil.rmtree(out)
+            # The ceiling, in the same round: B's objects from a trivial server.
+            run_ceiling(r, root, sources["B"], workloads["B"], runs)
     finally:
         server.terminate()
         server.wait(10)
@@ -339,8 +419,10 @@ def report(runs: list[Run], rounds: int) -> None:
 
         recipe, s5cmd = median_rate("recipe"), median_rate("s5cmd")
         for client in dict.fromkeys(r.client for r in runs):
-            mine = [r for r in runs if r.workload == workload and r.op == op and
-                    r.client == client and r.ok and r.seconds]
+            ran = [r for r in runs if (r.workload, r.op, r.client) == (workload, op, client)]
+            if not ran:
+                continue  # this client has no such run (the ceiling is B down only)
+            mine = [r for r in ran if r.ok and r.seconds]
             if not mine:
                 lines.append(f"| {workload} | {op} | {client} | failed | | | | | | | |")
                 continue
