@@ -24,7 +24,6 @@ from collections.abc import (
     Iterable,
 )
 from dataclasses import dataclass, field, replace
-from pathlib import PurePath
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -65,6 +64,7 @@ from ._models import (
     TransferResult,
     Upload,
 )
+from ._offload import FileThread
 from ._parts import DEFAULT_PART_SIZE, choose_part_size, plan_parts, plan_ranges
 from ._redact import redact_url
 from ._retry import NOT_REPLAYABLE, RetryPolicy, decide_retry
@@ -203,11 +203,14 @@ class TransferEngine:
             raise InvalidArgumentError("retry must be a RetryPolicy")
         self.verify = verify
         self._session: aiohttp.ClientSession | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter: asyncio.Semaphore | None = None
         self._in_flight = 0
         self._max_in_flight = 0
         self._checked_folders: dict[str, None] = {}
         self._resigning: dict[int, asyncio.Future[PresignedRequest]] = {}
+        # Whole small files (an upload's read, a download's last write and
+        # rename) go through one batching thread; streams use anyio's pool.
+        self._files = FileThread()
 
     def __repr__(self) -> str:
         return f"TransferEngine(concurrency={self.concurrency}, chunk_size={self.chunk_size})"
@@ -240,15 +243,23 @@ class TransferEngine:
             # Bytes must land as stored: an object saved with Content-Encoding
             # gzip is downloaded as its gzip bytes, and its MD5 still matches.
             auto_decompress=False,
-            # No Content-Type unless signed: aiohttp would add octet-stream.
-            skip_auto_headers=("Content-Type",),
+            # No Content-Type unless signed: aiohttp would add octet-stream. No
+            # Accept-Encoding either: a proxy that compressed on the fly would
+            # hand us bytes the ETag does not describe.
+            skip_auto_headers=("Content-Type", "Accept-Encoding"),
+            # A presigned URL carries its whole authority; cookies only cost a
+            # jar lookup per request and an update per response.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        # asyncio's own primitives: anyio's yield to the loop on every acquire,
+        # an extra loop turn per transfer that small objects pay for.
+        self._limiter = asyncio.Semaphore(self.concurrency)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        self._files.close()
 
     def statistics(self) -> EngineStatistics:
         return EngineStatistics(self.concurrency, self._in_flight, self._max_in_flight)
@@ -466,10 +477,9 @@ class TransferEngine:
             return result
         except BaseException:
             with anyio.CancelScope(shield=True):
-                if resume:
-                    await anyio.to_thread.run_sync(partial.close)
-                else:
-                    await anyio.to_thread.run_sync(partial.discard)
+                # Through the file thread: queued after this download's last
+                # write, so the clean-up cannot overtake it.
+                await self._files.run(partial.close if resume else partial.discard)
             raise
 
     async def upload_post(
@@ -785,7 +795,7 @@ class TransferEngine:
     async def _put_once(
         self, request: PresignedRequest, body: _UploadSource, chunk: int, tracker: _Progress
     ) -> TransferResult:
-        payload, size = await body.open(chunk, tracker)
+        payload, size = await body.open(chunk, tracker, self._files)
         headers = dict(request.headers)
         headers["Content-Length"] = str(size)
         try:
@@ -861,25 +871,27 @@ class TransferEngine:
                         )
                     if not 200 <= resp.status < 300:
                         raise await _status_error(resp, shown)
+                    is_range = _is_range(resp)
                     if (
                         state.ranged
-                        and resp.status == 200
+                        and not is_range
                         and resp.headers.get("Content-Length") == str(state.part_size)
                     ):
                         # A 200 to a range request should be the whole object, but
-                        # some servers (rclone) send just the range with a 200. A body
-                        # exactly the range's length cannot tell which: ask plainly.
+                        # a server may send just the range with a 200 and no
+                        # Content-Range. A body exactly the range's length cannot
+                        # tell which: ask plainly.
                         state.ranged = False
                         raise _AskAgain
                     etag = resp.headers.get("ETag")
-                    total = _expected_total(resp, offset, shown)
+                    total = _expected_total(resp, offset, shown, is_range=is_range)
                     tracker.total = total
-                    if state.ranged and resp.status == 206 and total and total > state.part_size:
+                    if state.ranged and is_range and total and total > state.part_size:
                         return await self._receive_first_range(
                             resp, partial=partial, state=state, chunk=chunk, tracker=tracker,
                             shown=shown, etag=etag, total=total,
                         )
-                    appending = resp.status == 206 and offset > 0
+                    appending = is_range and offset > 0
                     partial.prepare(
                         appending=appending,
                         etag=etag,
@@ -933,22 +945,12 @@ class TransferEngine:
         tracker: _Progress,
     ) -> int:
         """Write a body at ``offset`` in ``IO_SIZE`` pieces; return how many bytes came."""
-        pending: list[bytes] = []
-        pending_size = 0
-        written = 0
-        read = resp.content.read
-        while data := await read(chunk):
-            pending.append(data)
-            pending_size += len(data)
-            await tracker.add(len(data))
-            if pending_size >= _files.IO_SIZE:
-                await anyio.to_thread.run_sync(partial.write_at, offset + written, pending)
-                written += pending_size
-                pending, pending_size = [], 0
-        if pending:
-            await anyio.to_thread.run_sync(partial.write_at, offset + written, pending)
-            written += pending_size
-        return written
+
+        def write(at: int, pieces: list[bytes]) -> None:
+            partial.write_at(offset + at, pieces)
+
+        received, _ = await _pump(resp, chunk, tracker, write, flush_tail=True)
+        return received
 
     async def _fetch_ranges(
         self,
@@ -1030,7 +1032,7 @@ class TransferEngine:
                 if not 200 <= resp.status < 300:
                     raise await _status_error(resp, shown)
                 parsed = _parse_content_range(resp.headers.get("Content-Range", ""))
-                if resp.status != 206 or parsed != (first_byte, last_byte, state.total):
+                if not _is_range(resp) or parsed != (first_byte, last_byte, state.total):
                     raise IntegrityError(
                         f"asked for bytes {first_byte}-{last_byte}/{state.total}, got HTTP "
                         f"{resp.status} Content-Range {resp.headers.get('Content-Range')!r}",
@@ -1056,32 +1058,21 @@ class TransferEngine:
         offset: int,
     ) -> TransferResult:
         """Stream the body to disk: ``chunk``-sized reads, ``IO_SIZE`` writes in a thread."""
-        pending: list[bytes] = []
-        pending_size = 0
-        received = 0
-        read = resp.content.read
-        try:
-            while data := await read(chunk):
-                pending.append(data)
-                pending_size += len(data)
-                received += len(data)
-                await tracker.add(len(data))
-                if pending_size >= _files.IO_SIZE:
-                    await anyio.to_thread.run_sync(partial.write, pending)
-                    pending, pending_size = [], 0
-        except BaseException:
-            if partial.resumable and pending:
-                # What arrived before the failure is a valid prefix: keep it so
-                # the resume asks only for the rest.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(partial.write, pending)
-            raise
+
+        def write(_: int, pieces: list[bytes]) -> None:
+            partial.write(pieces)
+
+        # What arrived before a failure is a valid prefix of the object: a
+        # resumable download keeps it, so the resume asks only for the rest.
+        received, pending = await _pump(
+            resp, chunk, tracker, write, flush_tail=False, keep_on_failure=partial.resumable
+        )
         if total is not None and offset + received != total:
             raise IntegrityError(
                 f"body ended after {offset + received} of {total} bytes", url=shown
             )
         expected = etag.strip('"').lower() if partial.verify and etag else None
-        mismatch = await anyio.to_thread.run_sync(partial.finish, pending, expected)
+        mismatch = await self._files.run(partial.finish, pending, expected)
         if mismatch is not None:
             raise IntegrityError(
                 f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
@@ -1093,7 +1084,7 @@ class TransferEngine:
         """Fail before the request if ``dest`` cannot be written. Checked once per
         folder: a thread hop per small file costs more than the file itself, and a
         folder that vanishes later still fails clearly when the file is moved in."""
-        folder = str(PurePath(dest).parent)
+        folder = os.path.dirname(dest)
         if folder in self._checked_folders:
             return
         await anyio.to_thread.run_sync(_files.check_destination, dest)
@@ -1206,8 +1197,9 @@ class _UploadSource:
             await anyio.to_thread.run_sync(self.stream.seek, self._start)
         return await anyio.to_thread.run_sync(self.stream.read)
 
-    async def open(self, chunk: int, tracker: _Progress) -> tuple[Any, int]:
-        """The body for one attempt, and its size."""
+    async def open(self, chunk: int, tracker: _Progress, files: FileThread) -> tuple[Any, int]:
+        """The body for one attempt, and its size (a small file read whole through
+        ``files``, a large one opened there and then streamed)."""
         if self.data is not None:
             if len(self.data) <= SMALL_BODY:
                 return self.data, len(self.data)
@@ -1215,7 +1207,7 @@ class _UploadSource:
             # is written; hand it over in chunks instead.
             return self._memory_stream(self.data, chunk, tracker), len(self.data)
         if self.path is not None:
-            size, data, f = await anyio.to_thread.run_sync(
+            size, data, f = await files.run(
                 _files.open_source, self.path, SMALL_BODY, self.offset, self.known_size
             )
             if data is not None:
@@ -1269,6 +1261,60 @@ class _UploadSource:
                 piece = view[start : start + chunk]
                 yield piece.tobytes() if chunk < len(block) else block
                 await tracker.add(len(piece))
+
+
+async def _pump(
+    resp: aiohttp.ClientResponse,
+    chunk: int,
+    tracker: _Progress,
+    write: Callable[[int, list[bytes]], None],
+    *,
+    flush_tail: bool,
+    keep_on_failure: bool = False,
+) -> tuple[int, list[bytes]]:
+    """Read a body in ``chunk``-sized pieces and hand them to ``write(position, pieces)``
+    in a worker thread, ``IO_SIZE`` at a time, in order.
+
+    One write is in flight while the next piece is read, so the network and the
+    disk (and the MD5) overlap instead of taking turns; and the connection is
+    not paused for the length of a thread hop every MiB. Returns the bytes
+    received and the tail not yet written (written here when ``flush_tail``).
+    On failure the write in flight is waited for, so no thread still holds the
+    file when the caller cleans up; with ``keep_on_failure`` the tail is
+    written too, unless an earlier write failed (that would leave a gap).
+    """
+    loop = asyncio.get_running_loop()
+    pending: list[bytes] = []
+    pending_size = written = 0
+    in_flight: asyncio.Future[None] | None = None
+    read = resp.content.read
+    try:
+        while data := await read(chunk):
+            pending.append(data)
+            pending_size += len(data)
+            await tracker.add(len(data))
+            if pending_size >= _files.IO_SIZE:
+                if in_flight is not None:
+                    await asyncio.shield(in_flight)
+                in_flight = loop.run_in_executor(None, write, written, pending)
+                written += pending_size
+                pending, pending_size = [], 0
+        if in_flight is not None:
+            await asyncio.shield(in_flight)
+        if flush_tail and pending:
+            await anyio.to_thread.run_sync(write, written, pending)
+            written += pending_size
+            pending, pending_size = [], 0
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            write_failed = False
+            if in_flight is not None:
+                await asyncio.wait([in_flight])  # never raises; never cancels the write
+                write_failed = in_flight.exception() is not None
+            if keep_on_failure and pending and not write_failed:
+                await anyio.to_thread.run_sync(write, written, pending)
+        raise
+    return written + pending_size, pending
 
 
 async def _run_workers(count: int, worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -1382,10 +1428,18 @@ def _is_plain_md5(etag: str | None, headers: Any) -> bool:
     return "x-amz-server-side-encryption-customer-algorithm" not in headers
 
 
-def _expected_total(resp: aiohttp.ClientResponse, offset: int, shown: str) -> int | None:
-    """The full object size the body must add up to, checking Content-Range on a 206."""
+def _is_range(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the body is a byte range: a 206, or a 200 that says so with a
+    Content-Range (rclone's ``serve s3`` answers every Range request that way)."""
+    return resp.status == 206 or (resp.status == 200 and "Content-Range" in resp.headers)
+
+
+def _expected_total(
+    resp: aiohttp.ClientResponse, offset: int, shown: str, *, is_range: bool
+) -> int | None:
+    """The full object size the body must add up to, checking the Content-Range of a range."""
     length = resp.headers.get("Content-Length")
-    if resp.status == 206:
+    if is_range:
         content_range = resp.headers.get("Content-Range", "")
         parsed = _parse_content_range(content_range)
         if parsed is None or parsed[0] != offset:

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -146,13 +147,19 @@ def check_destination(dest: str) -> None:
         raise LocalFileError(f"download destination folder {parent!r} is not writable", dest)
 
 
+# Unique partial names without a getrandom call per download: random per
+# process (two processes never collide), counted within it.
+_PROCESS_TAG = secrets.token_hex(4)
+_partial_numbers = itertools.count()
+
+
 def partial_path(dest: str, unique: bool) -> str:
     """Where a download is written before it is complete: beside ``dest``, hidden.
 
     Resumable downloads use a fixed name so a later run finds them; others a
     unique one so two writers never share a file."""
     folder, name = os.path.split(os.path.abspath(dest))
-    tag = f".{secrets.token_hex(4)}" if unique else ""
+    tag = f".{_PROCESS_TAG}{next(_partial_numbers)}" if unique else ""
     return os.path.join(folder, f".{name}{tag}{PARTIAL_SUFFIX}")
 
 
@@ -298,7 +305,8 @@ class PartialFile:
                 f"cannot move download into place at {self.dest!r}: {describe_os_error(exc)}",
                 self.dest,
             ) from None
-        _remove_sidecar(self.path)
+        if self.resumable:
+            _remove_sidecar(self.path)
 
     def close(self) -> None:
         if self._fd is not None:

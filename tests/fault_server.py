@@ -24,7 +24,8 @@ from aiohttp import web
 from asyncpresign import PresignedRequest
 
 FaultKind = Literal[
-    "pass", "status", "drop", "stall", "ignore_range", "range_as_200", "corrupt", "reset_upload"
+    "pass", "status", "drop", "stall", "ignore_range", "range_as_200",
+    "range_as_200_with_content_range", "corrupt", "reset_upload",
 ]
 
 
@@ -163,8 +164,10 @@ class FaultServer:
         if fault is not None and fault.kind == "corrupt":
             payload = bytes([payload[0] ^ 0xFF]) + payload[1:] if payload else b"x"
         if fault is not None and fault.kind == "range_as_200" and status == 206:
-            status = 200  # the range's bytes, but labelled as the whole object (rclone)
+            status = 200  # the range's bytes, but labelled as the whole object
             del headers["Content-Range"]
+        if fault is not None and fault.kind == "range_as_200_with_content_range":
+            status = 200  # the range's bytes and its Content-Range, with a 200 (rclone)
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = len(payload)
         await response.prepare(request)

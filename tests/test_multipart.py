@@ -215,6 +215,22 @@ async def test_server_answering_a_range_with_200_and_only_its_bytes_is_not_trust
     assert (tmp_path / "f").read_bytes() == data  # not 5 MiB taken for the whole
 
 
+async def test_range_answered_with_200_and_a_content_range_is_used_as_a_range(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(12 * MiB)
+    async with FaultServer() as server, TransferEngine(
+        part_size=5 * MiB, multipart_threshold=5 * MiB
+    ) as engine:
+        server.objects["k"] = data
+        server.script("k", [Fault("range_as_200_with_content_range")] * 3)
+        result = await engine.download(server.request("GET", "k"), tmp_path / "f")
+    assert server.requests[("GET", "k")] == 3  # three ranges, none asked twice
+    assert result.nbytes == len(data)
+    assert (tmp_path / "f").read_bytes() == data
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
 async def test_object_changing_mid_download_fails_cleanly(tmp_path: Path) -> None:
     data = os.urandom(12 * MiB)
     async with FaultServer(delay=0.0) as server, TransferEngine(
