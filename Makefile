@@ -25,7 +25,8 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_sign.py --markdown benchmarks/results/sign.md
-	$(BIN)/python benchmarks/bench_transfers.py --rounds 3
+	$(BIN)/python benchmarks/bench_transfers.py --rounds 5
+	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --rounds 1
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check asyncpresign tests benchmarks examples

@@ -34,8 +34,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._signer import CredentialLifetimeWarning, Signer
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AsyncPresignError",

@@ -25,7 +25,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import aiohttp
 import anyio
@@ -33,9 +33,10 @@ import anyio.to_thread
 
 if sys.version_info < (3, 11):  # pragma: no cover - the builtin from 3.11 on
     from exceptiongroup import BaseExceptionGroup
+from multidict import CIMultiDictProxy
 from yarl import URL
 
-from . import _files
+from . import _files, _http1
 from ._exceptions import (
     AsyncPresignError,
     HTTPStatusError,
@@ -70,6 +71,7 @@ from ._redact import redact_url
 from ._retry import NOT_REPLAYABLE, RetryPolicy, decide_retry
 from ._s3errors import MAX_ERROR_BODY, status_error
 from ._validation import check_chunk_size, check_http_url, check_positive_int
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._signer import Signer
@@ -203,6 +205,10 @@ class TransferEngine:
             raise InvalidArgumentError("retry must be a RetryPolicy")
         self.verify = verify
         self._session: aiohttp.ClientSession | None = None
+        # GETs and PUTs of a buffer take the lean HTTP/1.1 client; streamed
+        # uploads, POST forms and copies take aiohttp.
+        self._lean: _http1.HTTP1Pool | None = None
+        self._use_lean = True
         self._limiter: asyncio.Semaphore | None = None
         self._in_flight = 0
         self._max_in_flight = 0
@@ -251,6 +257,14 @@ class TransferEngine:
             # jar lookup per request and an update per response.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        if self._use_lean:
+            self._lean = _http1.HTTP1Pool(
+                connect_timeout=self.timeout.connect,
+                read_timeout=self.timeout.read,
+                total_timeout=self.timeout.total,
+                max_idle=2 * self.concurrency,
+                user_agent=f"asyncpresign/{__version__}",
+            )
         # asyncio's own primitives: anyio's yield to the loop on every acquire,
         # an extra loop turn per transfer that small objects pay for.
         self._limiter = asyncio.Semaphore(self.concurrency)
@@ -259,6 +273,9 @@ class TransferEngine:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
         self._files.close()
 
     def statistics(self) -> EngineStatistics:
@@ -822,14 +839,21 @@ class TransferEngine:
         check_http_url(url)
         shown = redact_url(url)
         with _translate(shown):
-            async with self._http.request(
-                method, URL(url, encoded=True), headers=headers, data=data,
-                allow_redirects=False,
-            ) as resp:
+            async with self._exchange(method, url, headers, data) as resp:
                 if not (200 <= resp.status < 300 or (expect_redirect and resp.status == 303)):
                     raise await _status_error(resp, shown)
                 await resp.read()
                 return TransferResult(url=shown, status=resp.status, etag=resp.headers.get("ETag"))
+
+    def _exchange(
+        self, method: str, url: str, headers: dict[str, str], data: Any = None
+    ) -> contextlib.AbstractAsyncContextManager[_Response]:
+        """One request, by the lean client when it can carry it, else by aiohttp."""
+        if self._lean is not None and (data is None or isinstance(data, _http1.BODY_TYPES)):
+            return self._lean.open(method, url, headers, data)
+        return self._http.request(
+            method, URL(url, encoded=True), headers=headers, data=data, allow_redirects=False
+        )
 
     async def _get_once(
         self,
@@ -853,9 +877,7 @@ class TransferEngine:
                 offset = 0
         try:
             with _translate(shown):
-                async with self._http.get(
-                    URL(request.url, encoded=True), headers=headers, allow_redirects=False
-                ) as resp:
+                async with self._exchange("GET", request.url, headers) as resp:
                     if state.ranged and resp.status == 416:
                         # S3 answers a range of an empty object with 416: ask plainly.
                         state.ranged = False
@@ -907,7 +929,7 @@ class TransferEngine:
 
     async def _receive_first_range(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: _Response,
         *,
         partial: _files.PartialFile,
         state: _DownloadState,
@@ -938,7 +960,7 @@ class TransferEngine:
 
     async def _receive_at(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: _Response,
         partial: _files.PartialFile,
         offset: int,
         chunk: int,
@@ -1020,9 +1042,7 @@ class TransferEngine:
         assert state.etag is not None
         headers["If-Match"] = state.etag
         with _translate(shown):
-            async with self._http.get(
-                URL(request.url, encoded=True), headers=headers, allow_redirects=False
-            ) as resp:
+            async with self._exchange("GET", request.url, headers) as resp:
                 if resp.status == 412:
                     raise HTTPStatusError(
                         "the object changed while it was being downloaded (its ETag no "
@@ -1047,7 +1067,7 @@ class TransferEngine:
 
     async def _receive(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: _Response,
         *,
         partial: _files.PartialFile,
         chunk: int,
@@ -1091,6 +1111,24 @@ class TransferEngine:
         if len(self._checked_folders) > 4096:
             self._checked_folders.clear()
         self._checked_folders[folder] = None
+
+
+class _Body(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class _Response(Protocol):
+    """What the engine reads of a response: aiohttp's, or the lean client's."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+    @property
+    def content(self) -> _Body: ...
+    async def read(self) -> bytes: ...
 
 
 class _AskAgain(Exception):
@@ -1264,7 +1302,7 @@ class _UploadSource:
 
 
 async def _pump(
-    resp: aiohttp.ClientResponse,
+    resp: _Response,
     chunk: int,
     tracker: _Progress,
     write: Callable[[int, list[bytes]], None],
@@ -1428,14 +1466,14 @@ def _is_plain_md5(etag: str | None, headers: Any) -> bool:
     return "x-amz-server-side-encryption-customer-algorithm" not in headers
 
 
-def _is_range(resp: aiohttp.ClientResponse) -> bool:
+def _is_range(resp: _Response) -> bool:
     """Whether the body is a byte range: a 206, or a 200 that says so with a
     Content-Range (rclone's ``serve s3`` answers every Range request that way)."""
     return resp.status == 206 or (resp.status == 200 and "Content-Range" in resp.headers)
 
 
 def _expected_total(
-    resp: aiohttp.ClientResponse, offset: int, shown: str, *, is_range: bool
+    resp: _Response, offset: int, shown: str, *, is_range: bool
 ) -> int | None:
     """The full object size the body must add up to, checking the Content-Range of a range."""
     length = resp.headers.get("Content-Length")
@@ -1473,11 +1511,26 @@ def _parse_content_range(value: str) -> tuple[int, int, int | None] | None:
     return start, end, total
 
 
-async def _status_error(resp: aiohttp.ClientResponse, shown: str) -> TransferError:
+async def _status_error(resp: _Response, shown: str) -> TransferError:
     body = b""
-    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+    with contextlib.suppress(
+        aiohttp.ClientError, asyncio.TimeoutError, ConnectionError,
+        _http1.HTTPTimeout, _http1.BadResponse,
+    ):
         body = await resp.content.read(MAX_ERROR_BODY)
     return status_error(resp.status, resp.reason, body, resp.headers.get("Retry-After"), shown)
+
+
+def _from_lean(exc: Exception, shown: str) -> AsyncPresignError:
+    if isinstance(exc, _http1.HTTPTimeout):
+        return TransferTimeoutError(str(exc), url=shown)
+    if isinstance(exc, _http1.ConnectFailed):
+        return TransportError(f"cannot connect: {exc}", url=shown)
+    if isinstance(exc, _http1.BadResponse):
+        return TransportError(f"bad response: {exc}", url=shown)
+    if isinstance(exc, _http1.InvalidRequest):
+        return InvalidArgumentError(str(exc))
+    return TransportError(str(exc), url=shown)
 
 
 @contextlib.contextmanager
@@ -1487,6 +1540,8 @@ def _translate(shown: str) -> Any:
         yield
     except AsyncPresignError:
         raise
+    except _http1.LEAN_ERRORS as exc:
+        raise _from_lean(exc, shown) from None
     except aiohttp.InvalidURL as exc:
         raise InvalidArgumentError(f"invalid URL {shown!r}: {exc}") from None
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:

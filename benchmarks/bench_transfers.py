@@ -7,8 +7,8 @@ Starts its own server on 127.0.0.1 (rclone ``serve s3`` by default: the least
 CPU per request, so more of the machine measures the client), then for each
 round and workload runs every client in a fresh process, upload then download,
 interleaved so that drift hits all alike, and verifies the bytes after the
-timed part. Client CPU and peak RSS come from the child's own rusage
-(``os.wait4``). Workloads: A) 1,000 x 16 KiB, B) 4 x 64 MiB, C) 10,000 x 1 KiB.
+timed part. Each child reports its own CPU and peak RSS (VmHWM; see
+``peak_rss_mib``). Workloads: A) 1,000 x 16 KiB, B) 4 x 64 MiB, C) 10,000 x 1 KiB.
 Presigned-URL peers get URLs signed before the clock starts; asyncpresign
 signs as it goes, inside the timing. Every client's CPU is that of its timed
 part (set-up and imports excluded; s5cmd's and rclone's whole process).
