@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_sign.py --markdown benchmarks/results/sign.md
 	$(BIN)/python benchmarks/bench_transfers.py --rounds 5
-	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --rounds 1
+	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check asyncpresign tests benchmarks examples

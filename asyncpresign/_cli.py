@@ -87,7 +87,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="signing region (default: from the AWS config)")
     group.add_argument("--profile", help="a profile from the AWS config files")
     opts = parser.add_argument_group("transfer")
-    opts.add_argument("--concurrency", type=int, default=16)
+    opts.add_argument("--concurrency", type=int, default=64)
     opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
     opts.add_argument("--retries", type=int, default=5, help="attempts per transfer")
     opts.add_argument("--expires", type=parse_duration, default=3600, help="URL lifetime")
@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="start a local S3 server, move a few hundred files both ways, verify them"
     )
     demo.add_argument("--files", type=int, default=300, help="how many files (default 300)")
-    demo.add_argument("--concurrency", type=int, default=16)
+    demo.add_argument("--concurrency", type=int, default=64)
     demo.add_argument("--seed", type=int, default=7, help="seed for the file sizes")
     demo.add_argument("--quiet", action="store_true")
     demo.add_argument(

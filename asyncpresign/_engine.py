@@ -172,16 +172,20 @@ async def _call(callback: Callable[[Any], Any], arg: Any) -> None:
 class TransferEngine:
     """Moves files through presigned URLs, ``concurrency`` requests at a time.
 
-    Owns one aiohttp session; use it as an async context manager. Memory per
-    transfer is about ``max(chunk_size, 1 MiB)`` of file buffer plus aiohttp's
-    own read buffer (256 KiB), so ``concurrency`` transfers need roughly
-    ``concurrency * (max(chunk_size, 1 MiB) + 256 KiB)``.
+    Owns its connections (a lean HTTP/1.1 pool, and an aiohttp session for
+    streamed uploads, forms and copies); use it as an async context manager.
+    A download in flight holds at most two file buffers of ``max(chunk_size,
+    1 MiB)`` and 512 KiB unread from the socket, so memory stays below
+    ``concurrency * (2 * max(chunk_size, 1 MiB) + 512 KiB)`` however large the
+    objects. The default of 64 in flight hides the latency of small requests
+    (against SeaweedFS, 1 KiB objects: 1.4x uploads, 1.5x downloads of 16); lower it
+    where memory is tight.
     """
 
     def __init__(
         self,
         *,
-        concurrency: int = 16,
+        concurrency: int = 64,
         chunk_size: int = 65536,
         timeout: float | Timeout = Timeout(),
         retry: RetryPolicy | None = None,
