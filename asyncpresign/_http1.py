@@ -149,11 +149,15 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def write(self, data: bytes | bytearray | memoryview, deadline: float | None) -> None:
+    async def write(
+        self, data: _Body, timeout: float | None, deadline: float | None
+    ) -> None:
+        """Send ``data``; if the socket's buffer is full, wait (a server that stops
+        reading the body is a stall like one that stops sending)."""
         assert self.transport is not None
         self.transport.write(data)
         if self._drain is not None:
-            await self._wait(self._drain, None, deadline, "sending the body")
+            await self._wait(self._drain, timeout, deadline, "sending the body")
 
     async def wait_data(self, timeout: float | None, deadline: float | None, what: str) -> None:
         """Until more bytes arrive than are buffered now, or the connection ends."""
@@ -485,6 +489,7 @@ class HTTP1Pool:
         total_timeout: float | None,
         max_idle: int,
         user_agent: str,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -492,7 +497,8 @@ class HTTP1Pool:
         self.max_idle = max_idle
         self._agent = f"User-Agent: {user_agent}\r\n"
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # Made on the first https request: loading the system's CAs takes ~30 ms.
+        self._ssl = ssl_context
         self._closed = False
 
     def open(
@@ -528,11 +534,11 @@ class HTTP1Pool:
             )
             try:
                 if body is not None and len(body) <= 256 * 1024:
-                    await conn.write(head + body, deadline)
+                    await conn.write(head + body, self.read_timeout, deadline)
                 else:
-                    await conn.write(head, deadline)
+                    await conn.write(head, self.read_timeout, deadline)
                     if body is not None:
-                        await conn.write(body, deadline)
+                        await conn.write(body, self.read_timeout, deadline)
                 await response._read_head()
             except Disconnected:
                 response.release()

@@ -189,7 +189,14 @@ async def test_interrupted_upload_resumes_and_transfers_nothing_twice(
     journal = tmp_path / "run.journal"
     command = [sys.executable, "-m", "asyncpresign", "upload", str(tmp_path / "src"),
                f"s3://{bucket}/r", "--journal", str(journal), "--concurrency", "4"]
-    process = await anyio.open_process(command, env=env)
+    # A suite started in the background by a non-interactive shell has SIGINT
+    # ignored, and a child inherits that and sleeps through Ctrl-C; a handled
+    # SIGINT is reset to the default at exec instead, as under a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = await anyio.open_process(command, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     while proxy.count(lambda m, t: m == "PUT") < 40:  # noqa: ASYNC110 - another process
         await anyio.sleep(0.02)
     process.send_signal(signal.SIGINT)

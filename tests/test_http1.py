@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
+import trustme
 from yarl import URL
 
 from asyncpresign import (
@@ -43,7 +46,10 @@ class Reply:
     pause: float = 0.0  # between pieces
 
 
-Serve = Callable[[Answer], Awaitable["RawServer"]]
+class Serve(Protocol):
+    def __call__(
+        self, answer: Answer, tls: ssl.SSLContext | None = None
+    ) -> Awaitable[RawServer]: ...
 
 
 @dataclass
@@ -85,11 +91,11 @@ class RawServer:
 async def serve() -> AsyncIterator[Serve]:
     servers: list[RawServer] = []
 
-    async def start(answer: Answer) -> RawServer:
+    async def start(answer: Answer, tls: ssl.SSLContext | None = None) -> RawServer:
         raw = RawServer(answer)
-        raw.server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
+        raw.server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=tls)
         port = raw.server.sockets[0].getsockname()[1]
-        raw.url = f"http://127.0.0.1:{port}"
+        raw.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         servers.append(raw)
         return raw
 
@@ -99,14 +105,34 @@ async def serve() -> AsyncIterator[Serve]:
         raw.server.close()
 
 
-def pool(read: float | None = 5.0, total: float | None = None) -> HTTP1Pool:
+def pool(
+    read: float | None = 5.0, total: float | None = None, tls: ssl.SSLContext | None = None
+) -> HTTP1Pool:
     return HTTP1Pool(
         connect_timeout=5.0,
         read_timeout=read,
         total_timeout=total,
         max_idle=4,
         user_agent="test",
+        ssl_context=tls,
     )
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
 
 
 def fixed(status: int, body: bytes, *extra: str) -> Answer:
@@ -387,3 +413,54 @@ async def test_engine_refuses_a_header_with_a_newline_as_invalid_argument(
     async with TransferEngine() as engine:
         with pytest.raises(InvalidArgumentError, match="invalid character"):
             await engine.download(request, tmp_path / "f")
+
+
+# -- TLS and writes -------------------------------------------------------------------
+
+
+async def test_https_is_verified_against_the_trusted_ca_and_the_connection_reused(
+    serve: Serve, ca: trustme.CA
+) -> None:
+    server = await serve(fixed(200, b"secure"), tls=server_tls(ca))
+    client = pool(tls=client_tls(ca))
+    for _ in range(3):
+        assert await get(client, server.url) == (200, b"secure")
+    client.close()
+    assert server.connections == 1
+
+
+async def test_https_to_an_untrusted_certificate_is_refused(serve: Serve, ca: trustme.CA) -> None:
+    server = await serve(fixed(200, b"secure"), tls=server_tls(ca))
+    client = pool()  # the system's CAs, which never signed the test CA
+    with pytest.raises(_http1.ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        await get(client, server.url)
+    client.close()
+
+
+async def test_engine_refuses_an_untrusted_https_server_and_writes_nothing(
+    serve: Serve, ca: trustme.CA, tmp_path: Path
+) -> None:
+    server = await serve(fixed(200, b"secure"), tls=server_tls(ca))
+    async with TransferEngine(retry=RetryPolicy(attempts=1)) as engine:
+        with pytest.raises(TransportError, match=r"cannot connect: .*CERTIFICATE_VERIFY_FAILED"):
+            await engine.download(server.url + "/b/k?X-Amz-Signature=secret", tmp_path / "f")
+    assert not os.listdir(tmp_path)
+
+
+async def test_a_server_that_stops_reading_the_body_hits_the_read_timeout() -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_read(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepts, then reads nothing: the send buffers fill
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = pool(read=0.3)
+    try:
+        with pytest.raises(_http1.HTTPTimeout, match="sending the body"):
+            await client.request("PUT", f"http://127.0.0.1:{port}/b/k", {}, bytes(64 << 20))
+    finally:
+        client.close()
+        for writer in held:
+            writer.close()
+        server.close()
