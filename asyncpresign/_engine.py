@@ -212,7 +212,6 @@ class TransferEngine:
         # GETs and PUTs of a buffer take the lean HTTP/1.1 client; streamed
         # uploads, POST forms and copies take aiohttp.
         self._lean: _http1.HTTP1Pool | None = None
-        self._use_lean = True
         self._limiter: asyncio.Semaphore | None = None
         self._in_flight = 0
         self._max_in_flight = 0
@@ -261,14 +260,13 @@ class TransferEngine:
             # jar lookup per request and an update per response.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        if self._use_lean:
-            self._lean = _http1.HTTP1Pool(
-                connect_timeout=self.timeout.connect,
-                read_timeout=self.timeout.read,
-                total_timeout=self.timeout.total,
-                max_idle=2 * self.concurrency,
-                user_agent=f"asyncpresign/{__version__}",
-            )
+        self._lean = _http1.HTTP1Pool(
+            connect_timeout=self.timeout.connect,
+            read_timeout=self.timeout.read,
+            total_timeout=self.timeout.total,
+            max_idle=2 * self.concurrency,
+            user_agent=f"asyncpresign/{__version__}",
+        )
         # asyncio's own primitives: anyio's yield to the loop on every acquire,
         # an extra loop turn per transfer that small objects pay for.
         self._limiter = asyncio.Semaphore(self.concurrency)

@@ -51,6 +51,7 @@ KEEPALIVE = 15.0
 
 _Body = bytes | bytearray | memoryview
 BODY_TYPES = (bytes, bytearray, memoryview)
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 _NO_BODY_STATUS = frozenset({204, 304})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -289,7 +290,7 @@ class HTTP1Response:
         self._deadline = deadline
         self.status = 0
         self.reason = ""
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+        self.headers: CIMultiDictProxy[str] = _NO_HEADERS
         self._keep_alive = True
         self._remaining: int | None = 0  # None: until the connection closes
         self._chunked = False
