@@ -1515,10 +1515,7 @@ def _parse_content_range(value: str) -> tuple[int, int, int | None] | None:
 
 async def _status_error(resp: _Response, shown: str) -> TransferError:
     body = b""
-    with contextlib.suppress(
-        aiohttp.ClientError, asyncio.TimeoutError, ConnectionError,
-        _http1.HTTPTimeout, _http1.BadResponse,
-    ):
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, *_http1.LEAN_ERRORS):
         body = await resp.content.read(MAX_ERROR_BODY)
     return status_error(resp.status, resp.reason, body, resp.headers.get("Retry-After"), shown)
 

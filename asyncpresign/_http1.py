@@ -67,10 +67,6 @@ class ConnectFailed(ConnectionError):
 class Disconnected(ConnectionError):
     """The connection ended before the response was complete."""
 
-    def __init__(self, message: str, *, during_body: bool) -> None:
-        super().__init__(message)
-        self.during_body = during_body
-
 
 class InvalidRequest(ValueError):
     """A header that would break the request's framing (a CR, LF or colon in a name)."""
@@ -302,17 +298,6 @@ class HTTP1Response:
     def content(self) -> HTTP1Response:
         return self
 
-    async def __aenter__(self) -> HTTP1Response:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def release(self) -> None:
         """Back to the pool if the exchange ended cleanly, else closed."""
         conn, self._conn = self._conn, None
@@ -389,7 +374,7 @@ class HTTP1Response:
                 message = f"connection lost {what}: {conn.lost}"
             else:
                 message = f"server closed the connection {what}"
-            raise Disconnected(message, during_body=self.status != 0)
+            raise Disconnected(message)
         await conn.wait_data(self._pool.read_timeout, self._deadline, what)
 
     @property
