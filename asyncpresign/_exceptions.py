@@ -19,7 +19,7 @@ them sensibly::
 
 A :class:`TransferError` carries the request's URL with its signature redacted
 and the number of attempts made. Errors from aiohttp and botocore are turned
-into these at the edges (``_engine.py``, ``_signer.py``) and nowhere else.
+into these at the edges (``_transport.py``, ``_signer.py``) and nowhere else.
 """
 
 from __future__ import annotations
@@ -137,7 +137,14 @@ class RequestExpiredError(HTTPStatusError):
 
 
 class TransportError(TransferError, ConnectionError):
-    """The connection failed: refused, reset, or closed before the body was complete."""
+    """The connection failed: refused, reset, or closed before the body was complete.
+
+    ``request_sent`` is False when the failure came before any byte of the
+    request left (refused connection, TLS or proxy failure), so even a
+    request that must not be sent twice can be sent again.
+    """
+
+    request_sent: bool = True
 
 
 class TransferTimeoutError(TransferError, TimeoutError):

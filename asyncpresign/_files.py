@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -35,12 +36,13 @@ def describe_os_error(exc: OSError) -> str:
 
 def open_source(
     path: str, small_limit: int, offset: int = 0, length: int | None = None
-) -> tuple[int, bytes | None, IO[bytes] | None]:
-    """Open ``path`` (or its ``length`` bytes from ``offset``) for an upload: the
-    size, and either the whole content (when at most ``small_limit`` bytes, so
-    small files cost one hop) or the open file, positioned at ``offset``."""
+) -> tuple[int, bytes | None]:
+    """Size up ``path`` (or its ``length`` bytes from ``offset``) for an upload: the
+    size, and the whole content when it is at most ``small_limit`` bytes (so a
+    small file costs one hop). Only a regular file is read: the open does not
+    block on a FIFO (O_NONBLOCK), and anything but a regular file is refused."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 (closed here, or by the caller once streamed)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except IsADirectoryError:
         raise LocalFileError(f"upload source {path!r} is a directory, not a file", path) from None
     except OSError as exc:
@@ -48,7 +50,14 @@ def open_source(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
         ) from None
     try:
-        file_size = os.fstat(f.fileno()).st_size
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise LocalFileError(f"upload source {path!r} is a directory, not a file", path)
+        if not stat.S_ISREG(info.st_mode):
+            raise LocalFileError(
+                f"upload source {path!r} is not a regular file (a FIFO, socket or device)", path
+            )
+        file_size = info.st_size
         size = file_size - offset if length is None else length
         if offset + size > file_size:
             raise LocalFileError(
@@ -56,22 +65,20 @@ def open_source(
                 f"{offset + size} this upload needs (did it shrink?)",
                 path,
             )
-        if offset:
-            f.seek(offset)
-        if size <= small_limit:
-            data = f.read(size)
-            f.close()
-            if len(data) != size:
-                raise LocalFileError(f"upload source {path!r} changed size while being read", path)
-            return size, data, None
+        if size > small_limit:
+            return size, None
+        data = os.pread(fd, size, offset) if size else b""
+        if len(data) != size:
+            raise LocalFileError(f"upload source {path!r} changed size while being read", path)
+        return size, data
+    except LocalFileError:
+        raise
     except OSError as exc:
-        f.close()
-        if isinstance(exc, LocalFileError):
-            raise
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
         ) from None
-    return size, None, f
+    finally:
+        os.close(fd)
 
 
 def file_size(path: str) -> int:
@@ -242,22 +249,27 @@ class PartialFile:
         self._commit()
         return None
 
-    def allocate(self, size: int) -> None:
-        """Open the file and reserve ``size`` bytes, for ranges written at their offsets
-        (reserving fails now, not half-way, when the disk is too small)."""
+    def open_for_ranges(self, first_size: int) -> None:
+        """Open the file for ranges written at their offsets, with room for the first."""
         self._start()
+        self.reserve(0, first_size)
+
+    def reserve(self, offset: int, length: int) -> None:
+        """Reserve disk for ``length`` bytes at ``offset`` (so a full disk fails now,
+        not half-way). Called per range once its answer is checked, so a server
+        claiming a huge object reserves no more than it has actually started to send."""
         assert self._fd is not None
+        if not length or not hasattr(os, "posix_fallocate"):
+            return
         try:
-            if size:
-                os.posix_fallocate(self._fd, 0, size)
+            os.posix_fallocate(self._fd, offset, length)
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 raise LocalFileError(
-                    f"cannot make room for {size} bytes at {self.dest!r}: "
+                    f"cannot make room for {length} bytes at {self.dest!r}: "
                     f"{describe_os_error(exc)}",
                     self.dest,
                 ) from None
-            os.ftruncate(self._fd, size)
 
     def write_at(self, offset: int, chunks: list[bytes]) -> None:
         """Write at ``offset``; safe from several threads at once (pwrite)."""

@@ -18,6 +18,7 @@ from ._exceptions import (
 __all__ = ["RetryDecision", "RetryPolicy", "backoff_delay", "decide_retry"]
 
 NOT_REPLAYABLE = "the source is a stream that cannot be replayed"
+NOT_IDEMPOTENT = "a POST is not sent twice once its body may have gone out"
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -76,9 +77,13 @@ def decide_retry(
     *,
     replayable: bool = True,
     can_resign: bool = False,
+    idempotent: bool = True,
     rng: random.Random | None = None,
 ) -> RetryDecision:
-    """Whether failed attempt number ``attempt`` should be followed by another, and when."""
+    """Whether failed attempt number ``attempt`` should be followed by another, and when.
+
+    A request that is not ``idempotent`` (a form POST) is sent again only when
+    the failure came before any byte of it left: a refused connection, say."""
     if attempt >= policy.attempts:
         return RetryDecision(False, reason=f"gave up after {attempt} attempts")
     if not isinstance(error, TransferError):
@@ -92,6 +97,8 @@ def decide_retry(
             return RetryDecision(False, reason=f"HTTP {error.status} is not retryable")
     elif not isinstance(error, (TransportError, TransferTimeoutError, IntegrityError)):
         return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
+    if not idempotent and (not isinstance(error, TransportError) or error.request_sent):
+        return RetryDecision(False, reason=NOT_IDEMPOTENT)
     if not replayable:
         return RetryDecision(False, reason=NOT_REPLAYABLE)
     delay = backoff_delay(policy, attempt, rng)

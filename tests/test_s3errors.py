@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from asyncpresign import HTTPStatusError, RequestExpiredError
-from asyncpresign._engine import _parse_content_range
+from asyncpresign._checks import parse_content_range as _parse_content_range
 from asyncpresign._s3errors import parse_error_body, parse_retry_after, status_error
 
 EXPIRED = (
@@ -46,7 +46,7 @@ def test_other_access_denied_is_not_expiry() -> None:
 
 def test_message_names_status_code_and_s3_message() -> None:
     body = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
-    error = status_error(503, "Service Unavailable", body, "3", "http://h/k")
+    error = status_error(503, "Service Unavailable", body, {"Retry-After": "3"}, "http://h/k")
     assert "503" in str(error)
     assert "SlowDown" in str(error)
     assert "Reduce your rate" in str(error)
@@ -79,3 +79,30 @@ def test_content_range_is_parsed_and_checked(
     value: str, parsed: tuple[int, int, int | None] | None
 ) -> None:
     assert _parse_content_range(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["-3", "1e400", ".5", "NaN", "inf", "9" * 40, "3 s", "²"])
+def test_malformed_retry_after_is_ignored_not_trusted(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_redirect_names_where_the_server_points_without_the_signature() -> None:
+    body = (
+        b"<Error><Code>PermanentRedirect</Code><Message>Use the endpoint</Message>"
+        b"<Endpoint>b.s3.eu-west-1.amazonaws.com</Endpoint></Error>"
+    )
+    headers = {
+        "Location": "https://b.s3.eu-west-1.amazonaws.com/k?X-Amz-Signature=abcdef0123",
+        "x-amz-bucket-region": "eu-west-1",
+    }
+    error = status_error(307, "Temporary Redirect", body, headers, "u")
+    text = str(error)
+    assert text.startswith("HTTP 307 PermanentRedirect: Use the endpoint")
+    assert "b.s3.eu-west-1.amazonaws.com" in text
+    assert "region eu-west-1" in text
+    assert "abcdef0123" not in text
+    assert "sign for that region or endpoint" in text
+
+
+def test_status_is_not_doubled_when_s3_sends_no_code() -> None:
+    assert str(status_error(403, "Forbidden", b"", None, "")) == "HTTP 403 Forbidden"

@@ -1,0 +1,115 @@
+"""Checks on what a server answered: ranges, lengths, ETags. Pure: no I/O.
+
+Every header value the engine acts on is parsed here, strictly (ASCII digits
+only, bounded lengths), so a malformed or hostile answer becomes a typed,
+retried error instead of a bare ``ValueError`` or a wrong write.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ._exceptions import IntegrityError, TransportError
+from ._models import TransferResult
+
+__all__ = [
+    "check_etag",
+    "check_stored_md5",
+    "expected_total",
+    "is_plain_md5",
+    "is_range",
+    "parse_content_length",
+    "parse_content_range",
+]
+
+#: 19 digits hold any size S3 allows (5 TiB) with room to spare, and int() of
+#: them stays cheap; a longer "number" is an attack or a bug, not a size.
+_NUMBER = re.compile(r"[0-9]{1,19}")
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
+#: An ETag is a quoted string of visible ASCII (RFC 9110); S3's are 32-40 hex
+#: digits, with a part count for multipart objects.
+_ETAG = re.compile(r'(W/)?"?[\x21\x23-\x7e]{1,1024}"?')
+_MD5 = re.compile(r'"?[0-9a-fA-F]{32}"?')
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """The Content-Length as a number, None if absent; malformed is an error."""
+    if value is None:
+        return None
+    if not _NUMBER.fullmatch(value.strip(" \t")):
+        raise TransportError(f"bad response: malformed Content-Length {value[:40]!r}")
+    return int(value)
+
+
+def parse_content_range(value: str) -> tuple[int, int, int | None] | None:
+    """``bytes START-END/SIZE`` (SIZE may be ``*``) as numbers, or None if malformed."""
+    match = _CONTENT_RANGE.fullmatch(value.strip(" \t"))
+    if match is None:
+        return None
+    start, end = int(match[1]), int(match[2])
+    total = None if match[3] == "*" else int(match[3])
+    if end < start or (total is not None and end >= total):
+        return None
+    return start, end, total
+
+
+def is_range(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether a body is a byte range: a 206, or a 200 that says so with a
+    Content-Range (rclone's ``serve s3`` answers every Range request that way)."""
+    return status == 206 or (status == 200 and "Content-Range" in headers)
+
+
+def expected_total(
+    status: int, headers: Mapping[str, str], offset: int, shown: str
+) -> int | None:
+    """The full object size the body must add up to, checking a range's Content-Range
+    against where it was asked to start and against its Content-Length."""
+    length = parse_content_length(headers.get("Content-Length"))
+    if is_range(status, headers):
+        content_range = headers.get("Content-Range", "")
+        parsed = parse_content_range(content_range)
+        if parsed is None or parsed[0] != offset:
+            raise IntegrityError(
+                f"server answered a range request from byte {offset} with "
+                f"Content-Range {content_range[:80]!r}",
+                url=shown,
+            )
+        start, end, size = parsed
+        if length is not None and length != end - start + 1:
+            raise IntegrityError(
+                f"Content-Length {length} does not match Content-Range {content_range[:80]!r}",
+                url=shown,
+            )
+        return size if size is not None else end + 1
+    return length
+
+
+def check_etag(value: str | None, shown: str) -> str | None:
+    """An ETag as sent, if it looks like one; a malformed one is an error (it is
+    compared with later answers and written beside resumable downloads)."""
+    if value is None:
+        return None
+    if not _ETAG.fullmatch(value):
+        raise IntegrityError(f"server sent a malformed ETag {value[:80]!r}", url=shown)
+    return value
+
+
+def is_plain_md5(etag: str | None, headers: Mapping[str, str]) -> bool:
+    """Whether an ETag is the object's MD5: single-part, and not SSE-KMS or SSE-C."""
+    if not etag or not _MD5.fullmatch(etag):
+        return False
+    if headers.get("x-amz-server-side-encryption") == "aws:kms":
+        return False
+    return "x-amz-server-side-encryption-customer-algorithm" not in headers
+
+
+def check_stored_md5(result: TransferResult, expected: str, what: str) -> None:
+    """Raise if the server's ETag is a plain MD5 (single part) other than ``expected``."""
+    if result.etag is None or not is_plain_md5(result.etag, {}):
+        return
+    stored = result.etag.strip('"').lower()
+    if stored != expected:
+        raise IntegrityError(
+            f"server stored ETag {stored} but {what} is {expected}", url=result.url
+        )

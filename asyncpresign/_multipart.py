@@ -1,0 +1,105 @@
+"""A multipart upload of one file: its parts in parallel through presigned URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from . import _files
+from ._attempts import Runtime, Tracker, fspath, run_workers
+from ._exceptions import AsyncPresignError, IntegrityError
+from ._models import FilePart, TransferResult
+from ._parts import plan_parts
+from ._retry import RetryPolicy
+from ._upload import UploadSource, upload
+
+if TYPE_CHECKING:
+    from ._signer import Signer
+
+__all__ = ["upload_large"]
+
+logger = logging.getLogger("asyncpresign")
+
+
+async def upload_large(
+    rt: Runtime,
+    signer: Signer,
+    bucket: str,
+    key: str,
+    path: str | os.PathLike[str],
+    *,
+    part_size: int,
+    content_md5: bool,
+    expires_in: float | dt.timedelta,
+    chunk: int,
+    policy: RetryPolicy,
+    tracker: Tracker,
+    **options: Any,
+) -> TransferResult:
+    """Each part is read from its offset in the file (never the whole file into
+    memory), retried on its own, and re-signed when its URL expires. The parts
+    complete in order. On failure or cancellation the upload is aborted, so no
+    orphaned parts stay behind (and billed)."""
+    source = fspath(path, "upload source")
+    size = await anyio.to_thread.run_sync(_files.file_size, source)
+    parts = plan_parts(size, part_size)
+    tracker.url, tracker.total = f"s3://{bucket}/{key}", size
+    started = time.perf_counter()
+    upload_id = await signer.create_multipart_upload(bucket, key, **options)
+    etags: dict[int, str] = {}
+    most_attempts = 1
+    try:
+        pending = iter(parts)
+
+        async def worker() -> None:
+            nonlocal most_attempts
+            for part in pending:
+                sign = functools.partial(
+                    signer.presign_upload_part, bucket, key, upload_id, part.number,
+                    expires_in=expires_in,
+                )
+                result = await upload(
+                    rt,
+                    None,
+                    UploadSource.of(FilePart(source, part.offset, part.length), None),
+                    sign=sign,
+                    content_md5=content_md5,
+                    chunk=chunk,
+                    policy=policy,
+                    tracker=Tracker(None, tracker.url, part.length, parent=tracker),
+                )
+                if not result.etag:
+                    raise IntegrityError(
+                        f"part {part.number} was stored without an ETag", url=result.url
+                    )
+                etags[part.number] = result.etag
+                most_attempts = max(most_attempts, result.attempts)
+
+        await run_workers(min(rt.concurrency, len(parts)), worker)
+        etag = await signer.complete_multipart_upload(
+            bucket, key, upload_id, sorted(etags.items())
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            try:
+                await signer.abort_multipart_upload(bucket, key, upload_id)
+            except AsyncPresignError as exc:
+                logger.warning(
+                    "could not abort multipart upload of s3://%s/%s: %s", bucket, key, exc
+                )
+        raise
+    return TransferResult(
+        url=tracker.url,
+        nbytes=size,
+        seconds=time.perf_counter() - started,
+        status=200,
+        etag=etag,
+        attempts=most_attempts,
+    )

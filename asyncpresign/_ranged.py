@@ -1,0 +1,119 @@
+"""The rest of a ranged download: parallel byte ranges written at their offsets,
+each checked against the object's size and ETag, then the whole file checked."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import anyio
+import anyio.to_thread
+
+from . import _files
+from ._attempts import Runtime, Tracker, run_workers
+from ._checks import is_range, parse_content_length, parse_content_range
+from ._download import DownloadState, receive_at
+from ._exceptions import HTTPStatusError, IntegrityError
+from ._models import PresignedRequest, SignFunction, TransferResult
+from ._retry import RetryPolicy
+
+__all__ = ["fetch_ranges"]
+
+
+async def fetch_ranges(
+    rt: Runtime,
+    first: TransferResult,
+    *,
+    partial: _files.PartialFile,
+    state: DownloadState,
+    sign: SignFunction | None,
+    policy: RetryPolicy,
+    chunk: int,
+    tracker: Tracker,
+) -> TransferResult:
+    """Fetch the ranges after the first in parallel, then check and commit the file."""
+    started = time.perf_counter()
+    ranges = iter(state.ranges)
+    most_attempts = first.attempts
+
+    async def fetch(first_byte: int, last_byte: int) -> None:
+        nonlocal most_attempts
+
+        async def attempt(req: PresignedRequest, child: Tracker) -> TransferResult:
+            return await _get_range_once(
+                rt, req, partial=partial, state=state, first_byte=first_byte,
+                last_byte=last_byte, chunk=chunk, tracker=child,
+            )
+
+        result = await rt.with_retries(
+            state.request, sign, policy, attempt, method="GET", replayable=True,
+            tracker=Tracker(None, first.url, parent=tracker),
+        )
+        most_attempts = max(most_attempts, result.attempts)
+
+    async def worker() -> None:
+        for first_byte, last_byte in ranges:
+            await fetch(first_byte, last_byte)
+
+    await run_workers(min(rt.concurrency, len(state.ranges)), worker)
+    expected = state.etag.strip('"').lower() if state.verify_md5 and state.etag else None
+    mismatch = await anyio.to_thread.run_sync(partial.finish_ranged, state.total, expected)
+    if mismatch is not None:
+        raise IntegrityError(
+            f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
+            url=first.url,
+            attempts=most_attempts,
+        )
+    return replace(
+        first,
+        nbytes=state.total,
+        seconds=first.seconds + time.perf_counter() - started,
+        attempts=most_attempts,
+    )
+
+
+async def _get_range_once(
+    rt: Runtime,
+    request: PresignedRequest,
+    *,
+    partial: _files.PartialFile,
+    state: DownloadState,
+    first_byte: int,
+    last_byte: int,
+    chunk: int,
+    tracker: Tracker,
+) -> TransferResult:
+    assert state.etag is not None
+    extra = {"Range": f"bytes={first_byte}-{last_byte}", "If-Match": state.etag}
+    length = last_byte - first_byte + 1
+    async with rt.transport.request("GET", request.url, request.headers, extra=extra) as resp:
+        shown = resp.shown
+        if resp.status == 412:
+            raise HTTPStatusError(
+                "the object changed while it was being downloaded (its ETag no "
+                "longer matches); download it again",
+                status=412, code="PreconditionFailed", url=shown,
+            )
+        if not 200 <= resp.status < 300:
+            raise await resp.status_error()
+        content_range = resp.headers.get("Content-Range", "")
+        parsed = parse_content_range(content_range)
+        if (
+            not is_range(resp.status, resp.headers)
+            or parsed != (first_byte, last_byte, state.total)
+            or parse_content_length(resp.headers.get("Content-Length")) not in (None, length)
+        ):
+            raise IntegrityError(
+                f"asked for bytes {first_byte}-{last_byte}/{state.total}, got HTTP "
+                f"{resp.status} Content-Range {content_range[:80]!r} Content-Length "
+                f"{resp.headers.get('Content-Length', '')[:40]!r}",
+                url=shown,
+            )
+        # Room is reserved only now, when this answer shows it carries the range.
+        await anyio.to_thread.run_sync(partial.reserve, first_byte, length)
+        received = await receive_at(resp, partial, first_byte, chunk, tracker)
+    if received != length:
+        raise IntegrityError(
+            f"range {first_byte}-{last_byte} ended after {received} bytes", url=shown
+        )
+    return TransferResult(url=shown, nbytes=received, status=206, etag=state.etag)

@@ -1,0 +1,532 @@
+"""The one HTTP edge: every request the engine sends goes through here, on aiohttp.
+
+This module owns the ``aiohttp.ClientSession``; nothing else in the package
+imports aiohttp. It
+
+* checks what we send: the URL and the caller's headers (no CR, LF or NUL,
+  header names that are tokens, and none of the framing headers that only the
+  HTTP client may set, in any spelling);
+* picks the proxy (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` as botocore
+  reads them, or an explicit one) and the TLS trust (``AWS_CA_BUNDLE``, a CA
+  file, an ``SSLContext``) without aiohttp's ``trust_env``, which would also
+  read ``~/.netrc`` and add a second authentication S3 refuses;
+* checks what the server says before anyone reads it (one Content-Length,
+  HTTP/1.x), bounds stalls with a low-speed limit, and
+* translates aiohttp's errors into asyncpresign's, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import re
+import ssl as ssl_module
+import urllib.request
+import warnings
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ._config import Timeout
+from ._exceptions import (
+    AsyncPresignError,
+    HTTPStatusError,
+    InvalidArgumentError,
+    TransferTimeoutError,
+    TransportError,
+)
+from ._redact import redact_url
+from ._s3errors import MAX_ERROR_BODY, status_error
+from ._validation import check_http_url
+
+__all__ = [
+    "FORBIDDEN_HEADERS",
+    "ProxySetting",
+    "Response",
+    "SSLSetting",
+    "Transport",
+    "check_headers",
+]
+
+#: Framing and connection headers: the HTTP client sets these from the body and
+#: the URL. One sent by a caller beside the client's own would frame the request
+#: twice (a truncated body stored, the connection desynchronised).
+FORBIDDEN_HEADERS: Final = frozenset(
+    {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade",
+     "te", "trailer", "keep-alive", "proxy-connection"}
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+ProxySetting: TypeAlias = "str | Literal[False] | None"
+SSLSetting: TypeAlias = "bool | str | os.PathLike[str] | ssl_module.SSLContext | None"
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Raise :class:`InvalidArgumentError` unless every header may be sent as given."""
+    seen: set[str] = set()
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise InvalidArgumentError(f"invalid HTTP header name {name!r}")
+        lower = name.lower()
+        if lower in FORBIDDEN_HEADERS:
+            raise InvalidArgumentError(
+                f"header {name!r} must not be given: the HTTP client sets it from the body and URL"
+            )
+        if lower in seen:
+            raise InvalidArgumentError(f"header {name!r} is given twice (names ignore case)")
+        seen.add(lower)
+        if not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"header {name!r} must have a str value, not {type(value).__name__}"
+            )
+        if _BAD_VALUE.search(value):
+            raise InvalidArgumentError(f"header {name!r} holds a control character (CR, LF, NUL)")
+
+
+def check_url(url: str) -> str:
+    """An absolute http(s) URL with no control characters; returns it redacted."""
+    check_http_url(url)
+    if _BAD_VALUE.search(url) or " " in url:
+        raise InvalidArgumentError(
+            f"URL {redact_url(url)[:80]!r} holds a space or a control character"
+        )
+    return redact_url(url)
+
+
+class Response:
+    """What the engine reads of an answer: status, headers, and the body in pieces."""
+
+    __slots__ = ("_content", "_guard", "_resp", "headers", "reason", "shown", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, guard: _RateGuard | None, shown: str) -> None:
+        self._resp = resp
+        self._content = resp.content
+        self._guard = guard
+        self.status: int = resp.status
+        self.reason: str | None = resp.reason
+        self.headers: CIMultiDictProxy[str] = resp.headers
+        self.shown = shown
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the body; ``b""`` at its end."""
+        data = await self._content.read(n)
+        if self._guard is not None:
+            self._guard.moved += len(data)
+        return data
+
+    async def read_all(self) -> bytes:
+        data = await self._resp.read()
+        if self._guard is not None:
+            self._guard.moved += len(data)
+        return data
+
+    async def status_error(self) -> HTTPStatusError:
+        """The error for a non-2xx answer, with S3's code and message from its body."""
+        body = b""
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            body = await self._content.read(MAX_ERROR_BODY)
+        return status_error(self.status, self.reason, body, self.headers, self.shown)
+
+
+class _RateGuard:
+    """The low-speed limit of one attempt: every ``window`` seconds, at least
+    ``floor`` more bytes must have moved, or the attempt's task is cancelled and
+    the cancellation turned into a :class:`TransferTimeoutError`."""
+
+    __slots__ = ("fired", "floor", "handle", "last", "loop", "moved", "task", "window")
+
+    def __init__(self, window: float, min_rate: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.window = window
+        self.floor = min_rate * window
+        self.moved = self.last = 0
+        self.fired = False
+        self.handle = self.loop.call_later(window, self._check)
+
+    def _check(self) -> None:
+        if self.moved - self.last < self.floor:
+            self.fired = True
+            if self.task is not None:
+                self.task.cancel()
+            return
+        self.last = self.moved
+        self.handle = self.loop.call_later(self.window, self._check)
+
+    def stop(self) -> None:
+        self.handle.cancel()
+
+    def owns_cancellation(self) -> bool:
+        """Whether the cancellation in flight is ours alone (then it is taken back)."""
+        if not self.fired:
+            return False
+        uncancel = getattr(self.task, "uncancel", None)  # 3.11+: count cancellations
+        return uncancel is None or uncancel() == 0
+
+
+class Transport:
+    """One aiohttp session and connection pool, shared by every transfer of an engine."""
+
+    def __init__(
+        self,
+        *,
+        timeout: Timeout,
+        pool_size: int,
+        user_agent: str,
+        proxy: ProxySetting = None,
+        ssl: SSLSetting = None,
+    ) -> None:
+        self.timeout = timeout
+        self._pool_size = pool_size
+        self._user_agent = user_agent
+        self._proxy_setting = _check_proxy(proxy)
+        self._ssl: ssl_module.SSLContext | bool = _ssl_from(ssl)
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], tuple[str, Mapping[str, str]] | None] = {}
+        self._env_proxies: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Transport(pool_size={self._pool_size})"
+
+    @property
+    def is_open(self) -> bool:
+        return self._session is not None
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        # Read once, as botocore does when a client is made.
+        self._env_proxies = urllib.request.getproxies_environment()
+        self._proxies.clear()
+        connector = aiohttp.TCPConnector(
+            # The pool grows with the concurrency (aiohttp's default of 100 would
+            # silently cap a larger setting), twice it: a copy holds a GET and a
+            # PUT connection at once, and a pool only as large as the copies
+            # would deadlock them.
+            limit=self._pool_size,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=self.timeout.total,
+                sock_connect=self.timeout.connect,
+                sock_read=self.timeout.read,
+            ),
+            # Bytes must land as stored: an object saved with Content-Encoding
+            # gzip is downloaded as its gzip bytes, and its checksum still matches.
+            auto_decompress=False,
+            # No Content-Type unless signed (aiohttp would add octet-stream); no
+            # Accept-Encoding (a proxy compressing on the fly would hand us
+            # bytes the ETag does not describe).
+            skip_auto_headers=("Content-Type", "Accept-Encoding"),
+            headers={"User-Agent": self._user_agent},
+            # A presigned URL carries its whole authority: no cookies, and no
+            # trust_env (it would read ~/.netrc and add Authorization: Basic).
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            requote_redirect_url=False,
+        )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def form_body(
+        self, fields: Mapping[str, str], data: bytes, filename: str, content_type: str
+    ) -> tuple[object, str]:
+        """A multipart/form-data body: ``fields`` in order, then the file last (S3
+        ignores every field after the file). Returns the body and its Content-Type."""
+        form = aiohttp.FormData(quote_fields=False)
+        for name, value in fields.items():
+            form.add_field(name, value)
+        form.add_field("file", data, filename=filename, content_type=content_type)
+        payload = form()
+        return payload, payload.content_type
+
+    @contextlib.asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        extra: Mapping[str, str] | None = None,
+        body: bytes | AsyncIterable[bytes] | object | None = None,
+        length: int | None = None,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> AsyncIterator[Response]:
+        """Send one request and yield its response; the body is read inside the block.
+
+        ``headers`` are the caller's (checked here); ``extra`` are the engine's
+        own (Range, If-Match), which replace a caller's header of the same
+        name. ``length`` is the body's size, sent as Content-Length (a presigned
+        PUT needs one: S3 refuses chunked uploads). Errors raised in the block,
+        by aiohttp or a stall, come out as asyncpresign's.
+        """
+        session = self._session
+        if session is None:
+            raise AsyncPresignError(
+                "the TransferEngine is not open: use 'async with TransferEngine()'"
+            )
+        shown = check_url(url)
+        check_headers(headers)
+        send: CIMultiDict[str] = CIMultiDict(headers)
+        if extra:
+            send.update(extra)
+        if length is not None:
+            send["Content-Length"] = str(length)
+        target = URL(url, encoded=True)
+        proxy = self._proxy_for(target)
+        guard, body = self._guard(body)
+        try:
+            async with session.request(
+                method,
+                target,
+                headers=send,
+                data=body,
+                allow_redirects=False,
+                proxy=proxy[0] if proxy else None,
+                proxy_headers=proxy[1] if proxy else None,
+            ) as resp:
+                _check_framing(resp, shown)
+                response = Response(resp, guard, shown)
+                if 300 <= resp.status < 400 and resp.status not in ok_statuses:
+                    raise await response.status_error()
+                yield response
+        except asyncio.CancelledError:
+            if guard is not None and guard.owns_cancellation():
+                raise TransferTimeoutError(
+                    f"transfer slower than {self.timeout.min_rate:g} bytes/s over "
+                    f"{self.timeout.min_rate_window:g} s (Timeout.min_rate)",
+                    url=shown,
+                ) from None
+            raise
+        except AsyncPresignError:
+            raise
+        except Exception as exc:
+            translated = _translate(exc, shown)
+            if translated is None:
+                raise
+            raise translated from None
+        finally:
+            if guard is not None:
+                guard.stop()
+
+    def _guard(self, body: Any) -> tuple[_RateGuard | None, Any]:
+        """The low-speed guard of one request, and the body it counts."""
+        if self.timeout.min_rate is None:
+            return None, body
+        guard = _RateGuard(self.timeout.min_rate_window, self.timeout.min_rate)
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            # Credit a buffer up front: it goes out in one write, unseen.
+            guard.moved += len(body)
+        elif isinstance(body, AsyncIterable):
+            body = _counted(body, guard)
+        return guard, body
+
+    def _proxy_for(self, url: URL) -> tuple[str, Mapping[str, str]] | None:
+        """The proxy for ``url`` and the headers for it (Proxy-Authorization), or None."""
+        key = (url.scheme, url.host_port_subcomponent or "")
+        try:
+            return self._proxies[key]
+        except KeyError:
+            pass
+        chosen: str | None
+        setting = self._proxy_setting
+        if setting is False:
+            chosen = None
+        elif setting is not None:
+            chosen = setting
+        else:
+            chosen = self._env_proxies.get(url.scheme)
+            host = url.host or ""
+            if chosen and _bypassed(host, url.port, self._env_proxies):
+                chosen = None
+        found = _split_proxy(chosen) if chosen else None
+        if len(self._proxies) > 1024:
+            self._proxies.clear()
+        self._proxies[key] = found
+        return found
+
+
+async def _counted(body: AsyncIterable[bytes], guard: _RateGuard) -> AsyncIterator[bytes]:
+    async for piece in body:
+        guard.moved += len(piece)
+        yield piece
+
+
+def _bypassed(host: str, port: int | None, proxies: Mapping[str, str]) -> bool:
+    """Whether ``NO_PROXY`` exempts ``host``, read as curl, requests and botocore do:
+    comma-separated entries, ``*`` for every host, a domain (with or without a
+    leading dot) for itself and its subdomains, ``host:port``, and IP networks."""
+    return no_proxy_matches(proxies.get("no", ""), host, port)
+
+
+def no_proxy_matches(no_proxy: str, host: str, port: int | None) -> bool:
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.replace(" ", ",").split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        entry_host, entry_port = entry, None
+        if entry.count(":") == 1 and not entry.startswith("["):
+            entry_host, _, port_text = entry.partition(":")
+            if not port_text.isdigit():
+                continue
+            entry_port = int(port_text)
+        entry_host = entry_host.strip("[]").lstrip(".").rstrip(".")
+        if entry_port is not None and entry_port != port:
+            continue
+        if address is not None:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry_host, strict=False):
+                    return True
+            continue
+        if host == entry_host or host.endswith("." + entry_host):
+            return True
+    return False
+
+
+def _split_proxy(value: str) -> tuple[str, Mapping[str, str]]:
+    """A proxy URL without its credentials, and the Proxy-Authorization they make."""
+    if "://" not in value:
+        value = "http://" + value  # curl's and requests' reading of "host:port"
+    try:
+        url = URL(value)
+    except ValueError:
+        raise InvalidArgumentError("the proxy setting is not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidArgumentError(
+            f"a proxy must be an http:// or https:// URL with a host, not {url.scheme}://"
+        )
+    headers: dict[str, str] = {}
+    if url.user is not None:
+        auth = aiohttp.BasicAuth(url.user, url.password or "")
+        headers["Proxy-Authorization"] = auth.encode()
+        url = url.with_user(None)
+    return str(url), headers
+
+
+def _check_proxy(proxy: ProxySetting) -> ProxySetting:
+    if proxy is None or proxy is False:
+        return proxy
+    if not isinstance(proxy, str) or not proxy:
+        raise InvalidArgumentError(
+            "proxy must be a URL string, False (no proxy), or None (from the environment)"
+        )
+    _split_proxy(proxy)
+    return proxy
+
+
+def _ssl_from(setting: SSLSetting) -> ssl_module.SSLContext | bool:
+    """What the connector verifies TLS with: the given context or CA bundle,
+    ``AWS_CA_BUNDLE`` as botocore reads it, or the system's trust store."""
+    if isinstance(setting, ssl_module.SSLContext):
+        return setting
+    if setting is False:
+        warnings.warn(
+            "TransferEngine(ssl=False): TLS certificates are NOT verified; anyone on the "
+            "path can read and change the data",
+            stacklevel=4,
+        )
+        return False
+    if setting is None or setting is True:
+        bundle = os.environ.get("AWS_CA_BUNDLE")
+        if not bundle:
+            return True
+        return _context_from_bundle(bundle, "AWS_CA_BUNDLE")
+    if isinstance(setting, (str, os.PathLike)):
+        return _context_from_bundle(os.fspath(setting), "ssl")
+    raise InvalidArgumentError(
+        "ssl must be an SSLContext, a CA bundle path, True, False or None, "
+        f"not {type(setting).__name__}"
+    )
+
+
+def _context_from_bundle(path: str, where: str) -> ssl_module.SSLContext:
+    try:
+        return ssl_module.create_default_context(cafile=path)
+    except (OSError, ssl_module.SSLError) as exc:
+        raise InvalidArgumentError(
+            f"cannot load the CA bundle {path!r} given by {where}: {exc}"
+        ) from None
+
+
+def _check_framing(resp: aiohttp.ClientResponse, shown: str) -> None:
+    """Refuse what aiohttp's pure-Python parser would let through (the C parser
+    already refuses it): two Content-Lengths, and versions other than HTTP/1.x."""
+    if len(resp.headers.getall("Content-Length", ())) > 1:
+        raise TransportError("bad response: more than one Content-Length", url=shown)
+    version = resp.version
+    if version is not None and (version.major != 1 or version.minor not in (0, 1)):
+        raise TransportError(
+            f"bad response: HTTP/{version.major}.{version.minor} is not HTTP/1.x", url=shown
+        )
+
+
+def _translate(exc: BaseException, shown: str) -> AsyncPresignError | None:
+    """aiohttp's errors (and the OS's, through it) as asyncpresign's. Only here."""
+    if isinstance(exc, aiohttp.InvalidURL):
+        return InvalidArgumentError(f"invalid URL {shown!r}")
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return TransferTimeoutError(f"timed out ({_timeout_phase(exc)})", url=shown)
+    error: TransportError
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = TransportError(
+            "TLS certificate not trusted: give the CA with TransferEngine(ssl=...) or "
+            f"AWS_CA_BUNDLE ({exc.certificate_error})",
+            url=shown,
+        )
+        error.request_sent = False
+        return error
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        error = TransportError(f"cannot connect to the proxy: {exc.os_error}", url=shown)
+        error.request_sent = False
+        return error
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = TransportError(f"cannot connect: {exc.os_error}", url=shown)
+        error.request_sent = False
+        return error
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        error = TransportError(f"the proxy refused the connection: HTTP {exc.status}", url=shown)
+        error.request_sent = False
+        return error
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"connection dropped in the middle of the body: {exc}", url=shown)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportError("server closed the connection", url=shown)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        first_line = str(exc.message).splitlines()[0] if exc.message else "malformed"
+        return TransportError(f"bad response: {first_line}", url=shown)
+    if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
+        return TransportError(f"connection failed: {exc}", url=shown)
+    if isinstance(exc, ValueError) and not isinstance(exc, AsyncPresignError):
+        # aiohttp refuses what it cannot send (a header it will not write).
+        return InvalidArgumentError(f"cannot send the request to {shown}: {exc}")
+    if isinstance(exc, OSError):
+        return TransportError(f"connection failed: {exc.strerror or exc}", url=shown)
+    return None
+
+
+def _timeout_phase(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connecting"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return "no data within the read timeout"
+    return "the total timeout"
