@@ -4,7 +4,7 @@ ranged download (whose other ranges :mod:`._ranged` fetches)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -13,6 +13,7 @@ import anyio.to_thread
 from . import _files
 from ._attempts import Runtime, Tracker
 from ._checks import check_etag, expected_total, is_plain_md5, is_range
+from ._diskio import RangeWriter, StreamWriter
 from ._exceptions import IntegrityError
 from ._models import PresignedRequest, TransferResult
 from ._parts import DEFAULT_PART_SIZE, plan_ranges
@@ -126,33 +127,48 @@ async def _receive(
     total: int | None,
     offset: int,
 ) -> TransferResult:
-    """Stream the body to disk: ``chunk``-sized reads, ``IO_SIZE`` writes in a thread;
-    a small body is read whole and written, checked and renamed in one hop."""
+    """Stream the body to disk: ``chunk``-sized reads, ``IO_SIZE`` writes through
+    aiofiles. A small body is read whole, then written, checked and renamed in
+    one hop of the file thread."""
     shown = resp.shown
+    expected = etag.strip('"').lower() if partial.verify and etag else None
     if total is not None and total - offset <= _files.IO_SIZE and not partial.resumable:
         body = await resp.read_all()
         await tracker.add(len(body))
-        received, pending = len(body), [body]
+        _check_total(offset + len(body), total, shown)
+        mismatch = await rt.files.run(partial.finish, [body], expected)
+        received = len(body)
     else:
-
-        def write(_: int, pieces: list[bytes]) -> None:
-            partial.write(pieces)
-
-        # What arrived before a failure is a valid prefix of the object: a
-        # resumable download keeps it, so the resume asks only for the rest.
-        received, pending = await pump(
-            resp, chunk, tracker, write, flush_tail=False, keep_on_failure=partial.resumable
-        )
-    if total is not None and offset + received != total:
-        raise IntegrityError(f"body ended after {offset + received} of {total} bytes", url=shown)
-    expected = etag.strip('"').lower() if partial.verify and etag else None
-    mismatch = await rt.files.run(partial.finish, pending, expected)
+        writer = StreamWriter(partial)
+        try:
+            # What arrived before a failure is a valid prefix of the object: a
+            # resumable download keeps it, so the resume asks only for the rest.
+            received, tail = await pump(
+                resp, chunk, tracker, lambda _, pieces: writer.write(pieces),
+                flush_tail=False, keep_on_failure=partial.resumable,
+            )
+            _check_total(offset + received, total, shown)
+            if writer.opened:
+                if tail:
+                    await writer.write(tail)
+                await writer.close()
+                mismatch = await rt.files.run(partial.commit_checked, expected)
+            else:  # a body of unknown length that turned out small: one hop
+                mismatch = await rt.files.run(partial.finish, tail, expected)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await writer.close()
     if mismatch is not None:
         raise IntegrityError(
             f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
             url=shown,
         )
     return TransferResult(url=shown, nbytes=offset + received, status=resp.status, etag=etag)
+
+
+def _check_total(received: int, total: int | None, shown: str) -> None:
+    if total is not None and received != total:
+        raise IntegrityError(f"body ended after {received} of {total} bytes", url=shown)
 
 
 async def _receive_first_range(
@@ -176,8 +192,9 @@ async def _receive_first_range(
     state.total, state.etag = total, etag
     state.verify_md5 = state.verify and is_plain_md5(etag, resp.headers)
     partial.prepare(appending=False, etag=etag, verify=False, resumable=False)
-    await anyio.to_thread.run_sync(partial.open_for_ranges, state.part_size)
-    received = await receive_at(resp, partial, 0, chunk, tracker)
+    received = await receive_at(
+        resp, partial, 0, state.part_size, chunk=chunk, tracker=tracker, create=True
+    )
     if received != state.part_size:
         raise IntegrityError(
             f"first range ended after {received} of {state.part_size} bytes", url=shown
@@ -187,14 +204,26 @@ async def _receive_first_range(
 
 
 async def receive_at(
-    resp: Response, partial: _files.PartialFile, offset: int, chunk: int, tracker: Tracker
+    resp: Response,
+    partial: _files.PartialFile,
+    offset: int,
+    length: int,
+    *,
+    chunk: int,
+    tracker: Tracker,
+    create: bool = False,
 ) -> int:
-    """Write a body at ``offset`` in ``IO_SIZE`` pieces; return how many bytes came."""
-
-    def write(at: int, pieces: list[bytes]) -> None:
-        partial.write_at(offset + at, pieces)
-
-    received, _ = await pump(resp, chunk, tracker, write, flush_tail=True)
+    """Write a range's body at ``offset`` in ``IO_SIZE`` pieces through its own
+    handle; return how many bytes came."""
+    writer = RangeWriter(partial, offset, length)
+    await writer.open(create=create)
+    try:
+        received, _ = await pump(
+            resp, chunk, tracker, lambda _, pieces: writer.write(pieces), flush_tail=True
+        )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await writer.close()
     return received
 
 
@@ -202,13 +231,13 @@ async def pump(
     resp: Response,
     chunk: int,
     tracker: Tracker,
-    write: Callable[[int, list[bytes]], None],
+    write: Callable[[int, list[bytes]], Awaitable[None]],
     *,
     flush_tail: bool,
     keep_on_failure: bool = False,
 ) -> tuple[int, list[bytes]]:
     """Read a body in ``chunk``-sized pieces and hand them to ``write(position, pieces)``
-    in a worker thread, ``IO_SIZE`` at a time, in order.
+    (which writes through aiofiles' thread), ``IO_SIZE`` at a time, in order.
 
     One write is in flight while the next piece is read, so the network and the
     disk (and the MD5) overlap instead of taking turns; and the connection is
@@ -218,10 +247,10 @@ async def pump(
     file when the caller cleans up; with ``keep_on_failure`` the tail is
     written too, unless an earlier write failed (that would leave a gap).
     """
-    loop = asyncio.get_running_loop()
     pending: list[bytes] = []
     pending_size = written = 0
     in_flight: asyncio.Future[None] | None = None
+    ensure_future = asyncio.ensure_future
     read = resp.read
     try:
         while data := await read(chunk):
@@ -231,13 +260,13 @@ async def pump(
             if pending_size >= _files.IO_SIZE:
                 if in_flight is not None:
                     await asyncio.shield(in_flight)
-                in_flight = loop.run_in_executor(None, write, written, pending)
+                in_flight = ensure_future(write(written, pending))
                 written += pending_size
                 pending, pending_size = [], 0
         if in_flight is not None:
             await asyncio.shield(in_flight)
         if flush_tail and pending:
-            await anyio.to_thread.run_sync(write, written, pending)
+            await write(written, pending)
             written += pending_size
             pending, pending_size = [], 0
     except BaseException:
@@ -247,6 +276,6 @@ async def pump(
                 await asyncio.wait([in_flight])  # never raises; never cancels the write
                 write_failed = in_flight.exception() is not None
             if keep_on_failure and pending and not write_failed:
-                await anyio.to_thread.run_sync(write, written, pending)
+                await write(written, pending)
         raise
     return written + pending_size, pending

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import hashlib
 import itertools
 import json
@@ -209,7 +208,7 @@ class PartialFile:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 self.size = 0
                 if self.resumable:
-                    _write_sidecar(self.path, self.etag)
+                    write_sidecar(self.path, self.etag)
         except OSError as exc:
             raise LocalFileError(
                 f"cannot write download destination {self.dest!r}: {describe_os_error(exc)}",
@@ -234,6 +233,24 @@ class PartialFile:
             ) from None
         self.size += len(data)
 
+    def hash_existing(self) -> None:
+        """Feed the bytes already on disk to the MD5 (a resumed download's prefix)."""
+        assert self.md5 is not None
+        with open(self.path, "rb") as f:
+            while block := f.read(IO_SIZE):
+                self.md5.update(block)
+
+    def commit_checked(self, expected_md5: str | None) -> str | None:
+        """Check the MD5 of what a stream wrote and move the file into place; like
+        :meth:`finish`, returns a mismatching MD5 (the file is then discarded)."""
+        if expected_md5 is not None and self.md5 is not None:
+            actual = str(self.md5.hexdigest())
+            if actual != expected_md5:
+                self.discard()
+                return actual
+        self._commit()
+        return None
+
     def finish(self, chunks: list[bytes], expected_md5: str | None) -> str | None:
         """Write the last bytes, check the MD5, and move the file into place.
 
@@ -248,43 +265,6 @@ class PartialFile:
                 return actual
         self._commit()
         return None
-
-    def open_for_ranges(self, first_size: int) -> None:
-        """Open the file for ranges written at their offsets, with room for the first."""
-        self._start()
-        self.reserve(0, first_size)
-
-    def reserve(self, offset: int, length: int) -> None:
-        """Reserve disk for ``length`` bytes at ``offset`` (so a full disk fails now,
-        not half-way). Called per range once its answer is checked, so a server
-        claiming a huge object reserves no more than it has actually started to send."""
-        assert self._fd is not None
-        if not length or not hasattr(os, "posix_fallocate"):
-            return
-        try:
-            os.posix_fallocate(self._fd, offset, length)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise LocalFileError(
-                    f"cannot make room for {length} bytes at {self.dest!r}: "
-                    f"{describe_os_error(exc)}",
-                    self.dest,
-                ) from None
-
-    def write_at(self, offset: int, chunks: list[bytes]) -> None:
-        """Write at ``offset``; safe from several threads at once (pwrite)."""
-        assert self._fd is not None
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view, offset = view[written:], offset + written
-        except OSError as exc:
-            raise LocalFileError(
-                f"cannot write download destination {self.dest!r}: {describe_os_error(exc)}",
-                self.dest,
-            ) from None
 
     def finish_ranged(self, size: int, expected_md5: str | None) -> str | None:
         """Check a file assembled from ranges (size, and MD5 read back when asked)
@@ -346,7 +326,7 @@ def read_sidecar(path: str) -> tuple[int, str | None]:
     return size, etag if isinstance(etag, str) else None
 
 
-def _write_sidecar(path: str, etag: str | None) -> None:
+def write_sidecar(path: str, etag: str | None) -> None:
     if etag is None:
         _remove_sidecar(path)
         return

@@ -110,8 +110,9 @@ async def _get_range_once(
                 url=shown,
             )
         # Room is reserved only now, when this answer shows it carries the range.
-        await anyio.to_thread.run_sync(partial.reserve, first_byte, length)
-        received = await receive_at(resp, partial, first_byte, chunk, tracker)
+        received = await receive_at(
+            resp, partial, first_byte, length, chunk=chunk, tracker=tracker
+        )
     if received != length:
         raise IntegrityError(
             f"range {first_byte}-{last_byte} ended after {received} bytes", url=shown

@@ -1,0 +1,133 @@
+"""Streamed file I/O through aiofiles, in pieces of at least ``IO_SIZE``.
+
+Large downloads are written here: the single stream of a download (appending
+for a resume), and each range of a ranged download at its offset. Whole small
+files keep the batching file thread (:mod:`._offload`), which the benchmark
+shows cheaper for them (``benchmarks/bench_files.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from typing import Any
+
+import aiofiles
+import anyio.to_thread
+
+from ._exceptions import LocalFileError
+from ._files import PartialFile, describe_os_error, write_sidecar
+
+__all__ = ["RangeWriter", "StreamWriter"]
+
+
+def _write_error(dest: str, exc: OSError) -> LocalFileError:
+    return LocalFileError(
+        f"cannot write download destination {dest!r}: {describe_os_error(exc)}", dest
+    )
+
+
+class StreamWriter:
+    """Writes a download's bytes in order into its partial file, hashing them
+    (MD5, when verifying) in a second thread at the same time."""
+
+    def __init__(self, partial: PartialFile) -> None:
+        self.partial = partial
+        self._file: Any = None
+
+    @property
+    def opened(self) -> bool:
+        return self._file is not None
+
+    async def _open(self) -> None:
+        partial = self.partial
+        try:
+            if partial.appending:
+                if partial.md5 is not None:
+                    await anyio.to_thread.run_sync(partial.hash_existing)
+                self._file = await aiofiles.open(partial.path, "ab")
+                partial.size = await anyio.to_thread.run_sync(os.path.getsize, partial.path)
+            else:
+                self._file = await aiofiles.open(partial.path, "wb")
+                partial.size = 0
+                if partial.resumable:
+                    await anyio.to_thread.run_sync(write_sidecar, partial.path, partial.etag)
+        except OSError as exc:
+            raise _write_error(partial.dest, exc) from None
+
+    async def write(self, pieces: list[bytes]) -> None:
+        if self._file is None:
+            await self._open()
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        md5 = self.partial.md5
+        try:
+            if md5 is not None and len(data) >= 64 * 1024:
+                # hashlib releases the GIL for large buffers: hash and write at once.
+                await asyncio.gather(
+                    self._file.write(data), anyio.to_thread.run_sync(md5.update, data)
+                )
+            else:
+                if md5 is not None:
+                    md5.update(data)
+                await self._file.write(data)
+        except OSError as exc:
+            raise _write_error(self.partial.dest, exc) from None
+        self.partial.size += len(data)
+
+    async def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                await f.close()
+            except OSError as exc:
+                raise _write_error(self.partial.dest, exc) from None
+
+
+class RangeWriter:
+    """Writes one range of a ranged download at its offset, through its own handle,
+    after reserving the disk room the range's (checked) answer says it carries."""
+
+    def __init__(self, partial: PartialFile, offset: int, length: int) -> None:
+        self.partial = partial
+        self.offset = offset
+        self.length = length
+        self._file: Any = None
+
+    async def open(self, *, create: bool) -> None:
+        try:
+            self._file = await aiofiles.open(self.partial.path, "wb" if create else "r+b")
+            await anyio.to_thread.run_sync(self._reserve)
+            await self._file.seek(self.offset)
+        except OSError as exc:
+            await self.close()
+            raise _write_error(self.partial.dest, exc) from None
+
+    def _reserve(self) -> None:
+        """Reserve the room now, so a full disk fails at once, not half-way."""
+        if not self.length or not hasattr(os, "posix_fallocate"):
+            return
+        try:
+            os.posix_fallocate(self._file.fileno(), self.offset, self.length)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise LocalFileError(
+                    f"cannot make room for {self.length} bytes at {self.partial.dest!r}: "
+                    f"{describe_os_error(exc)}",
+                    self.partial.dest,
+                ) from None
+
+    async def write(self, pieces: list[bytes]) -> None:
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        try:
+            await self._file.write(data)
+        except OSError as exc:
+            raise _write_error(self.partial.dest, exc) from None
+
+    async def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                await f.close()
+            except OSError as exc:
+                raise _write_error(self.partial.dest, exc) from None
