@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import ssl as ssl_module
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -117,10 +116,6 @@ class TransferEngine:
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidArgumentError("retry must be a RetryPolicy")
         self.verify = verify
-        if ssl is not None and not isinstance(ssl, (bool, str, os.PathLike, ssl_module.SSLContext)):
-            raise InvalidArgumentError(
-                "ssl must be an SSLContext, a CA bundle path, True, False or None"
-            )
         transport = Transport(
             timeout=timeout,
             # Twice the concurrency: a copy holds a GET and a PUT connection at once.

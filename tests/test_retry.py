@@ -88,3 +88,20 @@ def test_non_replayable_source_is_not_retried_and_says_why() -> None:
 def test_invalid_policies_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(InvalidArgumentError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_post_is_not_retried_once_its_request_may_have_gone_out() -> None:
+    sent = TransportError("server closed the connection")
+    decision = decide_retry(RetryPolicy(), sent, 1, idempotent=False)
+    assert not decision.retry
+    assert "not sent twice" in decision.reason
+    status = HTTPStatusError("HTTP 503", status=503)
+    assert not decide_retry(RetryPolicy(), status, 1, idempotent=False).retry
+
+
+def test_a_post_is_retried_when_nothing_was_sent() -> None:
+    refused = TransportError("cannot connect")
+    refused.request_sent = False
+    assert decide_retry(RetryPolicy(), refused, 1, idempotent=False).retry
+    # The same failure of an idempotent PUT is retried either way.
+    assert decide_retry(RetryPolicy(), TransportError("reset"), 1).retry
