@@ -33,7 +33,6 @@ from ._models import (
     TransferResult,
 )
 from ._offload import FileThread
-from ._redact import redact_url
 from ._retry import NOT_REPLAYABLE, RetryPolicy, decide_retry
 from ._transport import Transport, check_url
 
@@ -153,7 +152,7 @@ class Runtime:
             if sign is not None and (request is None or expiring(request)):
                 request = await self.resign(sign, method)
             assert request is not None
-            tracker.url = redact_url(request.url)
+            tracker.url = check_url(request.url)
             try:
                 result = await self._limited(attempt_once(request, tracker))
             except TransferError as exc:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from ._attempts import Runtime, Tracker, expiring, initial_request
-from ._checks import check_stored_md5, is_plain_md5, parse_content_length
+from ._checks import check_etag, check_stored_md5, is_plain_md5, parse_content_length
 from ._exceptions import IntegrityError, RequestExpiredError
 from ._models import PresignedRequest, RequestLike, SignFunction, TransferResult
 from ._redact import redact_url
@@ -66,7 +66,7 @@ async def _copy_once(
                 url=source_shown,
             )
         tracker.total = size
-        source_etag = source.headers.get("ETag")
+        source_etag = check_etag(source.headers.get("ETag"), source_shown)
         check_md5 = is_plain_md5(source_etag, source.headers)
 
         async def body() -> AsyncIterator[bytes]:
@@ -87,7 +87,10 @@ async def _copy_once(
                 raise await dest.status_error()
             await dest.read_all()
             result = TransferResult(
-                url=dest.shown, status=dest.status, etag=dest.headers.get("ETag"), nbytes=size
+                url=dest.shown,
+                status=dest.status,
+                etag=check_etag(dest.headers.get("ETag"), dest.shown),
+                nbytes=size,
             )
     if check_md5 and source_etag is not None:
         check_stored_md5(result, source_etag.strip('"').lower(), "the source's ETag")

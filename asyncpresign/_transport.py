@@ -89,14 +89,27 @@ def check_headers(headers: Mapping[str, str]) -> None:
             raise InvalidArgumentError(f"header {name!r} holds a control character (CR, LF, NUL)")
 
 
+#: URLs checked lately and how they are shown (redacted): a transfer's URL is
+#: checked when it is given, and again by every attempt; redaction is a regex
+#: over the whole URL, so it is done once.
+_checked_urls: dict[str, str] = {}
+
+
 def check_url(url: str) -> str:
-    """An absolute http(s) URL with no control characters; returns it redacted."""
+    """An absolute http(s) URL with no space or control character; returns it redacted."""
+    shown = _checked_urls.get(url) if isinstance(url, str) else None
+    if shown is not None:
+        return shown
     check_http_url(url)
     if _BAD_VALUE.search(url) or " " in url:
         raise InvalidArgumentError(
             f"URL {redact_url(url)[:80]!r} holds a space or a control character"
         )
-    return redact_url(url)
+    shown = redact_url(url)
+    if len(_checked_urls) >= 4096:
+        _checked_urls.clear()
+    _checked_urls[url] = shown
+    return shown
 
 
 class Response:
@@ -235,6 +248,13 @@ class Transport:
             trust_env=False,
             requote_redirect_url=False,
         )
+        # aiohttp re-sends an idempotent request once, on its own, when the
+        # server closes the connection before answering (RFC 9112 9.3.1). Our
+        # retry loop already does that, with backoff and counted: with both, a
+        # PUT went out twice per counted attempt, and twice under attempts=1.
+        # aiohttp has no public switch; its own test client sets this one.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -512,8 +532,9 @@ def _translate(exc: BaseException, shown: str) -> AsyncPresignError | None:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return TransportError("server closed the connection", url=shown)
     if isinstance(exc, aiohttp.ClientResponseError):
-        first_line = str(exc.message).splitlines()[0] if exc.message else "malformed"
-        return TransportError(f"bad response: {first_line}", url=shown)
+        lines = str(exc.message).splitlines() if exc.message else []
+        first_line = lines[0].rstrip(": ") if lines else "malformed"
+        return TransportError(f"bad response: {first_line or 'malformed'}", url=shown)
     if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
         return TransportError(f"connection failed: {exc}", url=shown)
     if isinstance(exc, ValueError) and not isinstance(exc, AsyncPresignError):

@@ -16,7 +16,7 @@ import anyio.to_thread
 
 from . import _files
 from ._attempts import Runtime, Tracker, fspath, header, initial_request
-from ._checks import check_stored_md5
+from ._checks import check_etag, check_stored_md5
 from ._exceptions import InvalidArgumentError, LocalFileError
 from ._models import FilePart, PresignedRequest, RequestLike, SignFunction, Source, TransferResult
 from ._offload import FileThread
@@ -76,7 +76,7 @@ async def put_once(
         ) as resp:
             if not 200 <= resp.status < 300:
                 raise await resp.status_error()
-            etag = resp.headers.get("ETag")
+            etag = check_etag(resp.headers.get("ETag"), resp.shown)
             await resp.read_all()
             shown = resp.shown
     finally:
