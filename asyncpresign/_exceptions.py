@@ -145,6 +145,8 @@ class TransportError(TransferError, ConnectionError):
     """
 
     request_sent: bool = True
+    #: False when trying again cannot help (an untrusted TLS certificate).
+    retryable: bool = True
 
 
 class TransferTimeoutError(TransferError, TimeoutError):

@@ -97,6 +97,8 @@ def decide_retry(
             return RetryDecision(False, reason=f"HTTP {error.status} is not retryable")
     elif not isinstance(error, (TransportError, TransferTimeoutError, IntegrityError)):
         return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
+    elif isinstance(error, TransportError) and not error.retryable:
+        return RetryDecision(False, reason="retrying cannot help")
     if not idempotent and (not isinstance(error, TransportError) or error.request_sent):
         return RetryDecision(False, reason=NOT_IDEMPOTENT)
     if not replayable:

@@ -18,6 +18,7 @@ imports aiohttp. It
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import os
@@ -306,7 +307,7 @@ class Transport:
         if length is not None:
             send["Content-Length"] = str(length)
         target = URL(url, encoded=True)
-        proxy = self._proxy_for(target)
+        proxy_url, proxy_headers = self._route(target, send)
         guard, body = self._guard(body)
         try:
             async with session.request(
@@ -315,8 +316,8 @@ class Transport:
                 headers=send,
                 data=body,
                 allow_redirects=False,
-                proxy=proxy[0] if proxy else None,
-                proxy_headers=proxy[1] if proxy else None,
+                proxy=proxy_url,
+                proxy_headers=proxy_headers,
             ) as resp:
                 _check_framing(resp, shown)
                 response = Response(resp, guard, shown)
@@ -353,6 +354,20 @@ class Transport:
         elif isinstance(body, AsyncIterable):
             body = _counted(body, guard)
         return guard, body
+
+    def _route(
+        self, target: URL, send: CIMultiDict[str]
+    ) -> tuple[str | None, Mapping[str, str] | None]:
+        """The proxy for ``target`` and the headers for its CONNECT; for an http
+        target, the proxy's headers join the request (aiohttp puts them only on
+        a CONNECT, and an http request goes to the proxy itself, absolute-form)."""
+        proxy = self._proxy_for(target)
+        if proxy is None:
+            return None, None
+        if target.scheme == "https":
+            return proxy[0], proxy[1]  # on the CONNECT, never to the origin
+        send.update(proxy[1])
+        return proxy[0], None
 
     def _proxy_for(self, url: URL) -> tuple[str, Mapping[str, str]] | None:
         """The proxy for ``url`` and the headers for it (Proxy-Authorization), or None."""
@@ -437,8 +452,8 @@ def _split_proxy(value: str) -> tuple[str, Mapping[str, str]]:
         )
     headers: dict[str, str] = {}
     if url.user is not None:
-        auth = aiohttp.BasicAuth(url.user, url.password or "")
-        headers["Proxy-Authorization"] = auth.encode()
+        credentials = f"{url.user}:{url.password or ''}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
         url = url.with_user(None)
     return str(url), headers
 
@@ -514,6 +529,7 @@ def _translate(exc: BaseException, shown: str) -> AsyncPresignError | None:
             url=shown,
         )
         error.request_sent = False
+        error.retryable = False  # the same certificate fails the same way again
         return error
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         error = TransportError(f"cannot connect to the proxy: {exc.os_error}", url=shown)

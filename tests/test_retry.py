@@ -105,3 +105,11 @@ def test_a_post_is_retried_when_nothing_was_sent() -> None:
     assert decide_retry(RetryPolicy(), refused, 1, idempotent=False).retry
     # The same failure of an idempotent PUT is retried either way.
     assert decide_retry(RetryPolicy(), TransportError("reset"), 1).retry
+
+
+def test_a_transport_error_that_retrying_cannot_help_is_not_retried() -> None:
+    untrusted = TransportError("TLS certificate not trusted")
+    untrusted.retryable = False
+    decision = decide_retry(RetryPolicy(), untrusted, 1)
+    assert not decision.retry
+    assert decision.reason == "retrying cannot help"
