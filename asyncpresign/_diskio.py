@@ -77,11 +77,15 @@ class StreamWriter:
 
     async def close(self) -> None:
         f, self._file = self._file, None
-        if f is not None:
-            try:
-                await f.close()
-            except OSError as exc:
-                raise _write_error(self.partial.dest, exc) from None
+        await _close(f, self.partial.dest)
+
+
+async def _close(f: Any, dest: str) -> None:
+    if f is not None:
+        try:
+            await f.close()
+        except OSError as exc:
+            raise _write_error(dest, exc) from None
 
 
 class RangeWriter:
@@ -126,8 +130,4 @@ class RangeWriter:
 
     async def close(self) -> None:
         f, self._file = self._file, None
-        if f is not None:
-            try:
-                await f.close()
-            except OSError as exc:
-                raise _write_error(self.partial.dest, exc) from None
+        await _close(f, self.partial.dest)

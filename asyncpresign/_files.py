@@ -199,9 +199,7 @@ class PartialFile:
         try:
             if self.appending:
                 if self.md5 is not None:
-                    with open(self.path, "rb") as f:
-                        while block := f.read(IO_SIZE):
-                            self.md5.update(block)
+                    self.hash_existing()
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
                 self.size = os.fstat(self._fd).st_size
             else:
@@ -258,13 +256,7 @@ class PartialFile:
         file is then discarded), else None. One hop for a whole small file."""
         if chunks or self._fd is None:
             self.write(chunks or [b""])
-        if expected_md5 is not None and self.md5 is not None:
-            actual = str(self.md5.hexdigest())
-            if actual != expected_md5:
-                self.discard()
-                return actual
-        self._commit()
-        return None
+        return self.commit_checked(expected_md5)
 
     def finish_ranged(self, size: int, expected_md5: str | None) -> str | None:
         """Check a file assembled from ranges (size, and MD5 read back when asked)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
 import aiofiles
@@ -237,49 +237,45 @@ class UploadSource:
         tracker: Tracker,
         path: str,
     ) -> AsyncIterator[bytes | memoryview]:
-        # Disk reads in pieces of at least IO_SIZE (a thread hop each), handed
-        # to the network in ``chunk``-sized slices.
-        remaining = size
-        block_size = max(chunk, _files.IO_SIZE)
-        while remaining > 0:
-            try:
-                block = await f.read(min(block_size, remaining))
-            except OSError as exc:
-                raise LocalFileError(
-                    f"cannot read upload source: {_files.describe_os_error(exc)}", path
-                ) from None
-            if not block:
-                raise LocalFileError(
-                    f"upload source ended {remaining} bytes early (it shrank while uploading)",
-                    path,
-                )
-            remaining -= len(block)
-            async for piece in _slices(block, chunk, tracker):
-                yield piece
+        async for piece in _blocks(f.read, size, chunk, tracker, path):
+            yield piece
 
     @staticmethod
     async def _object_stream(
         f: IO[bytes], size: int, chunk: int, tracker: Tracker
     ) -> AsyncIterator[bytes | memoryview]:
-        remaining = size
-        block_size = max(chunk, _files.IO_SIZE)
-        while remaining > 0:
-            try:
-                block = await anyio.to_thread.run_sync(
-                    _files.read_block, f, min(block_size, remaining)
-                )
-            except OSError as exc:
-                raise LocalFileError(
-                    f"cannot read upload source: {_files.describe_os_error(exc)}", None
-                ) from None
-            if not block:
-                raise LocalFileError(
-                    f"upload source ended {remaining} bytes early (it shrank while uploading)",
-                    None,
-                )
-            remaining -= len(block)
-            async for piece in _slices(block, chunk, tracker):
-                yield piece
+        async def read(n: int) -> bytes:
+            return await anyio.to_thread.run_sync(_files.read_block, f, n)
+
+        async for piece in _blocks(read, size, chunk, tracker, None):
+            yield piece
+
+
+async def _blocks(
+    read: Callable[[int], Awaitable[bytes]],
+    size: int,
+    chunk: int,
+    tracker: Tracker,
+    path: str | None,
+) -> AsyncIterator[bytes | memoryview]:
+    """``size`` bytes read in blocks of at least ``IO_SIZE`` (a thread hop each),
+    handed to the network in ``chunk``-sized slices."""
+    remaining = size
+    block_size = max(chunk, _files.IO_SIZE)
+    while remaining > 0:
+        try:
+            block = await read(min(block_size, remaining))
+        except OSError as exc:
+            raise LocalFileError(
+                f"cannot read upload source: {_files.describe_os_error(exc)}", path
+            ) from None
+        if not block:
+            raise LocalFileError(
+                f"upload source ended {remaining} bytes early (it shrank while uploading)", path
+            )
+        remaining -= len(block)
+        async for piece in _slices(block, chunk, tracker):
+            yield piece
 
 
 async def _slices(
