@@ -21,8 +21,27 @@ _SIGNATURE_LINE = re.compile(r"(Signature:\s*)[0-9a-f]{64}")
 _SECRET_FIELDS = frozenset({"x-amz-signature", "signature", "x-amz-security-token"})
 
 
+_VALUE_END = re.compile(r"[&#\s,'\"]")
+_SIGV4_NAME = "x-amz-signature="
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with its signature and session token replaced by ``REDACTED``."""
+    """Return ``url`` with its signature and session token replaced by ``REDACTED``.
+
+    Every transfer shows its URL, so the common case (a SigV4 URL with one
+    signature and no session token) is cut by hand: the regex costs about ten
+    times as much. Anything else takes the regex."""
+    lower = url.lower()
+    if "signature=" not in lower and "security-token=" not in lower:
+        return url
+    if lower.count("signature=") == 1 and "security-token=" not in lower:
+        start = lower.find(_SIGV4_NAME)
+        if start > 0 and url[start - 1] in "?&":
+            value = start + len(_SIGV4_NAME)
+            end = _VALUE_END.search(url, value)
+            stop = end.start() if end else len(url)
+            if stop > value:
+                return url[:value] + REDACTED + url[stop:]
     return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, url)
 
 

@@ -118,7 +118,7 @@ class Response:
 
     __slots__ = ("_content", "_guard", "_resp", "headers", "reason", "shown", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, guard: _RateGuard | None, shown: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, guard: _Guard | None, shown: str) -> None:
         self._resp = resp
         self._content = resp.content
         self._guard = guard
@@ -148,40 +148,94 @@ class Response:
         return status_error(self.status, self.reason, body, self.headers, self.shown)
 
 
-class _RateGuard:
-    """The low-speed limit of one attempt: every ``window`` seconds, at least
-    ``floor`` more bytes must have moved, or the attempt's task is cancelled and
-    the cancellation turned into a :class:`TransferTimeoutError`."""
+class _Guard:
+    """The watch kept on one request: bytes moved, and whether the watchdog fired."""
 
-    __slots__ = ("fired", "floor", "handle", "last", "loop", "moved", "task", "window")
+    __slots__ = ("fired", "last_moved", "last_progress", "moved", "reason", "task", "window_moved",
+                 "window_start")
 
-    def __init__(self, window: float, min_rate: float) -> None:
-        self.loop = asyncio.get_running_loop()
+    def __init__(self, now: float) -> None:
         self.task = asyncio.current_task()
-        self.window = window
-        self.floor = min_rate * window
-        self.moved = self.last = 0
+        self.moved = 0
         self.fired = False
-        self.handle = self.loop.call_later(window, self._check)
-
-    def _check(self) -> None:
-        if self.moved - self.last < self.floor:
-            self.fired = True
-            if self.task is not None:
-                self.task.cancel()
-            return
-        self.last = self.moved
-        self.handle = self.loop.call_later(self.window, self._check)
-
-    def stop(self) -> None:
-        self.handle.cancel()
+        self.reason = ""
+        self.last_moved = 0
+        self.last_progress = now
+        self.window_start = now
+        self.window_moved = 0
 
     def owns_cancellation(self) -> bool:
-        """Whether the cancellation in flight is ours alone (then it is taken back)."""
+        """Whether the cancellation in flight is the watchdog's alone (then it is taken back)."""
         if not self.fired:
             return False
         uncancel = getattr(self.task, "uncancel", None)  # 3.11+: count cancellations
         return uncancel is None or uncancel() == 0
+
+
+class _Watchdog:
+    """One timer for every request in flight, instead of timers per request.
+
+    It enforces ``Timeout.read`` (no byte moved for that long, head included)
+    and the low-speed limit (fewer than ``min_rate`` bytes a second over each
+    ``min_rate_window``), by cancelling the request's task; the transport turns
+    that cancellation into a :class:`TransferTimeoutError`. aiohttp's own read
+    timeout would re-arm a timer for every piece of every body; here a request
+    costs a dict entry, and the check runs a few times per window.
+    """
+
+    def __init__(self, timeout: Timeout) -> None:
+        self.read = timeout.read
+        self.min_rate = timeout.min_rate
+        self.window = timeout.min_rate_window
+        spans = [t for t in (self.read, self.window if self.min_rate else None) if t]
+        self.enabled = bool(spans)
+        self.tick = max(0.02, min(spans) / 4) if spans else 0.0
+        self.guards: dict[_Guard, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self) -> _Guard | None:
+        if not self.enabled:
+            return None
+        loop = asyncio.get_running_loop()
+        guard = _Guard(loop.time())
+        self.guards[guard] = None
+        if self._handle is None:
+            self._handle = loop.call_later(self.tick, self._check, loop)
+        return guard
+
+    def release(self, guard: _Guard) -> None:
+        self.guards.pop(guard, None)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for guard in list(self.guards):
+            if guard.moved != guard.last_moved:
+                guard.last_moved, guard.last_progress = guard.moved, now
+            elif self.read is not None and now - guard.last_progress >= self.read:
+                self._fire(guard, f"no data for {self.read:g} s (Timeout.read)")
+                continue
+            if self.min_rate is not None and now - guard.window_start >= self.window:
+                span = now - guard.window_start
+                if guard.moved - guard.window_moved < self.min_rate * span:
+                    self._fire(
+                        guard,
+                        f"slower than {self.min_rate:g} bytes/s over {span:.3g} s "
+                        "(Timeout.min_rate)",
+                    )
+                    continue
+                guard.window_start, guard.window_moved = now, guard.moved
+        self._handle = loop.call_later(self.tick, self._check, loop) if self.guards else None
+
+    def _fire(self, guard: _Guard, reason: str) -> None:
+        self.guards.pop(guard, None)
+        guard.fired, guard.reason = True, reason
+        if guard.task is not None:
+            guard.task.cancel()
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
 
 
 class Transport:
@@ -202,6 +256,7 @@ class Transport:
         self._proxy_setting = _check_proxy(proxy)
         self._ssl: ssl_module.SSLContext | bool = _ssl_from(ssl)
         self._session: aiohttp.ClientSession | None = None
+        self._watchdog = _Watchdog(timeout)
         self._proxies: dict[tuple[str, str], tuple[str, Mapping[str, str]] | None] = {}
         self._env_proxies: dict[str, str] = {}
 
@@ -230,10 +285,10 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # The read timeout is the watchdog's (one timer for all requests,
+            # not one re-armed per piece of every body).
             timeout=aiohttp.ClientTimeout(
-                total=self.timeout.total,
-                sock_connect=self.timeout.connect,
-                sock_read=self.timeout.read,
+                total=self.timeout.total, sock_connect=self.timeout.connect, sock_read=None
             ),
             # Bytes must land as stored: an object saved with Content-Encoding
             # gzip is downloaded as its gzip bytes, and its checksum still matches.
@@ -258,6 +313,7 @@ class Transport:
             self._session._retry_connection = False
 
     async def close(self) -> None:
+        self._watchdog.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -326,11 +382,7 @@ class Transport:
                 yield response
         except asyncio.CancelledError:
             if guard is not None and guard.owns_cancellation():
-                raise TransferTimeoutError(
-                    f"transfer slower than {self.timeout.min_rate:g} bytes/s over "
-                    f"{self.timeout.min_rate_window:g} s (Timeout.min_rate)",
-                    url=shown,
-                ) from None
+                raise TransferTimeoutError(f"timed out: {guard.reason}", url=shown) from None
             raise
         except AsyncPresignError:
             raise
@@ -341,13 +393,13 @@ class Transport:
             raise translated from None
         finally:
             if guard is not None:
-                guard.stop()
+                self._watchdog.release(guard)
 
-    def _guard(self, body: Any) -> tuple[_RateGuard | None, Any]:
-        """The low-speed guard of one request, and the body it counts."""
-        if self.timeout.min_rate is None:
+    def _guard(self, body: Any) -> tuple[_Guard | None, Any]:
+        """The watchdog's guard of one request, and the body it counts."""
+        guard = self._watchdog.watch()
+        if guard is None:
             return None, body
-        guard = _RateGuard(self.timeout.min_rate_window, self.timeout.min_rate)
         if isinstance(body, (bytes, bytearray, memoryview)):
             # Credit a buffer up front: it goes out in one write, unseen.
             guard.moved += len(body)
@@ -394,7 +446,7 @@ class Transport:
         return found
 
 
-async def _counted(body: AsyncIterable[bytes], guard: _RateGuard) -> AsyncIterator[bytes]:
+async def _counted(body: AsyncIterable[bytes], guard: _Guard) -> AsyncIterator[bytes]:
     async for piece in body:
         guard.moved += len(piece)
         yield piece
