@@ -20,12 +20,13 @@ What botocore does, and so what this module reproduces:
   ``X-Amz-*`` sorts before lowercase S3 parameters.
 * Query names and values, the credential and the session token are encoded
   with ``-_.~`` safe, so ``/ + = ;`` and space become ``%2F %2B %3D %3B %20``.
-  An empty session token is still sent (``X-Amz-Security-Token=``).
+  An empty session token is left out, as botocore's CRT signer leaves it out.
 * Signed headers are ``host`` plus every request header outside botocore's
   blacklist (``user-agent``, ``expect``, ``transfer-encoding`` ...), lowercased.
-  Values are normalised with ``' '.join(value.split())``, which also eats
-  Unicode whitespace such as ``\\x0b``, ``\\x1c`` or ``\\x85``. Repeated header
-  names are joined with ``,``.
+  Values are trimmed and their runs of ASCII whitespace (space, tab, CR, LF,
+  VT, FF) collapsed to one space, as botocore's CRT signer does (its
+  pure-Python signer also ate Unicode whitespace such as ``\\x1c`` or
+  ``\\x85``). Repeated header names are joined with ``,``.
 * ``host`` is the URL's hostname lowercased, with the port only if it is not
   the scheme's default; the URL itself keeps the host as botocore wrote it.
 * Quirk: a ``Content-Type`` of exactly
@@ -479,8 +480,9 @@ class QuerySigner:
             ("X-Amz-Expires", str(expires)),
             ("X-Amz-SignedHeaders", signed_headers),
         ]
-        # botocore tests `is not None`, so an empty token is still sent.
-        if credentials.token is not None:
+        # botocore signs s3v4 through awscrt (a dependency), which leaves an
+        # empty token out; botocore's pure-Python signer would send it empty.
+        if credentials.token:
             auth.append(("X-Amz-Security-Token", credentials.token))
         pairs = operation_pairs + [(name, _quote_query(value)) for name, value in auth]
         url_query = "&".join(f"{name}={value}" for name, value in pairs)
@@ -570,6 +572,13 @@ def _signing_host(scheme: str, host: str) -> str:
     return hostname
 
 
+_ASCII_WHITESPACE: Final = re.compile(r"[ \t\n\r\x0b\x0c]+")
+
+
+def _trimall(value: str) -> str:
+    return _ASCII_WHITESPACE.sub(" ", value).strip(" ")
+
+
 def _canonical_headers(host: str, headers: Mapping[str, str] | None) -> tuple[str, str]:
     """Canonical header block and SignedHeaders value, as botocore builds them."""
     grouped: dict[str, list[str]] = {"host": [host]}
@@ -593,10 +602,10 @@ def _canonical_headers(host: str, headers: Mapping[str, str] | None) -> tuple[st
                 continue
             grouped.setdefault(lname, []).append(value)
     names = sorted(grouped)
-    # str.split() with no argument is botocore's "trimall": it collapses every
-    # Unicode whitespace run, not just spaces and tabs.
+    # The CRT signer's "trimall": ASCII whitespace only (str.split() would
+    # also eat Unicode whitespace, as botocore's pure-Python signer did).
     block = "\n".join(
-        f"{name}:{','.join(' '.join(value.split()) for value in grouped[name])}" for name in names
+        f"{name}:{','.join(_trimall(value) for value in grouped[name])}" for name in names
     )
     return block, ";".join(names)
 

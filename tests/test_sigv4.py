@@ -31,6 +31,7 @@ from asyncpresign._sigv4 import (
     SigningCredentials,
     s3_request_parts,
 )
+from tests.botocore_clock import frozen_botocore_clock, request_of
 
 PROBE_KEY = "probe"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
@@ -56,7 +57,7 @@ CREDENTIALS = (
         token="FQoGZXIvYXdzEJr//////////wEaDEXAMPLE+/=",
     ),
     SigningCredentials(access_key="AKID/ODD+KEY=", secret_key="x", token="tok en~é"),
-    SigningCredentials(access_key="AKIDEXAMPLE", secret_key="y", token=""),  # empty, still sent
+    SigningCredentials(access_key="AKIDEXAMPLE", secret_key="y", token=""),  # empty: left out (CRT)
 )
 
 # Botocore and S3 special-case these bucket name shapes (S3 Express directory
@@ -109,9 +110,9 @@ def _signer(region: str) -> QuerySigner:
 def _botocore_url(
     client: Any, operation: str, params: Mapping[str, object], expires: int, now: datetime.datetime
 ) -> str:
-    # botocore.auth reads the clock through get_current_datetime (naive UTC),
-    # imported into its own namespace, so that is the name to patch.
-    with mock.patch("botocore.auth.get_current_datetime", return_value=now):
+    # botocore reads the clock through get_current_datetime (naive UTC), in
+    # botocore.auth and, with awscrt, in botocore.crt.auth: both are frozen.
+    with frozen_botocore_clock(now):
         url: str = client.generate_presigned_url(operation, Params=params, ExpiresIn=expires)
     return url
 
@@ -268,8 +269,10 @@ def test_presign_matches_botocore(
     event(f"{operation_name}, {len(query)} query params, {len(headers)} headers")
     event("path style" if endpoint.path_prefix else "virtual hosted")
     event("key needs escaping" if quote(key, safe="/~") != key else "key verbatim")
-    assert signer.presign(key=key, **shape) == expected
-    assert signer.presign_many(keys=[PROBE_KEY, key], **shape)[1] == expected
+    assert request_of(signer.presign(key=key, **shape)) == request_of(expected)
+    assert request_of(signer.presign_many(keys=[PROBE_KEY, key], **shape)[1]) == request_of(
+        expected
+    )
 
 
 # -- unit tests ----------------------------------------------------------------
