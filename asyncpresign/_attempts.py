@@ -104,9 +104,11 @@ async def call(callback: Callable[[Any], Any], arg: Any) -> None:
 class Runtime:
     """The resources of one engine, which every operation works through."""
 
-    def __init__(self, transport: Transport, concurrency: int) -> None:
+    def __init__(self, transport: Transport, concurrency: int, checksum: str | None) -> None:
         self.transport = transport
         self.concurrency = concurrency
+        #: The flexible checksum taken of uploads ("crc64nvme" …), or "md5"/None.
+        self.checksum = checksum
         # Whole small files (an upload's read, a download's last write and
         # rename) go through one batching thread.
         self.files = FileThread()

@@ -272,7 +272,11 @@ async def _sign(args: argparse.Namespace) -> int:
                 bucket, key, expires_in=args.expires, content_type=args.content_type
             )
         else:
-            request = await signer.presign_get(bucket, key, expires_in=args.expires)
+            # A URL for a person or a browser, which cannot add headers: no
+            # ChecksumMode (the engine's own GETs, in manifests, sign it).
+            request = await signer.presign_get(
+                bucket, key, expires_in=args.expires, ChecksumMode=None
+            )
         if args.json:
             print(json.dumps({"method": request.method, "url": request.url,
                               "headers": dict(request.headers),
@@ -310,7 +314,8 @@ async def _sign_manifest(
                 continue
             request = await signer.presign_get(bucket, key, expires_in=args.expires)
             entries.append(ManifestEntry(
-                op="get", url=request.url, path=local_path(args.source, prefix, key),
+                op="get", url=request.url, headers=dict(request.headers),
+                path=local_path(args.source, prefix, key),
                 bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
             ))
     else:

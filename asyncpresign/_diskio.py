@@ -16,6 +16,7 @@ from typing import Any
 import aiofiles
 import anyio.to_thread
 
+from ._checksums import Crc
 from ._exceptions import LocalFileError
 from ._files import PartialFile, describe_os_error, write_sidecar
 
@@ -29,8 +30,8 @@ def _write_error(dest: str, exc: OSError) -> LocalFileError:
 
 
 class StreamWriter:
-    """Writes a download's bytes in order into its partial file, hashing them
-    (MD5, when verifying) in a second thread at the same time."""
+    """Writes a download's bytes in order into its partial file, checking them
+    (the partial file's verifier: CRC or MD5) in a second thread at the same time."""
 
     def __init__(self, partial: PartialFile) -> None:
         self.partial = partial
@@ -44,7 +45,7 @@ class StreamWriter:
         partial = self.partial
         try:
             if partial.appending:
-                if partial.md5 is not None:
+                if partial.verifier is not None:
                     await anyio.to_thread.run_sync(partial.hash_existing)
                 self._file = await aiofiles.open(partial.path, "ab")
                 partial.size = await anyio.to_thread.run_sync(os.path.getsize, partial.path)
@@ -52,7 +53,9 @@ class StreamWriter:
                 self._file = await aiofiles.open(partial.path, "wb")
                 partial.size = 0
                 if partial.resumable:
-                    await anyio.to_thread.run_sync(write_sidecar, partial.path, partial.etag)
+                    await anyio.to_thread.run_sync(
+                        write_sidecar, partial.path, partial.etag, partial.verifier
+                    )
         except OSError as exc:
             raise _write_error(partial.dest, exc) from None
 
@@ -60,16 +63,16 @@ class StreamWriter:
         if self._file is None:
             await self._open()
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        md5 = self.partial.md5
+        verifier = self.partial.verifier
         try:
-            if md5 is not None and len(data) >= 64 * 1024:
-                # hashlib releases the GIL for large buffers: hash and write at once.
+            if verifier is not None and len(data) >= 64 * 1024:
+                # Check and write at once, each in its own thread.
                 await asyncio.gather(
-                    self._file.write(data), anyio.to_thread.run_sync(md5.update, data)
+                    self._file.write(data), anyio.to_thread.run_sync(verifier.update, data)
                 )
             else:
-                if md5 is not None:
-                    md5.update(data)
+                if verifier is not None:
+                    verifier.update(data)
                 await self._file.write(data)
         except OSError as exc:
             raise _write_error(self.partial.dest, exc) from None
@@ -90,12 +93,17 @@ async def _close(f: Any, dest: str) -> None:
 
 class RangeWriter:
     """Writes one range of a ranged download at its offset, through its own handle,
-    after reserving the disk room the range's (checked) answer says it carries."""
+    after reserving the disk room the range's (checked) answer says it carries;
+    with ``crc``, takes that range's CRC as it goes (the ranges' CRCs combine
+    into the object's, so the file is checked with no second pass)."""
 
-    def __init__(self, partial: PartialFile, offset: int, length: int) -> None:
+    def __init__(
+        self, partial: PartialFile, offset: int, length: int, crc: Crc | None = None
+    ) -> None:
         self.partial = partial
         self.offset = offset
         self.length = length
+        self.crc = crc
         self._file: Any = None
 
     async def open(self, *, create: bool) -> None:
@@ -124,7 +132,12 @@ class RangeWriter:
     async def write(self, pieces: list[bytes]) -> None:
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         try:
-            await self._file.write(data)
+            if self.crc is not None:
+                await asyncio.gather(
+                    self._file.write(data), anyio.to_thread.run_sync(self.crc.update, data)
+                )
+            else:
+                await self._file.write(data)
         except OSError as exc:
             raise _write_error(self.partial.dest, exc) from None
 

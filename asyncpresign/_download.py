@@ -4,7 +4,7 @@ ranged download (whose other ranges :mod:`._ranged` fetches)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
@@ -13,17 +13,14 @@ import anyio.to_thread
 from . import _files
 from ._attempts import Runtime, Tracker
 from ._checks import check_etag, expected_total, is_plain_md5, is_range
+from ._checksums import Crc, Verifier, full_object_checksum
 from ._diskio import RangeWriter, StreamWriter
 from ._exceptions import IntegrityError
 from ._models import PresignedRequest, TransferResult
 from ._parts import DEFAULT_PART_SIZE, plan_ranges
 from ._transport import Response
 
-__all__ = ["AskAgain", "DownloadState", "get_once", "pump"]
-
-
-class AskAgain(Exception):
-    """Internal: the attempt learnt it must send its request differently, at once."""
+__all__ = ["DownloadState", "get_once", "pump", "receive_at", "verifier_for"]
 
 
 @dataclass
@@ -36,8 +33,15 @@ class DownloadState:
     request: PresignedRequest | None = None
     total: int = 0
     etag: str | None = None
+    checksum: tuple[str, int] | None = None  # the object's, to combine the ranges' CRCs into
     verify_md5: bool = False
     ranges: list[tuple[int, int]] = field(default_factory=list)
+    range_crcs: dict[int, Crc] = field(default_factory=dict)
+
+    def restart(self) -> None:
+        """Forget what the first request learnt: the download starts over."""
+        self.total, self.etag, self.checksum, self.verify_md5 = 0, None, None, False
+        self.ranges, self.range_crcs = [], {}
 
 
 async def get_once(
@@ -49,71 +53,75 @@ async def get_once(
     chunk: int,
     tracker: Tracker,
 ) -> TransferResult:
-    """One attempt: GET the object (or, for a ranged download, its first range)."""
+    """One attempt: GET the object; for a large object that can be fetched in
+    ranges, keep only its first ``part_size`` bytes (the other ranges follow in
+    parallel). The first request asks for the whole object, not a range, since
+    only a whole answer carries the object's checksum (S3 leaves it off ranges)."""
     extra: dict[str, str] = {}
     offset = 0
-    if state.ranged:
-        extra["Range"] = f"bytes=0-{state.part_size - 1}"
+    remembered: Verifier | None = None
     if state.resume:
-        offset, etag = await anyio.to_thread.run_sync(_files.read_sidecar, partial.path)
+        offset, etag, remembered = await anyio.to_thread.run_sync(
+            _files.read_sidecar, partial.path
+        )
         if offset and etag:
             extra["Range"] = f"bytes={offset}-"
             extra["If-Match"] = etag
         else:
-            offset = 0
-    try:
-        async with rt.transport.request("GET", request.url, request.headers, extra=extra) as resp:
-            shown = resp.shown
-            if state.ranged and resp.status == 416:
-                # S3 answers a range of an empty object with 416: ask plainly.
-                state.ranged = False
-                raise AskAgain
-            if resp.status in {412, 416}:
-                # The object changed (or the partial file is not a prefix of
-                # it): start over from zero on the next attempt, at once.
-                await anyio.to_thread.run_sync(partial.discard)
-                raise IntegrityError(
-                    "object changed since the partial download began "
-                    f"(HTTP {resp.status}); restarting from zero",
-                    url=shown,
-                )
-            if not 200 <= resp.status < 300:
-                raise await resp.status_error()
-            ranged_answer = is_range(resp.status, resp.headers)
-            if (
-                state.ranged
-                and not ranged_answer
-                and resp.headers.get("Content-Length") == str(state.part_size)
-            ):
-                # A 200 to a range request should be the whole object, but a
-                # server may send just the range with a 200 and no
-                # Content-Range. A body exactly the range's length cannot tell
-                # which: ask plainly.
-                state.ranged = False
-                raise AskAgain
-            etag = check_etag(resp.headers.get("ETag"), shown)
-            total = expected_total(resp.status, resp.headers, offset, shown)
-            tracker.total = total
-            if state.ranged and ranged_answer and total and total > state.part_size:
-                return await _receive_first_range(
-                    resp, partial=partial, state=state, chunk=chunk, tracker=tracker,
-                    etag=etag, total=total,
-                )
-            appending = ranged_answer and offset > 0
-            partial.prepare(
-                appending=appending,
-                etag=etag,
-                verify=state.verify and is_plain_md5(etag, resp.headers),
-                resumable=state.resume,
+            offset, remembered = 0, None
+    async with rt.transport.request("GET", request.url, request.headers, extra=extra) as resp:
+        shown = resp.shown
+        if resp.status in {412, 416}:
+            # The object changed (or the partial file is not a prefix of it):
+            # start over from zero on the next attempt, at once.
+            await anyio.to_thread.run_sync(partial.discard)
+            raise IntegrityError(
+                "object changed since the partial download began "
+                f"(HTTP {resp.status}); restarting from zero",
+                url=shown,
             )
-            return await _receive(
-                rt, resp, partial=partial, chunk=chunk, tracker=tracker,
-                etag=etag, total=total, offset=offset if appending else 0,
+        if not 200 <= resp.status < 300:
+            raise await resp.status_error()
+        ranged_answer = is_range(resp.status, resp.headers)
+        etag = check_etag(resp.headers.get("ETag"), shown)
+        total = expected_total(resp.status, resp.headers, offset, shown)
+        tracker.total = total
+        appending = ranged_answer and offset > 0
+        if (
+            state.ranged
+            and not ranged_answer
+            and total is not None
+            and total > state.part_size
+            and etag is not None
+            and resp.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+        ):
+            return await _receive_first_part(
+                resp, partial=partial, state=state, chunk=chunk, tracker=tracker,
+                etag=etag, total=total,
             )
-    except AskAgain:
-        return await get_once(
-            rt, request, partial=partial, state=state, chunk=chunk, tracker=tracker
+        verifier = None
+        if state.verify:
+            verifier = remembered if appending else verifier_for(resp.headers, etag)
+            if appending and verifier is None and is_plain_md5(etag, resp.headers):
+                verifier = Verifier.md5(str(etag).strip('"'))
+        partial.prepare(
+            appending=appending, etag=etag, verifier=verifier, resumable=state.resume
         )
+        return await _receive(
+            rt, resp, partial=partial, chunk=chunk, tracker=tracker,
+            etag=etag, total=total, offset=offset if appending else 0,
+        )
+
+
+def verifier_for(headers: Mapping[str, str], etag: str | None) -> Verifier | None:
+    """The strongest check a whole answer allows: its full-object checksum, else
+    an ETag that is the object's MD5, else none."""
+    checksum = full_object_checksum(headers)
+    if checksum is not None:
+        return Verifier.crc(*checksum)
+    if is_plain_md5(etag, headers):
+        return Verifier.md5(str(etag).strip('"'))
+    return None
 
 
 async def _receive(
@@ -131,12 +139,11 @@ async def _receive(
     aiofiles. A small body is read whole, then written, checked and renamed in
     one hop of the file thread."""
     shown = resp.shown
-    expected = etag.strip('"').lower() if partial.verify and etag else None
     if total is not None and total - offset <= _files.IO_SIZE and not partial.resumable:
         body = await resp.read_all()
         await tracker.add(len(body))
         _check_total(offset + len(body), total, shown)
-        mismatch = await rt.files.run(partial.finish, [body], expected)
+        mismatch = await rt.files.run(partial.finish, [body])
         received = len(body)
     else:
         writer = StreamWriter(partial)
@@ -152,18 +159,18 @@ async def _receive(
                 if tail:
                     await writer.write(tail)
                 await writer.close()
-                mismatch = await rt.files.run(partial.commit_checked, expected)
+                mismatch = await rt.files.run(partial.commit_checked)
             else:  # a body of unknown length that turned out small: one hop
-                mismatch = await rt.files.run(partial.finish, tail, expected)
+                mismatch = await rt.files.run(partial.finish, tail)
         finally:
             with anyio.CancelScope(shield=True):
                 await writer.close()
     if mismatch is not None:
-        raise IntegrityError(
-            f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
-            url=shown,
-        )
-    return TransferResult(url=shown, nbytes=offset + received, status=resp.status, etag=etag)
+        raise IntegrityError(mismatch, url=shown)
+    verified = partial.verifier.kind if partial.verifier is not None else None
+    return TransferResult(
+        url=shown, nbytes=offset + received, status=resp.status, etag=etag, verified=verified
+    )
 
 
 def _check_total(received: int, total: int | None, shown: str) -> None:
@@ -171,34 +178,40 @@ def _check_total(received: int, total: int | None, shown: str) -> None:
         raise IntegrityError(f"body ended after {received} of {total} bytes", url=shown)
 
 
-async def _receive_first_range(
+async def _receive_first_part(
     resp: Response,
     *,
     partial: _files.PartialFile,
     state: DownloadState,
     chunk: int,
     tracker: Tracker,
-    etag: str | None,
+    etag: str,
     total: int,
 ) -> TransferResult:
-    """The first range of a large object: write it, and leave the other ranges to
-    :func:`._ranged.fetch_ranges`. Nothing is reserved for the ranges yet: each
-    reserves its own room once its answer shows it carries those bytes."""
+    """The first ``part_size`` bytes of a large object's whole answer: write them,
+    note the object's checksum, and leave the rest to :func:`._ranged.fetch_ranges`
+    (the answer's unread remainder is dropped with its connection). Nothing is
+    reserved for the other ranges yet: each reserves its own room once its
+    answer shows it carries those bytes."""
     shown = resp.shown
-    if etag is None:
-        raise IntegrityError(
-            "a ranged download needs the object's ETag to check the ranges agree", url=shown
-        )
     state.total, state.etag = total, etag
-    state.verify_md5 = state.verify and is_plain_md5(etag, resp.headers)
-    partial.prepare(appending=False, etag=etag, verify=False, resumable=False)
+    state.checksum = full_object_checksum(resp.headers) if state.verify else None
+    state.verify_md5 = state.verify and state.checksum is None and is_plain_md5(
+        etag, resp.headers
+    )
+    state.range_crcs = {}
+    partial.prepare(appending=False, etag=etag, verifier=None, resumable=False)
+    crc = Crc(state.checksum[0]) if state.checksum else None
     received = await receive_at(
-        resp, partial, 0, state.part_size, chunk=chunk, tracker=tracker, create=True
+        resp, partial, 0, state.part_size, chunk=chunk, tracker=tracker, create=True,
+        crc=crc, limit=state.part_size,
     )
     if received != state.part_size:
         raise IntegrityError(
-            f"first range ended after {received} of {state.part_size} bytes", url=shown
+            f"first part ended after {received} of {state.part_size} bytes", url=shown
         )
+    if crc is not None:
+        state.range_crcs[0] = crc
     state.ranges = plan_ranges(total, state.part_size, start=state.part_size)
     return TransferResult(url=shown, nbytes=received, status=resp.status, etag=etag)
 
@@ -212,14 +225,18 @@ async def receive_at(
     chunk: int,
     tracker: Tracker,
     create: bool = False,
+    crc: Crc | None = None,
+    limit: int | None = None,
 ) -> int:
-    """Write a range's body at ``offset`` in ``IO_SIZE`` pieces through its own
-    handle; return how many bytes came."""
-    writer = RangeWriter(partial, offset, length)
+    """Write a range's body (its first ``limit`` bytes, if given) at ``offset`` in
+    ``IO_SIZE`` pieces through its own handle, CRC'd into ``crc`` as it goes;
+    return how many bytes came."""
+    writer = RangeWriter(partial, offset, length, crc)
     await writer.open(create=create)
     try:
         received, _ = await pump(
-            resp, chunk, tracker, lambda _, pieces: writer.write(pieces), flush_tail=True
+            resp, chunk, tracker, lambda _, pieces: writer.write(pieces), flush_tail=True,
+            limit=limit,
         )
     finally:
         with anyio.CancelScope(shield=True):
@@ -235,6 +252,7 @@ async def pump(
     *,
     flush_tail: bool,
     keep_on_failure: bool = False,
+    limit: int | None = None,
 ) -> tuple[int, list[bytes]]:
     """Read a body in ``chunk``-sized pieces and hand them to ``write(position, pieces)``
     (which writes through aiofiles' thread), ``IO_SIZE`` at a time, in order.
@@ -252,8 +270,10 @@ async def pump(
     in_flight: asyncio.Future[None] | None = None
     ensure_future = asyncio.ensure_future
     read = resp.read
+    left = limit if limit is not None else -1
     try:
-        while data := await read(chunk):
+        while left and (data := await read(chunk if left < 0 else min(chunk, left))):
+            left -= len(data) if left > 0 else 0
             pending.append(data)
             pending_size += len(data)
             await tracker.add(len(data))

@@ -21,6 +21,7 @@ import anyio
 
 from . import _files
 from ._attempts import Runtime, Tracker, call, fspath, initial_request, run_workers
+from ._checksums import check_algorithm
 from ._config import Timeout
 from ._copy import copy as copy_operation
 from ._download import DownloadState, get_once
@@ -43,7 +44,7 @@ from ._models import (
 from ._multipart import upload_large as upload_large_operation
 from ._parts import DEFAULT_PART_SIZE, choose_part_size
 from ._post import upload_post as upload_post_operation
-from ._ranged import fetch_ranges
+from ._ranged import WholeFileMismatch, fetch_ranges
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._transport import ProxySetting, SSLSetting, Transport
@@ -86,6 +87,12 @@ class TransferEngine:
     ``ssl``: None (default) verifies against ``AWS_CA_BUNDLE`` when set, else
     the system's trust store; a path names a CA bundle; an ``ssl.SSLContext``
     is used as given; ``False`` turns verification off (with a warning).
+
+    ``checksum``: the flexible checksum of uploads, "crc64nvme" (default),
+    "crc32c" or "crc32": taken of every body as it is read, signed into the
+    PUT when the engine signs (``sign=``), and compared with what the server
+    says it stored. "md5" or None: none (downloads still check whatever
+    checksum or MD5 ETag the server sends, unless ``verify=False``).
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class TransferEngine:
         part_size: int = DEFAULT_PART_SIZE,
         proxy: ProxySetting = None,
         ssl: SSLSetting = None,
+        checksum: str | None = "crc64nvme",
     ) -> None:
         self.concurrency = check_positive_int("concurrency", concurrency)
         if multipart_threshold is not None:
@@ -124,7 +132,8 @@ class TransferEngine:
             proxy=proxy,
             ssl=ssl,
         )
-        self._rt = Runtime(transport, self.concurrency)
+        self.checksum = check_algorithm(checksum)
+        self._rt = Runtime(transport, self.concurrency, self.checksum)
 
     def __repr__(self) -> str:
         return f"TransferEngine(concurrency={self.concurrency}, chunk_size={self.chunk_size})"
@@ -274,16 +283,28 @@ class TransferEngine:
             )
 
         try:
-            result = await rt.with_retries(
-                current, sign, policy, attempt, method="GET", replayable=True,
-                keep_progress=resume, tracker=tracker,
-            )
-            if state.ranges:
-                result = await fetch_ranges(
-                    rt, result, partial=partial, state=state, sign=sign, policy=policy,
-                    chunk=chunk, tracker=tracker,
+            for round_number in range(1, policy.attempts + 1):
+                result = await rt.with_retries(
+                    current, sign, policy, attempt, method="GET", replayable=True,
+                    keep_progress=resume, tracker=tracker,
                 )
-            return result
+                if not state.ranges:
+                    return result
+                try:
+                    return await fetch_ranges(
+                        rt, result, partial=partial, state=state, sign=sign, policy=policy,
+                        chunk=chunk, tracker=tracker,
+                    )
+                except WholeFileMismatch as exc:
+                    # Which range went wrong cannot be told: fetch the whole
+                    # object again, as a retry of the download.
+                    if round_number == policy.attempts:
+                        exc.attempts = max(exc.attempts, round_number)
+                        raise
+                    await tracker.add(-tracker.transferred)
+                    state.restart()
+                    current = state.request
+            raise AssertionError("unreachable: the last round returns or raises")
         except BaseException:
             with anyio.CancelScope(shield=True):
                 # Through the file thread: queued after this download's last

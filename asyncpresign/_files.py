@@ -16,8 +16,10 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
+from ._checksums import Crc, Verifier, verifier_from
+from ._checksums import of as checksum_of
 from ._exceptions import LocalFileError
 
 #: Disk reads and writes are batched to at least this size whatever the network
@@ -91,6 +93,36 @@ def file_size(path: str) -> int:
 
 def md5_base64_of_bytes(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def read_with_checksum(
+    path: str, small_limit: int, algorithm: str, offset: int = 0, length: int | None = None
+) -> tuple[int, bytes | None, str]:
+    """The size of an upload source, its checksum, and its bytes when small: one
+    read serves both the checksum (signed before the PUT) and the first send."""
+    size, data = open_source(path, small_limit, offset, length)
+    if data is not None:
+        return size, data, checksum_of(algorithm, data)
+    crc = Crc(algorithm)
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            remaining = size
+            while remaining > 0:
+                block = f.read(min(IO_SIZE, remaining))
+                if not block:
+                    raise LocalFileError(
+                        f"upload source {path!r} shrank while its checksum was taken", path
+                    )
+                crc.update(block)
+                remaining -= len(block)
+    except LocalFileError:
+        raise
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+        ) from None
+    return size, None, crc.b64
 
 
 def md5_base64_of_file(path: str, offset: int = 0, length: int | None = None) -> str:
@@ -176,29 +208,36 @@ class PartialFile:
 
     dest: str
     path: str
-    md5: Any = None  # hashlib object, or None when not verifying
+    verifier: Verifier | None = None  # checks the bytes as they are written
     size: int = 0
     appending: bool = False
     etag: str | None = None
-    verify: bool = False
     resumable: bool = False
     _fd: int | None = field(default=None, repr=False)
 
-    def prepare(self, *, appending: bool, etag: str | None, verify: bool, resumable: bool) -> None:
+    def prepare(
+        self,
+        *,
+        appending: bool,
+        etag: str | None,
+        verifier: Verifier | None,
+        resumable: bool,
+    ) -> None:
         """Say how the next attempt writes (no I/O: the file opens on the first write).
 
-        ``appending`` continues after the bytes already on disk (hashing them
-        first when verifying); otherwise the file starts over from byte zero,
-        and a resumable download remembers the ETag beside it so a later run
-        can check the object did not change."""
+        ``appending`` continues after the bytes already on disk (feeding them to
+        the verifier first); otherwise the file starts over from byte zero, and
+        a resumable download remembers the ETag and the expected checksum beside
+        it, so a later run can check the object did not change and still verify
+        the whole file."""
         self.close()
-        self.appending, self.etag, self.verify, self.resumable = appending, etag, verify, resumable
-        self.md5 = hashlib.md5(usedforsecurity=False) if verify else None
+        self.appending, self.etag, self.resumable = appending, etag, resumable
+        self.verifier = verifier
 
     def _start(self) -> None:
         try:
             if self.appending:
-                if self.md5 is not None:
+                if self.verifier is not None:
                     self.hash_existing()
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
                 self.size = os.fstat(self._fd).st_size
@@ -206,7 +245,7 @@ class PartialFile:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 self.size = 0
                 if self.resumable:
-                    write_sidecar(self.path, self.etag)
+                    write_sidecar(self.path, self.etag, self.verifier)
         except OSError as exc:
             raise LocalFileError(
                 f"cannot write download destination {self.dest!r}: {describe_os_error(exc)}",
@@ -218,8 +257,8 @@ class PartialFile:
             self._start()
         assert self._fd is not None
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if self.md5 is not None:
-            self.md5.update(data)  # releases the GIL for large buffers
+        if self.verifier is not None:
+            self.verifier.update(data)
         view = memoryview(data)
         try:
             while view:
@@ -232,35 +271,34 @@ class PartialFile:
         self.size += len(data)
 
     def hash_existing(self) -> None:
-        """Feed the bytes already on disk to the MD5 (a resumed download's prefix)."""
-        assert self.md5 is not None
+        """Feed the bytes already on disk to the verifier (a resumed download's prefix)."""
+        assert self.verifier is not None
         with open(self.path, "rb") as f:
             while block := f.read(IO_SIZE):
-                self.md5.update(block)
+                self.verifier.update(block)
 
-    def commit_checked(self, expected_md5: str | None) -> str | None:
-        """Check the MD5 of what a stream wrote and move the file into place; like
-        :meth:`finish`, returns a mismatching MD5 (the file is then discarded)."""
-        if expected_md5 is not None and self.md5 is not None:
-            actual = str(self.md5.hexdigest())
-            if actual != expected_md5:
+    def commit_checked(self) -> str | None:
+        """Check what was written and move the file into place. Returns what did
+        not match (the file is then discarded), else None."""
+        if self.verifier is not None:
+            mismatch = self.verifier.mismatch()
+            if mismatch is not None:
                 self.discard()
-                return actual
+                return mismatch
         self._commit()
         return None
 
-    def finish(self, chunks: list[bytes], expected_md5: str | None) -> str | None:
-        """Write the last bytes, check the MD5, and move the file into place.
-
-        Returns the actual MD5 when it does not match ``expected_md5`` (the
-        file is then discarded), else None. One hop for a whole small file."""
+    def finish(self, chunks: list[bytes]) -> str | None:
+        """Write the last bytes, check them, and move the file into place; like
+        :meth:`commit_checked`, returns a mismatch. One hop for a whole small file."""
         if chunks or self._fd is None:
             self.write(chunks or [b""])
-        return self.commit_checked(expected_md5)
+        return self.commit_checked()
 
     def finish_ranged(self, size: int, expected_md5: str | None) -> str | None:
-        """Check a file assembled from ranges (size, and MD5 read back when asked)
-        and move it into place; like :meth:`finish`, returns a mismatching MD5."""
+        """Check a file assembled from ranges (size, and MD5 read back when asked:
+        an MD5 cannot be assembled from pieces, a CRC can, and is checked by the
+        caller) and move it into place; returns a mismatch description."""
         self.close()
         actual_size = os.stat(self.path).st_size
         if actual_size != size:
@@ -275,7 +313,10 @@ class PartialFile:
                     digest.update(block)
             if digest.hexdigest() != expected_md5:
                 self.discard()
-                return digest.hexdigest()
+                return (
+                    f"MD5 of the downloaded bytes {digest.hexdigest()} does not match "
+                    f"the ETag {expected_md5}"
+                )
         self._commit()
         return None
 
@@ -304,26 +345,37 @@ class PartialFile:
         _remove_sidecar(self.path)
 
 
-def read_sidecar(path: str) -> tuple[int, str | None]:
-    """Size of an existing partial download and the ETag it was started with."""
+def read_sidecar(path: str) -> tuple[int, str | None, Verifier | None]:
+    """Size of an existing partial download, the ETag it was started with, and
+    the check its whole file must pass (the object's checksum, remembered)."""
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        return 0, None
+        return 0, None, None
     try:
         with open(path + ".json", encoding="utf-8") as f:
-            etag = json.load(f).get("etag")
+            saved = json.load(f)
     except (OSError, ValueError):
-        etag = None
-    return size, etag if isinstance(etag, str) else None
+        return size, None, None
+    if not isinstance(saved, dict):
+        return size, None, None
+    etag = saved.get("etag")
+    check = saved.get("check")
+    verifier = None
+    if isinstance(check, list) and len(check) == 2 and all(isinstance(c, str) for c in check):
+        verifier = verifier_from(check[0], check[1])
+    return size, etag if isinstance(etag, str) else None, verifier
 
 
-def write_sidecar(path: str, etag: str | None) -> None:
+def write_sidecar(path: str, etag: str | None, verifier: Verifier | None = None) -> None:
     if etag is None:
         _remove_sidecar(path)
         return
+    saved: dict[str, object] = {"etag": etag}
+    if verifier is not None:
+        saved["check"] = list(verifier.expected)
     with open(path + ".json", "w", encoding="utf-8") as f:
-        json.dump({"etag": etag}, f)
+        json.dump(saved, f)
 
 
 def _remove_sidecar(path: str) -> None:

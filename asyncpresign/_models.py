@@ -189,6 +189,10 @@ class TransferResult:
     attempts: int = 1
     error: BaseException | None = field(default=None, compare=False)
     index: int | None = None
+    #: Which check the bytes passed: the object's checksum ("crc64nvme",
+    #: "crc32c", "crc32"), its MD5 ("md5"), or None when none could run (the
+    #: server gave no checksum and the ETag is not an MD5, or checks are off).
+    verified: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from . import _files
 from ._attempts import Runtime, Tracker, fspath, run_workers
+from ._checksums import ALGORITHMS, Crc, decode
 from ._exceptions import AsyncPresignError, IntegrityError
 from ._models import FilePart, TransferResult
 from ._parts import plan_parts
@@ -54,6 +55,11 @@ async def upload_large(
     started = time.perf_counter()
     upload_id = await signer.create_multipart_upload(bucket, key, **options)
     etags: dict[int, str] = {}
+    # The upload was created for a whole-object checksum of the Signer's
+    # algorithm: each part is signed with its own, and the completion carries
+    # their combination, which the server checks against the parts it holds.
+    algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
+    part_checksums: dict[int, str] = {}
     most_attempts = 1
     try:
         pending = iter(parts)
@@ -65,10 +71,15 @@ async def upload_large(
                     signer.presign_upload_part, bucket, key, upload_id, part.number,
                     expires_in=expires_in,
                 )
+                body = UploadSource.of(FilePart(source, part.offset, part.length), None)
+                if algorithm is not None:
+                    value = await body.checksum_b64(algorithm, rt.files)
+                    part_checksums[part.number] = value
+                    sign = functools.partial(sign, checksum=(algorithm, value))
                 result = await upload(
                     rt,
                     None,
-                    UploadSource.of(FilePart(source, part.offset, part.length), None),
+                    body,
                     sign=sign,
                     content_md5=content_md5,
                     chunk=chunk,
@@ -83,8 +94,17 @@ async def upload_large(
                 most_attempts = max(most_attempts, result.attempts)
 
         await run_workers(min(rt.concurrency, len(parts)), worker)
-        etag = await signer.complete_multipart_upload(
-            bucket, key, upload_id, sorted(etags.items())
+        whole: tuple[str, str] | None = None
+        if algorithm is not None:
+            combined = Crc(algorithm)
+            for part in parts:
+                value = decode(algorithm, part_checksums[part.number])
+                assert value is not None
+                combined.extend(Crc(algorithm, value, part.length))
+            whole = (algorithm, combined.b64)
+        etag, stored = await signer.complete_checked(
+            bucket, key, upload_id, sorted(etags.items()), checksum=whole,
+            part_checksums=part_checksums or None,
         )
     except BaseException:
         with anyio.CancelScope(shield=True):
@@ -102,4 +122,5 @@ async def upload_large(
         status=200,
         etag=etag,
         attempts=most_attempts,
+        verified=algorithm if stored is not None else None,
     )

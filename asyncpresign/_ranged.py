@@ -12,6 +12,7 @@ import anyio.to_thread
 from . import _files
 from ._attempts import Runtime, Tracker, run_workers
 from ._checks import is_range, parse_content_length, parse_content_range
+from ._checksums import Crc, encode
 from ._download import DownloadState, receive_at
 from ._exceptions import HTTPStatusError, IntegrityError
 from ._models import PresignedRequest, SignFunction, TransferResult
@@ -56,20 +57,37 @@ async def fetch_ranges(
             await fetch(first_byte, last_byte)
 
     await run_workers(min(rt.concurrency, len(state.ranges)), worker)
+    verified = None
+    if state.checksum is not None:
+        # The ranges' CRCs, combined in order, are the file's: no second pass.
+        whole = Crc(state.checksum[0])
+        for start in sorted(state.range_crcs):
+            whole.extend(state.range_crcs[start])
+        if whole.length != state.total or whole.value != state.checksum[1]:
+            await anyio.to_thread.run_sync(partial.discard)
+            raise WholeFileMismatch(
+                f"{whole.algorithm.upper()} of the downloaded bytes {whole.b64} does not match "
+                f"the object's {encode(whole.algorithm, state.checksum[1])}",
+                url=first.url,
+                attempts=most_attempts,
+            )
+        verified = whole.algorithm
     expected = state.etag.strip('"').lower() if state.verify_md5 and state.etag else None
     mismatch = await anyio.to_thread.run_sync(partial.finish_ranged, state.total, expected)
     if mismatch is not None:
-        raise IntegrityError(
-            f"MD5 of the downloaded bytes {mismatch} does not match the ETag {expected}",
-            url=first.url,
-            attempts=most_attempts,
-        )
+        raise WholeFileMismatch(mismatch, url=first.url, attempts=most_attempts)
     return replace(
         first,
         nbytes=state.total,
         seconds=first.seconds + time.perf_counter() - started,
         attempts=most_attempts,
+        verified=verified or ("md5" if expected else None),
     )
+
+
+class WholeFileMismatch(IntegrityError):
+    """Internal: a ranged download's assembled file failed its check; which range
+    was wrong cannot be told, so the whole download is tried again."""
 
 
 async def _get_range_once(
@@ -110,11 +128,14 @@ async def _get_range_once(
                 url=shown,
             )
         # Room is reserved only now, when this answer shows it carries the range.
+        crc = Crc(state.checksum[0]) if state.checksum else None
         received = await receive_at(
-            resp, partial, first_byte, length, chunk=chunk, tracker=tracker
+            resp, partial, first_byte, length, chunk=chunk, tracker=tracker, crc=crc
         )
     if received != length:
         raise IntegrityError(
             f"range {first_byte}-{last_byte} ended after {received} bytes", url=shown
         )
+    if crc is not None:
+        state.range_crcs[first_byte] = crc
     return TransferResult(url=shown, nbytes=received, status=206, etag=state.etag)

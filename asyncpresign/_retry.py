@@ -20,6 +20,10 @@ __all__ = ["RetryDecision", "RetryPolicy", "backoff_delay", "decide_retry"]
 NOT_REPLAYABLE = "the source is a stream that cannot be replayed"
 NOT_IDEMPOTENT = "a POST is not sent twice once its body may have gone out"
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: A 400 with one of these codes means the body arrived other than it was sent
+#: (the server checked it against a signed Content-MD5 or checksum): a
+#: corruption in transit, which sending again cures, not a bad request.
+BODY_DIGEST_CODES = frozenset({"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +97,7 @@ def decide_retry(
             return RetryDecision(True, 0.0, resign=True, reason="URL expired; re-signing")
         return RetryDecision(False, reason="URL expired and no signing function was given")
     if isinstance(error, HTTPStatusError):
-        if error.status not in policy.retry_statuses:
+        if error.status not in policy.retry_statuses and error.code not in BODY_DIGEST_CODES:
             return RetryDecision(False, reason=f"HTTP {error.status} is not retryable")
     elif not isinstance(error, (TransportError, TransferTimeoutError, IntegrityError)):
         return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")

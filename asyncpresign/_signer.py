@@ -22,10 +22,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore import exceptions as boto_exc
 
+from ._checksums import ALGORITHMS, botocore_param, check_algorithm
 from ._exceptions import (
     AsyncPresignError,
     CredentialLifetimeError,
     HTTPStatusError,
+    IntegrityError,
     InvalidArgumentError,
     NoCredentialsError,
     SigningError,
@@ -98,6 +100,7 @@ class Signer:
         addressing_style: AddressingStyle = "auto",
         require_full_duration: bool = False,
         fast_signing: bool = True,
+        checksum: str | None = "crc64nvme",
     ) -> None:
         if (access_key is None) != (secret_key is None):
             raise InvalidArgumentError("give both access_key and secret_key, or neither")
@@ -112,6 +115,11 @@ class Signer:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise InvalidArgumentError(f"endpoint_url is not an http(s) URL: {endpoint_url!r}")
         self.endpoint_url = endpoint_url
+        #: The flexible checksum asked for: GETs are signed with ChecksumMode
+        #: ENABLED (the object's checksum comes back with it), and multipart
+        #: uploads are created for a whole-object checksum of this algorithm.
+        #: "md5" or None: neither.
+        self.checksum = check_algorithm(checksum)
         self.addressing_style: AddressingStyle = addressing_style
         self.require_full_duration = require_full_duration
         self.fast_signing = fast_signing
@@ -119,7 +127,9 @@ class Signer:
         self._query_signers: dict[str, QuerySigner] = {}
         self._frozen: tuple[tuple[str, str, str | None], SigningCredentials] | None = None
         self._clock: tuple[int, dt.datetime] = (0, _now())
-        self._prepared: tuple[tuple[object, ...], Callable[[str], str], dt.datetime] | None = None
+        self._prepared: (
+            tuple[tuple[object, ...], Callable[[str], str], dt.datetime, Mapping[str, str]] | None
+        ) = None
         self._region = region
         self._access_key = access_key
         self._secret_key = secret_key
@@ -218,7 +228,18 @@ class Signer:
         **options: Any,
     ) -> PresignedRequest:
         """Sign a GET of ``bucket/key``. ``options`` are ``get_object`` parameters
-        such as ``ResponseContentDisposition``, ``Range`` or ``VersionId``."""
+        such as ``ResponseContentDisposition``, ``Range`` or ``VersionId``.
+
+        With a flexible ``checksum`` set on the Signer (the default), the GET is
+        signed with ``ChecksumMode=ENABLED``, so the answer carries the object's
+        checksum and the engine can check what it received. That is a header
+        the client must send (it is in ``headers``): for a link a browser
+        follows, which can send none, pass ``ChecksumMode=None``."""
+        if "ChecksumMode" in options:
+            if options["ChecksumMode"] is None:
+                options = {k: v for k, v in options.items() if k != "ChecksumMode"}
+        elif self.checksum in ALGORITHMS:
+            options["ChecksumMode"] = "ENABLED"
         return self._sign_now("get_object", "GET", bucket, key, expires_in, params=options) or (
             await self._presign(
                 "get_object", "GET", bucket, key, expires_in=expires_in, params=options
@@ -233,17 +254,22 @@ class Signer:
         expires_in: float | dt.timedelta = 3600,
         content_type: str | None = None,
         content_md5: str | None = None,
+        checksum: tuple[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
         **options: Any,
     ) -> PresignedRequest:
         """Sign a PUT of ``bucket/key``. The returned ``headers`` (Content-Type,
-        Content-MD5, ``x-amz-meta-*`` …) must be sent exactly as given.
+        Content-MD5, ``x-amz-checksum-*``, ``x-amz-meta-*`` …) must be sent
+        exactly as given. ``checksum=("crc64nvme", <base64>)`` signs the body's
+        checksum in: the server then refuses a body that does not match it.
         ``options`` are ``put_object`` parameters such as ``ServerSideEncryption``."""
         params = dict(options)
         if content_type is not None:
             params["ContentType"] = content_type
         if content_md5 is not None:
             params["ContentMD5"] = content_md5
+        if checksum is not None:
+            params[_checksum_param(checksum)] = checksum[1]
         if metadata:
             params["Metadata"] = dict(metadata)
         return self._sign_now("put_object", "PUT", bucket, key, expires_in, params=params) or (
@@ -315,13 +341,17 @@ class Signer:
         if method not in ("GET", "PUT"):
             raise InvalidArgumentError(f"sign_later signs GET or PUT, not {method!r}")
 
-        async def sign(*, content_md5: str | None = None) -> PresignedRequest:
+        async def sign(
+            *, content_md5: str | None = None, checksum: tuple[str, str] | None = None
+        ) -> PresignedRequest:
             if method == "GET":
                 return await self.presign_get(bucket, key, expires_in=expires_in, **options)
             return await self.presign_put(
-                bucket, key, expires_in=expires_in, content_md5=content_md5, **options
+                bucket, key, expires_in=expires_in, content_md5=content_md5, checksum=checksum,
+                **options,
             )
 
+        sign.signs_checksums = True  # type: ignore[attr-defined]
         return sign
 
     async def _presign(
@@ -386,15 +416,17 @@ class Signer:
             seconds = expires_in
         else:
             seconds = expires_seconds(expires_in)
-        if params:
+        # The common bulk case: everything but the key is the same as the previous
+        # call in this second (a plain GET or PUT, or one with the same few string
+        # options, such as ChecksumMode), so reuse its prepared shape.
+        options_key = _options_key(params)
+        if options_key is None:
             signed = self._sign_fast(
                 operation, method, target, credentials, (key,), seconds=seconds, params=params
             )
             return signed[0] if signed else None
-        # The common bulk case, a plain GET or PUT: everything but the key is the
-        # same as the previous call in this second, so reuse its prepared shape.
         second = _current_second()
-        shape = (operation, bucket, seconds, second, credentials)
+        shape = (operation, bucket, seconds, second, credentials, options_key)
         prepared = self._prepared
         if prepared is None or prepared[0] != shape:
             parts = _request_parts(operation, params)
@@ -405,9 +437,12 @@ class Signer:
                 method=method, endpoint=endpoint, credentials=credentials, expires=seconds,
                 now=self._now_at(second), query=parts[1], headers=parts[2],
             )
-            prepared = self._prepared = (shape, sign_key, _expiry_at(second, seconds))
+            headers = (
+                MappingProxyType(_display_headers(params, parts[2])) if params else _NO_HEADERS
+            )
+            prepared = self._prepared = (shape, sign_key, _expiry_at(second, seconds), headers)
         return PresignedRequest(
-            method=method, url=prepared[1](key), headers=_NO_HEADERS, expires_at=prepared[2]
+            method=method, url=prepared[1](key), headers=prepared[3], expires_at=prepared[2]
         )
 
     def _now_at(self, second: int) -> dt.datetime:
@@ -624,9 +659,18 @@ class Signer:
 
     async def create_multipart_upload(self, bucket: str, key: str, **options: Any) -> str:
         """Start a multipart upload and return its UploadId. ``options`` are
-        ``create_multipart_upload`` parameters (ContentType, Metadata, SSE …)."""
+        ``create_multipart_upload`` parameters (ContentType, Metadata, SSE …).
+        With a flexible ``checksum`` on the Signer (the default), the upload is
+        created for a whole-object (FULL_OBJECT) checksum of that algorithm,
+        unless ``options`` say otherwise."""
         check_bucket(bucket)
         check_key(key)
+        if self.checksum in ALGORITHMS and "ChecksumAlgorithm" not in options:
+            options = {
+                **options,
+                "ChecksumAlgorithm": str(self.checksum).upper(),
+                "ChecksumType": "FULL_OBJECT",
+            }
         with self._translate(f"start a multipart upload of {bucket}/{key}"):
             answer = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **options)
         return str(answer["UploadId"])
@@ -640,8 +684,10 @@ class Signer:
         *,
         expires_in: float | dt.timedelta = 3600,
         content_md5: str | None = None,
+        checksum: tuple[str, str] | None = None,
     ) -> PresignedRequest:
-        """Sign a PUT of one part. Whoever holds it uploads the part, no credentials needed."""
+        """Sign a PUT of one part. Whoever holds it uploads the part, no credentials
+        needed. ``checksum=(algorithm, base64)`` signs the part's checksum in."""
         if not isinstance(upload_id, str) or not upload_id:
             raise InvalidArgumentError("upload_id must be a non-empty str")
         if isinstance(part_number, bool) or not isinstance(part_number, int) or not (
@@ -651,14 +697,45 @@ class Signer:
         params: dict[str, Any] = {"UploadId": upload_id, "PartNumber": part_number}
         if content_md5 is not None:
             params["ContentMD5"] = content_md5
+        if checksum is not None:
+            params[_checksum_param(checksum)] = checksum[1]
         return await self._presign(
             "upload_part", "PUT", bucket, key, expires_in=expires_in, params=params
         )
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        checksum: tuple[str, str] | None = None,
+        part_checksums: Mapping[int, str] | None = None,
     ) -> str:
-        """Finish an upload from its ``(part_number, etag)`` pairs; returns the object's ETag."""
+        """Finish an upload from its ``(part_number, etag)`` pairs; returns the object's ETag.
+
+        ``checksum=(algorithm, base64)`` is the whole object's (FULL_OBJECT)
+        checksum, which the server checks against the parts it holds;
+        ``part_checksums`` are the parts' own, by part number."""
+        etag, _ = await self.complete_checked(
+            bucket, key, upload_id, parts, checksum=checksum, part_checksums=part_checksums
+        )
+        return etag
+
+    async def complete_checked(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        checksum: tuple[str, str] | None = None,
+        part_checksums: Mapping[int, str] | None = None,
+    ) -> tuple[str, str | None]:
+        """:meth:`complete_multipart_upload`, also returning the checksum the server
+        says the object has (None when it says none): a server that ignores
+        checksums accepts any, so only an echo shows one was checked."""
         ordered = sorted(parts)
         numbers = [n for n, _ in ordered]
         if not ordered or numbers != list(range(1, len(ordered) + 1)):
@@ -666,14 +743,29 @@ class Signer:
                 f"parts must be numbered 1..N without gaps, got {numbers[:5]}"
                 f"{'...' if len(numbers) > 5 else ''}"
             )
+        extra: dict[str, Any] = {}
+        listed: list[dict[str, Any]] = [{"PartNumber": n, "ETag": e} for n, e in ordered]
+        if checksum is not None:
+            param = _checksum_param(checksum)
+            extra = {param: checksum[1], "ChecksumType": "FULL_OBJECT"}
+            for part in listed:
+                if part_checksums and part["PartNumber"] in part_checksums:
+                    part[param] = part_checksums[part["PartNumber"]]
         with self._translate(f"complete the multipart upload of {bucket}/{key}"):
             answer = await self.client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in ordered]},
+                MultipartUpload={"Parts": listed},
+                **extra,
             )
-        return str(answer.get("ETag", ""))
+        stored = answer.get(_checksum_param(checksum)) if checksum is not None else None
+        if checksum is not None and stored is not None and stored != checksum[1]:
+            raise IntegrityError(
+                f"the server completed s3://{bucket}/{key} with {checksum[0].upper()} "
+                f"{stored}, not the {checksum[1]} of the parts sent"
+            )
+        return str(answer.get("ETag", "")), stored
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Abandon an upload so its parts stop being stored (and billed)."""
@@ -783,6 +875,29 @@ def _check_length_range(value: tuple[int, int]) -> tuple[int, int]:
     if low < 0 or high < low:
         raise InvalidArgumentError(f"content_length_range {value!r} needs 0 <= min <= max")
     return low, high
+
+
+def _options_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """``params`` as a hashable key when they are a few plain strings, else None."""
+    if not params:
+        return ()
+    if len(params) > 4 or not all(type(v) is str for v in params.values()):
+        return None
+    return tuple(params.items())
+
+
+def _checksum_param(checksum: object) -> str:
+    """The botocore parameter that signs ``(algorithm, base64)``."""
+    if (
+        not isinstance(checksum, tuple)
+        or len(checksum) != 2
+        or not all(isinstance(part, str) for part in checksum)
+        or checksum[0].lower() not in ALGORITHMS
+    ):
+        raise InvalidArgumentError(
+            f"checksum must be (algorithm, base64) with an algorithm of {', '.join(ALGORITHMS)}"
+        )
+    return botocore_param(checksum[0].lower())
 
 
 _PROBE_KEY = "asyncpresign-probe"

@@ -623,6 +623,14 @@ _METADATA_PREFIX: Final = "x-amz-meta-"
 # (location, wire name, kind) per botocore parameter, from the S3 service
 # model. Anything absent here makes s3_request_parts give up so the caller
 # falls back to botocore, which then also reports invalid input its own way.
+#: A body's flexible checksum, signed as a header (botocore adds nothing else
+#: to a presigned URL for it: no x-amz-sdk-checksum-algorithm).
+_CHECKSUM_HEADERS: Final[Mapping[str, tuple[str, str, str]]] = {
+    "ChecksumCRC64NVME": (_HEADER, "x-amz-checksum-crc64nvme", _STRING),
+    "ChecksumCRC32C": (_HEADER, "x-amz-checksum-crc32c", _STRING),
+    "ChecksumCRC32": (_HEADER, "x-amz-checksum-crc32", _STRING),
+}
+
 _OPERATIONS: Final[Mapping[str, tuple[str, Mapping[str, tuple[str, str, str]]]]] = {
     "get_object": (
         "GET",
@@ -634,6 +642,7 @@ _OPERATIONS: Final[Mapping[str, tuple[str, Mapping[str, tuple[str, str, str]]]]]
             "ResponseContentType": (_QUERY, "response-content-type", _STRING),
             "VersionId": (_QUERY, "versionId", _STRING),
             "PartNumber": (_QUERY, "partNumber", _PART_NUMBER),
+            "ChecksumMode": (_HEADER, "x-amz-checksum-mode", _STRING),
         },
     ),
     "put_object": (
@@ -646,6 +655,7 @@ _OPERATIONS: Final[Mapping[str, tuple[str, Mapping[str, tuple[str, str, str]]]]]
             "ContentMD5": (_HEADER, "content-md5", _STRING),
             "ContentType": (_HEADER, "content-type", _STRING),
             "Metadata": (_HEADER, _METADATA_PREFIX, _METADATA),
+            **_CHECKSUM_HEADERS,
         },
     ),
     "upload_part": (
@@ -654,6 +664,7 @@ _OPERATIONS: Final[Mapping[str, tuple[str, Mapping[str, tuple[str, str, str]]]]]
             "ContentMD5": (_HEADER, "content-md5", _STRING),
             "PartNumber": (_QUERY, "partNumber", _PART_NUMBER),
             "UploadId": (_QUERY, "uploadId", _STRING),
+            **_CHECKSUM_HEADERS,
         },
     ),
 }

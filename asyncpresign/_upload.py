@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import IO
+from typing import IO, Any
 
 import aiofiles
 import aiofiles.threadpool.binary
@@ -16,8 +17,10 @@ import anyio.to_thread
 
 from . import _files
 from ._attempts import Runtime, Tracker, fspath, header, initial_request
-from ._checks import check_etag, check_stored_md5
-from ._exceptions import InvalidArgumentError, LocalFileError
+from ._checks import check_etag, check_stored_md5, is_plain_md5
+from ._checksums import ALGORITHMS, Crc, header_name
+from ._checksums import of as checksum_of
+from ._exceptions import IntegrityError, InvalidArgumentError, LocalFileError
 from ._models import FilePart, PresignedRequest, RequestLike, SignFunction, Source, TransferResult
 from ._offload import FileThread
 from ._retry import RetryPolicy
@@ -54,8 +57,21 @@ async def upload(
             sign = functools.partial(sign, content_md5=digest)
             if current is not None and header(current.headers, "Content-MD5") != digest:
                 current = None  # signed without this MD5: sign afresh
+    algorithm = rt.checksum if rt.checksum in ALGORITHMS else None
+    body.algorithm = algorithm
+    if algorithm and sign is not None and body.replayable and _signs_checksums(sign):
+        # Signed in, the checksum makes the server refuse a corrupted body.
+        value = await body.checksum_b64(algorithm, rt.files)
+        sign = functools.partial(sign, checksum=(algorithm, value))
+        if current is not None and header(current.headers, header_name(algorithm)) != value:
+            current = None
 
     async def attempt(req: PresignedRequest, attempt_tracker: Tracker) -> TransferResult:
+        # A request that carries no checksum of ours is checked afterwards: by the
+        # checksum the server says it stored, else by an ETag that is an MD5.
+        body.track_md5 = rt.checksum == "md5" or (
+            algorithm is not None and header(req.headers, header_name(algorithm)) is None
+        )
         return await put_once(rt, req, body, chunk, attempt_tracker)
 
     if tracker.total is None:
@@ -77,17 +93,46 @@ async def put_once(
             if not 200 <= resp.status < 300:
                 raise await resp.status_error()
             etag = check_etag(resp.headers.get("ETag"), resp.shown)
+            stored = (
+                resp.headers.get(header_name(body.algorithm)) if body.algorithm else None
+            )
             await resp.read_all()
             shown = resp.shown
     finally:
         await body.close()
     if isinstance(payload, bytes):
         await tracker.add(size)
-    result = TransferResult(url=shown, status=resp.status, etag=etag, nbytes=size)
+    verified = None
+    sent = body.sent_checksum()
+    if stored is not None and sent is not None:
+        # The server says what it stored: a body corrupted on the way in, that
+        # no signed checksum stopped, is caught here (and sent again).
+        if stored.strip() != sent:
+            raise IntegrityError(
+                f"server stored {str(body.algorithm).upper()} {stored.strip()[:40]} but the "
+                f"body sent has {sent}",
+                url=shown,
+            )
+        verified = body.algorithm
+    elif body.track_md5 and is_plain_md5(etag, {}):
+        sent_md5 = body.sent_md5()
+        if sent_md5 is not None:
+            check_stored_md5(
+                TransferResult(url=shown, etag=etag), sent_md5, "the MD5 of the body sent"
+            )
+            verified = "md5"
+    result = TransferResult(
+        url=shown, status=resp.status, etag=etag, nbytes=size, verified=verified
+    )
     sent_md5 = header(request.headers, "Content-MD5")
     if sent_md5 is not None:
         check_stored_md5(result, _md5_hex(sent_md5), "the body's MD5")
     return result
+
+
+def _signs_checksums(sign: SignFunction) -> bool:
+    """Whether a signing function takes ``checksum=`` (Signer.sign_later's do)."""
+    return bool(getattr(sign, "signs_checksums", False))
 
 
 def _md5_hex(b64: str) -> str:
@@ -116,6 +161,15 @@ class UploadSource:
         self._start = 0
         self._open_file: aiofiles.threadpool.binary.AsyncBufferedReader | None = None
         self._md5: str | None = None
+        #: The flexible checksum taken of what is sent, when one is asked for.
+        self.algorithm: str | None = None
+        self._checksum: str | None = None  # of the whole body, once known
+        self._sending: Crc | None = None  # of the attempt in flight, as it streams
+        self._first_data: bytes | None = None  # read with the checksum, for the first send
+        #: Take the MD5 of what is sent too (for a request with no checksum signed in).
+        self.track_md5 = False
+        self._sending_md5: Any = None
+        self._sent_small: bytes | None = None
 
     @classmethod
     def of(cls, source: Source, size: int | None) -> UploadSource:
@@ -168,6 +222,42 @@ class UploadSource:
                 )
         return self._md5
 
+    async def checksum_b64(self, algorithm: str, files: FileThread) -> str:
+        """The whole body's checksum, before the first send (a small file's read
+        is kept for that send, so it is read once)."""
+        if self._checksum is None:
+            if self.data is not None:
+                self._checksum = checksum_of(algorithm, self.data)
+            elif self.path is not None:
+                args = (self.path, SMALL_BODY, algorithm, self.offset, self.known_size)
+                if self.known_size is not None and self.known_size > SMALL_BODY:
+                    # A long read: the shared pool, not the small files' thread.
+                    _, data, value = await anyio.to_thread.run_sync(
+                        _files.read_with_checksum, *args
+                    )
+                else:
+                    _, data, value = await files.run(_files.read_with_checksum, *args)
+                self._first_data, self._checksum = data, value
+            else:
+                assert self.stream is not None
+                data = await self.read_all()
+                self._checksum = checksum_of(algorithm, data)
+        return self._checksum
+
+    def sent_checksum(self) -> str | None:
+        """The checksum of what the last attempt sent (None when not taken)."""
+        if self._sending is not None:
+            return self._sending.b64
+        return None
+
+    def sent_md5(self) -> str | None:
+        """The MD5 (hex) of what the last attempt sent, when it was taken."""
+        if self._sent_small is not None:
+            return hashlib.md5(self._sent_small, usedforsecurity=False).hexdigest()
+        if self._sending_md5 is not None:
+            return str(self._sending_md5.hexdigest())
+        return None
+
     async def read_all(self) -> bytes:
         if self.data is not None:
             return self.data
@@ -187,17 +277,27 @@ class UploadSource:
     ) -> tuple[bytes | AsyncIterator[bytes | memoryview], int]:
         """The body for one attempt, and its size: a small file read whole through
         ``files`` (one hop), a large one opened with aiofiles and streamed."""
+        self._sending = Crc(self.algorithm) if self.algorithm else None
+        self._sent_small = None
+        self._sending_md5 = hashlib.md5(usedforsecurity=False) if self.track_md5 else None
         if self.data is not None:
             if len(self.data) <= SMALL_BODY:
+                self._feed(self.data)
                 return self.data, len(self.data)
             # aiohttp warns that one large bytes body blocks the loop while it
             # is written; hand it over in chunks instead.
-            return self._memory_stream(self.data, chunk, tracker), len(self.data)
+            stream = self._memory_stream(self.data, chunk, tracker, self._hashes())
+            return stream, len(self.data)
         if self.path is not None:
+            if self._first_data is not None:
+                first, self._first_data = self._first_data, None
+                self._feed(first)
+                return first, len(first)
             size, data = await files.run(
                 _files.open_source, self.path, SMALL_BODY, self.offset, self.known_size
             )
             if data is not None:
+                self._feed(data)
                 return data, size
             try:
                 f = await aiofiles.open(self.path, "rb")
@@ -209,12 +309,27 @@ class UploadSource:
                     f"cannot read upload source {self.path!r}: {_files.describe_os_error(exc)}",
                     self.path,
                 ) from None
-            return self._file_stream(f, size, chunk, tracker, self.path), size
+            return self._file_stream(f, size, chunk, tracker, self.path, crc=self._hashes()), size
         assert self.stream is not None
         assert self.known_size is not None
         if self.replayable:
             await anyio.to_thread.run_sync(self.stream.seek, self._start)
-        return self._object_stream(self.stream, self.known_size, chunk, tracker), self.known_size
+        stream = self._object_stream(
+            self.stream, self.known_size, chunk, tracker, self._hashes()
+        )
+        return stream, self.known_size
+
+    def _feed(self, data: bytes) -> None:
+        """A whole small body, sent in one piece: its CRC now, its MD5 only if asked."""
+        if self._sending is not None:
+            self._sending.update(data)
+        self._sending_md5 = None
+        self._sent_small = data if self.track_md5 else None
+
+    def _hashes(self) -> _Hashes | None:
+        if self._sending is None and self._sending_md5 is None:
+            return None
+        return _Hashes(self._sending, self._sending_md5)
 
     async def close(self) -> None:
         f, self._open_file = self._open_file, None
@@ -224,8 +339,10 @@ class UploadSource:
 
     @staticmethod
     async def _memory_stream(
-        data: bytes, chunk: int, tracker: Tracker
+        data: bytes, chunk: int, tracker: Tracker, crc: _Hashes | None
     ) -> AsyncIterator[bytes | memoryview]:
+        if crc is not None:
+            crc.update(data)
         async for piece in _slices(data, chunk, tracker):
             yield piece
 
@@ -236,19 +353,36 @@ class UploadSource:
         chunk: int,
         tracker: Tracker,
         path: str,
+        *,
+        crc: _Hashes | None,
     ) -> AsyncIterator[bytes | memoryview]:
-        async for piece in _blocks(f.read, size, chunk, tracker, path):
+        async for piece in _blocks(f.read, size, chunk, tracker, path, crc=crc):
             yield piece
 
     @staticmethod
     async def _object_stream(
-        f: IO[bytes], size: int, chunk: int, tracker: Tracker
+        f: IO[bytes], size: int, chunk: int, tracker: Tracker, crc: _Hashes | None
     ) -> AsyncIterator[bytes | memoryview]:
         async def read(n: int) -> bytes:
             return await anyio.to_thread.run_sync(_files.read_block, f, n)
 
-        async for piece in _blocks(read, size, chunk, tracker, None):
+        async for piece in _blocks(read, size, chunk, tracker, None, crc=crc):
             yield piece
+
+
+class _Hashes:
+    """What is taken of a streamed body as it goes: its CRC, and its MD5 when asked."""
+
+    __slots__ = ("crc", "md5")
+
+    def __init__(self, crc: Crc | None, md5: Any) -> None:
+        self.crc, self.md5 = crc, md5
+
+    def update(self, data: bytes) -> None:
+        if self.crc is not None:
+            self.crc.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
 
 
 async def _blocks(
@@ -257,6 +391,8 @@ async def _blocks(
     chunk: int,
     tracker: Tracker,
     path: str | None,
+    *,
+    crc: _Hashes | None,
 ) -> AsyncIterator[bytes | memoryview]:
     """``size`` bytes read in blocks of at least ``IO_SIZE`` (a thread hop each),
     handed to the network in ``chunk``-sized slices."""
@@ -274,6 +410,8 @@ async def _blocks(
                 f"upload source ended {remaining} bytes early (it shrank while uploading)", path
             )
         remaining -= len(block)
+        if crc is not None:
+            crc.update(block)
         async for piece in _slices(block, chunk, tracker):
             yield piece
 

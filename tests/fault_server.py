@@ -149,9 +149,11 @@ class FaultServer:
             return web.Response(status=412, body=error_xml("PreconditionFailed", "If-Match"))
         start = 0
         status = 200
-        headers = {"ETag": etag}
+        ignores_ranges = fault is not None and fault.kind == "ignore_range"
+        # As S3 does, say that ranges work (a server that ignores them does not).
+        headers = {"ETag": etag} if ignores_ranges else {"ETag": etag, "Accept-Ranges": "bytes"}
         range_header = request.headers.get("Range")
-        if range_header and not (fault is not None and fault.kind == "ignore_range"):
+        if range_header and not ignores_ranges:
             first, _, last = range_header.removeprefix("bytes=").partition("-")
             start = int(first)
             end = min(int(last), len(body) - 1) if last else len(body) - 1

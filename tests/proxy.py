@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,13 @@ class Rule:
     code: str = "InternalError"
     message: str = "injected by the test proxy"
     delay: float = 0.0  # hold the request this long, then forward it
+    #: Flip one byte (in the middle) of the request's body on its way to the
+    #: server, or of the response's body on its way back.
+    flip: str | None = None  # "request" | "response"
+    #: Only requests that ask for a byte range (True), or only those that do not.
+    ranged: bool | None = None
+    #: Apply to this share of the matching requests (drawn from the proxy's seeded RNG).
+    probability: float = 1.0
 
 
 @dataclass
@@ -40,6 +48,8 @@ class S3Proxy:
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
+    flipped: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
     _runner: web.AppRunner | None = None
     _client: aiohttp.ClientSession | None = None
 
@@ -74,17 +84,30 @@ class S3Proxy:
         if self._client is not None:
             await self._client.close()
 
-    def _match(self, method: str, target: str) -> Rule | None:
+    def _match(self, method: str, target: str, ranged: bool) -> Rule | None:
         for rule in self.rules:
-            if rule.times > 0 and rule.method == method and rule.contains in target:
+            if (
+                rule.times > 0
+                and rule.method == method
+                and rule.contains in target
+                and rule.ranged in (None, ranged)
+                and (rule.probability >= 1.0 or self.rng.random() < rule.probability)
+            ):
                 rule.times -= 1
                 return rule
         return None
 
+    def _flip(self, body: bytes) -> bytes:
+        if not body:
+            return body
+        self.flipped += 1
+        middle = len(body) // 2
+        return body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         target = request.raw_path  # path and query exactly as signed
         self.seen.append((request.method, target))
-        rule = self._match(request.method, target)
+        rule = self._match(request.method, target, "Range" in request.headers)
         if rule is not None and rule.delay:
             await asyncio.sleep(rule.delay)
         if rule is not None and rule.status is not None:
@@ -92,6 +115,8 @@ class S3Proxy:
             return web.Response(status=rule.status, body=error_xml(rule.code, rule.message))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         body = await request.read()
+        if rule is not None and rule.flip == "request":
+            body = self._flip(body)
         assert self._client is not None
         async with self._client.request(
             request.method,
@@ -102,6 +127,8 @@ class S3Proxy:
             allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
+            if rule is not None and rule.flip == "response":
+                payload = self._flip(payload)
             reply_headers = {
                 k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
             }

@@ -403,10 +403,12 @@ async def test_claimed_huge_object_reserves_no_more_disk_than_arrives(
     serve: Serve, tmp_path: Path
 ) -> None:
     part = 5 * MiB
+    # The first request of a ranged download asks for the whole object (only a
+    # whole answer carries its checksum); this one claims 4 GiB and sends 1,000.
     head = head_bytes(
-        "HTTP/1.1 206 Partial Content",
-        f"Content-Length: {part}",
-        f"Content-Range: bytes 0-{part - 1}/4294967296",
+        "HTTP/1.1 200 OK",
+        "Content-Length: 4294967296",
+        "Accept-Ranges: bytes",
         'ETag: "abc"',
     )
     seen: list[int] = []
@@ -426,7 +428,7 @@ async def test_claimed_huge_object_reserves_no_more_disk_than_arrives(
     )
     assert seen
     assert max(seen) <= 64 * MiB
-    assert server.requests[0].header("range") == f"bytes=0-{part - 1}"
+    assert server.requests[0].header("range") is None
 
 
 @pytest.mark.parametrize("content_range", ["bytes \u00b2-5/10", "bytes 0-x/100", "bytes 5-1/10"])

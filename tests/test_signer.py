@@ -36,11 +36,21 @@ async def test_put_returns_the_headers_the_client_must_send(signer: Signer, buck
     assert "X-Amz-Signature=" in request.url
 
 
-async def test_get_without_options_needs_no_headers(signer: Signer, bucket: str) -> None:
+async def test_get_asks_for_the_objects_checksum_by_default(signer: Signer, bucket: str) -> None:
     request = await signer.presign_get(bucket, "k")
     assert request.method == "GET"
+    assert dict(request.headers) == {"x-amz-checksum-mode": "ENABLED"}
+    assert "X-Amz-SignedHeaders=host%3Bx-amz-checksum-mode" in request.url
+
+
+async def test_a_get_for_a_browser_link_can_go_without_headers(
+    signer: Signer, s3: LocalS3, bucket: str
+) -> None:
+    request = await signer.presign_get(bucket, "k", ChecksumMode=None)
     assert dict(request.headers) == {}
-    assert "X-Amz-SignedHeaders=host" in request.url
+    assert "X-Amz-SignedHeaders=host&" in request.url
+    async with s3.signer(checksum=None) as plain:
+        assert dict((await plain.presign_get(bucket, "k")).headers) == {}
 
 
 async def test_expires_at_is_an_aware_datetime_expires_in_from_now(

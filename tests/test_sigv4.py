@@ -166,6 +166,7 @@ _STRING_PARAMS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "ResponseContentType": _QUERY_TEXT,
         "VersionId": _QUERY_TEXT,
         "PartNumber": st.integers(1, 10000),
+        "ChecksumMode": st.one_of(st.just("ENABLED"), _HEADER_TEXT),
     },
     "put_object": {
         "CacheControl": _HEADER_TEXT,
@@ -179,11 +180,15 @@ _STRING_PARAMS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
             st.text(string.printable, max_size=20),
             max_size=4,
         ),
+        "ChecksumCRC64NVME": st.one_of(st.just("jSnVw/bqjr4="), _HEADER_TEXT),
+        "ChecksumCRC32C": st.one_of(st.just("AAAAAA=="), _HEADER_TEXT),
+        "ChecksumCRC32": _HEADER_TEXT,
     },
     "upload_part": {
         "UploadId": _QUERY_TEXT,
         "PartNumber": st.integers(1, 10000),
         "ContentMD5": _HEADER_TEXT,
+        "ChecksumCRC64NVME": st.one_of(st.just("jSnVw/bqjr4="), _HEADER_TEXT),
     },
 }
 
