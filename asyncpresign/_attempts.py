@@ -263,6 +263,11 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def signs_checksums(sign: SignFunction) -> bool:
+    """Whether a signing function takes ``checksum=`` (Signer.sign_later's do)."""
+    return bool(getattr(sign, "signs_checksums", False))
+
+
 def check_method(request: PresignedRequest, method: str) -> None:
     if request.method != method:
         action = {"PUT": "an upload", "GET": "a download"}.get(method, method)

@@ -36,9 +36,10 @@ from ._bulk import (
     upload_tree,
     walk_files,
 )
+from ._checksums import ALGORITHMS, Crc, decode, header_name
 from ._engine import TransferEngine
 from ._exceptions import AsyncPresignError, InvalidArgumentError
-from ._files import file_size
+from ._files import file_checksum, file_size
 from ._manifest import Journal, ManifestEntry, read_manifest, write_manifest
 from ._models import BatchResult, Copy, Download, TransferResult, Upload
 from ._parts import plan_parts
@@ -90,6 +91,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--concurrency", type=int, default=64)
     opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
     opts.add_argument("--retries", type=int, default=5, help="attempts per transfer")
+    opts.add_argument(
+        "--checksum", choices=["crc64nvme", "crc32c", "crc32", "md5", "none"],
+        default="crc64nvme",
+        help="integrity check of every body (default crc64nvme, signed into each PUT; "
+        "'md5' or 'none' for servers without S3's flexible checksums)",
+    )
     opts.add_argument("--expires", type=parse_duration, default=3600, help="URL lifetime")
     opts.add_argument("--include", action="append", default=[], help="glob to include")
     opts.add_argument("--exclude", action="append", default=[], help="glob to exclude")
@@ -228,11 +235,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _run(_bulk(args))
 
 
+def _checksum(args: argparse.Namespace) -> str | None:
+    value = getattr(args, "checksum", "crc64nvme")
+    return None if value == "none" else str(value)
+
+
 def _signer(args: argparse.Namespace, prefix: str = "") -> Signer:
     return Signer(
         endpoint_url=getattr(args, f"{prefix}endpoint_url", None) or args.endpoint_url,
         region=getattr(args, f"{prefix}region", None) or args.region,
         profile=getattr(args, f"{prefix}profile", None) or args.profile,
+        checksum=_checksum(args),
     )
 
 
@@ -243,6 +256,7 @@ def _engine(args: argparse.Namespace) -> TransferEngine:
         concurrency=args.concurrency,
         chunk_size=args.chunk_size,
         retry=RetryPolicy(attempts=args.retries),
+        checksum=_checksum(args),
     )
 
 
@@ -297,10 +311,19 @@ async def _sign_manifest(
         files = await anyio.to_thread.run_sync(
             lambda: list(walk_files(args.source, filters))
         )
+        algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
         for path, relative, size in files:
             key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+            # The file's checksum, signed in: whoever sends it, the server
+            # refuses bytes that are not this file's.
+            checksum = (
+                (algorithm, await anyio.to_thread.run_sync(file_checksum, path, algorithm))
+                if algorithm
+                else None
+            )
             request = await signer.presign_put(
-                bucket, key, expires_in=args.expires, content_type=args.content_type
+                bucket, key, expires_in=args.expires, content_type=args.content_type,
+                checksum=checksum,
             )
             entries.append(ManifestEntry(
                 op="put", url=request.url, headers=dict(request.headers), path=path,
@@ -333,10 +356,21 @@ async def _sign_multipart(
     parts = plan_parts(size, args.part_size)
     options = {"ContentType": args.content_type} if args.content_type else {}
     upload_id = await signer.create_multipart_upload(bucket, key, **options)
+    algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
     entries = []
     for part in parts:
+        checksum = (
+            (
+                algorithm,
+                await anyio.to_thread.run_sync(
+                    file_checksum, path, algorithm, part.offset, part.length
+                ),
+            )
+            if algorithm
+            else None
+        )
         request = await signer.presign_upload_part(
-            bucket, key, upload_id, part.number, expires_in=args.expires
+            bucket, key, upload_id, part.number, expires_in=args.expires, checksum=checksum
         )
         entries.append(ManifestEntry(
             op="put", url=request.url, headers=dict(request.headers), path=path,
@@ -371,10 +405,34 @@ async def _complete(args: argparse.Namespace) -> int:
                 status = EXIT_FAILED
                 continue
             etag = await signer.complete_multipart_upload(
-                bucket, key, upload_id, [(p.part or 0, journal.etags[p.id]) for p in parts]
+                bucket, key, upload_id, [(p.part or 0, journal.etags[p.id]) for p in parts],
+                **_whole_checksum(parts),
             )
             print(f"completed s3://{bucket}/{key} ({len(parts)} parts, ETag {etag})")
     return status
+
+
+def _whole_checksum(parts: list[ManifestEntry]) -> dict[str, Any]:
+    """The combined checksum of parts signed with their own (FULL_OBJECT), or nothing."""
+    ordered = sorted(parts, key=lambda p: p.part or 0)
+    for algorithm in ALGORITHMS:
+        values = [
+            next((v for k, v in p.headers.items() if k.lower() == header_name(algorithm)), None)
+            for p in ordered
+        ]
+        if not any(values):
+            continue
+        whole = Crc(algorithm)
+        for part, value in zip(ordered, values, strict=True):
+            number = decode(algorithm, value) if value else None
+            if number is None:
+                return {}
+            whole.extend(Crc(algorithm, number, part.size or 0))
+        return {
+            "checksum": (algorithm, whole.b64),
+            "part_checksums": {p.part or 0: v for p, v in zip(ordered, values, strict=True) if v},
+        }
+    return {}
 
 
 async def _bulk(args: argparse.Namespace) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from ._attempts import Runtime, Tracker, expiring, initial_request
+from ._attempts import Runtime, Tracker, expiring, initial_request, signs_checksums
 from ._checks import check_etag, check_stored_md5, is_plain_md5, parse_content_length
+from ._checksums import Crc, encode, full_object_checksum, header_name
 from ._exceptions import IntegrityError, RequestExpiredError
 from ._models import PresignedRequest, RequestLike, SignFunction, TransferResult
 from ._redact import redact_url
@@ -38,14 +40,18 @@ async def copy(
             get = await rt.resign(source_sign, "GET")
         assert get is not None
         try:
-            return await _copy_once(rt, get, put_request, chunk, attempt_tracker)
+            return await _copy_once(
+                rt, get, put_request, chunk, tracker=attempt_tracker, dest_sign=dest_sign
+            )
         except RequestExpiredError as exc:
             # The GET expired before a byte moved (the PUT's own expiry is
             # handled by the retry loop): sign it afresh and go again.
             if source_sign is None or exc.url != redact_url(get.url):
                 raise
             get = await rt.resign(source_sign, "GET")
-            return await _copy_once(rt, get, put_request, chunk, attempt_tracker)
+            return await _copy_once(
+                rt, get, put_request, chunk, tracker=attempt_tracker, dest_sign=dest_sign
+            )
 
     return await rt.with_retries(
         put, dest_sign, policy, attempt, method="PUT", replayable=True, tracker=tracker
@@ -53,8 +59,18 @@ async def copy(
 
 
 async def _copy_once(
-    rt: Runtime, get: PresignedRequest, put: PresignedRequest, chunk: int, tracker: Tracker
+    rt: Runtime,
+    get: PresignedRequest,
+    put: PresignedRequest,
+    chunk: int,
+    *,
+    tracker: Tracker,
+    dest_sign: SignFunction | None,
 ) -> TransferResult:
+    """One copy. The source's whole-object checksum, when it sends one, is signed
+    into the destination's PUT (so the destination server refuses bytes that
+    are not the source's), and the bytes passing through are checked against it
+    too; else the source's ETag, when it is an MD5, is compared with the copy's."""
     async with rt.transport.request("GET", get.url, get.headers) as source:
         source_shown = source.shown
         if source.status != 200:
@@ -67,17 +83,38 @@ async def _copy_once(
             )
         tracker.total = size
         source_etag = check_etag(source.headers.get("ETag"), source_shown)
-        check_md5 = is_plain_md5(source_etag, source.headers)
+        source_sum = full_object_checksum(source.headers)
+        check_md5 = source_sum is None and is_plain_md5(source_etag, source.headers)
+        crc = Crc(source_sum[0]) if source_sum else None
+        signed = False
+        if source_sum is not None and dest_sign is not None and signs_checksums(dest_sign):
+            put = await rt.resign(
+                functools.partial(
+                    dest_sign, checksum=(source_sum[0], encode(source_sum[0], source_sum[1]))
+                ),
+                "PUT",
+            )
+            signed = True
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
             while data := await source.read(chunk):
                 sent += len(data)
+                if crc is not None:
+                    crc.update(data)
                 yield data
                 await tracker.add(len(data))
             if sent != size:
                 raise IntegrityError(
                     f"source body ended after {sent} of {size} bytes", url=source_shown
+                )
+            if crc is not None and source_sum is not None and crc.value != source_sum[1]:
+                # Raised before the body's end reaches the destination, so an
+                # unsigned destination does not keep what did not match.
+                raise IntegrityError(
+                    f"{crc.algorithm.upper()} of the bytes read {crc.b64} does not match the "
+                    f"source's {encode(crc.algorithm, source_sum[1])}",
+                    url=source_shown,
                 )
 
         async with rt.transport.request(
@@ -85,6 +122,9 @@ async def _copy_once(
         ) as dest:
             if not 200 <= dest.status < 300:
                 raise await dest.status_error()
+            stored = (
+                dest.headers.get(header_name(source_sum[0])) if source_sum is not None else None
+            )
             await dest.read_all()
             result = TransferResult(
                 url=dest.shown,
@@ -92,6 +132,19 @@ async def _copy_once(
                 etag=check_etag(dest.headers.get("ETag"), dest.shown),
                 nbytes=size,
             )
-    if check_md5 and source_etag is not None:
+    verified = None
+    if source_sum is not None:
+        expected = encode(source_sum[0], source_sum[1])
+        if stored is not None and stored.strip() != expected:
+            raise IntegrityError(
+                f"destination stored {source_sum[0].upper()} {stored.strip()[:40]} but the "
+                f"source's is {expected}",
+                url=result.url,
+            )
+        if signed or stored is not None:
+            verified = source_sum[0]
+    elif check_md5 and source_etag is not None:
         check_stored_md5(result, source_etag.strip('"').lower(), "the source's ETag")
-    return replace(result, nbytes=size)
+        if is_plain_md5(result.etag, {}):
+            verified = "md5"
+    return replace(result, nbytes=size, verified=verified)

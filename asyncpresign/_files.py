@@ -125,6 +125,11 @@ def read_with_checksum(
     return size, None, crc.b64
 
 
+def file_checksum(path: str, algorithm: str, offset: int = 0, length: int | None = None) -> str:
+    """The base64 checksum of a file (or ``length`` bytes of it from ``offset``)."""
+    return read_with_checksum(path, 0, algorithm, offset, length)[2]
+
+
 def md5_base64_of_file(path: str, offset: int = 0, length: int | None = None) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     remaining = length

@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from . import _files
-from ._attempts import Runtime, Tracker, fspath, header, initial_request
+from ._attempts import Runtime, Tracker, fspath, header, initial_request, signs_checksums
 from ._checks import check_etag, check_stored_md5, is_plain_md5
 from ._checksums import ALGORITHMS, Crc, header_name
 from ._checksums import of as checksum_of
@@ -59,7 +59,7 @@ async def upload(
                 current = None  # signed without this MD5: sign afresh
     algorithm = rt.checksum if rt.checksum in ALGORITHMS else None
     body.algorithm = algorithm
-    if algorithm and sign is not None and body.replayable and _signs_checksums(sign):
+    if algorithm and sign is not None and body.replayable and signs_checksums(sign):
         # Signed in, the checksum makes the server refuse a corrupted body.
         value = await body.checksum_b64(algorithm, rt.files)
         sign = functools.partial(sign, checksum=(algorithm, value))
@@ -129,10 +129,6 @@ async def put_once(
         check_stored_md5(result, _md5_hex(sent_md5), "the body's MD5")
     return result
 
-
-def _signs_checksums(sign: SignFunction) -> bool:
-    """Whether a signing function takes ``checksum=`` (Signer.sign_later's do)."""
-    return bool(getattr(sign, "signs_checksums", False))
 
 
 def _md5_hex(b64: str) -> str:

@@ -224,3 +224,25 @@ async def test_a_soak_with_5_percent_of_bodies_corrupted_ends_with_nothing_corru
     for name, data in payloads.items():
         assert (dest / name).read_bytes() == data
         assert (await stored_checksum(signer, bucket, name))[0] == crc64(data)
+
+
+async def test_a_copy_carries_the_sources_checksum_into_the_destinations_signed_put(
+    proxied: Signer, signer: Signer, proxy: S3Proxy, bucket: str
+) -> None:
+    data = os.urandom(400_000)
+    await signer.client.put_object(
+        Bucket=bucket, Key="src", Body=data, ChecksumAlgorithm="CRC64NVME"
+    )
+    # The copy's PUT has a byte flipped on the way: the destination refuses it.
+    proxy.add(Rule("PUT", "/dst", times=1, flip="request"))
+    async with TransferEngine(retry=RETRY) as engine:
+        result = await engine.copy(
+            None, None,
+            source_sign=signer.sign_later("GET", bucket, "src"),
+            dest_sign=proxied.sign_later("PUT", bucket, "dst"),
+        )
+    assert proxy.flipped == 1
+    assert result.attempts == 2
+    assert result.verified == "crc64nvme"
+    assert await stored_bytes(signer, bucket, "dst") == data
+    assert (await stored_checksum(signer, bucket, "dst"))[0] == crc64(data)

@@ -229,6 +229,9 @@ async def test_multipart_parts_signed_here_are_sent_elsewhere_and_completed_here
         "--part-size", "5MiB", "--manifest", manifest, env=env)
     lines = (tmp_path / "parts.jsonl").read_text().splitlines()
     assert len(lines) == 3
+    # Each part URL carries its part's own CRC64NVME, signed in.
+    part_sums = [json.loads(line)["headers"]["x-amz-checksum-crc64nvme"] for line in lines]
+    assert part_sums[0] == crc64(data[: 5 * 1024 * 1024])
     early = cli("complete", manifest, env=env, check=1)  # nothing sent yet
     assert "not uploaded yet" in early.stderr
     ran = cli("transfer", manifest, "--json", env=base_env(tmp_path))  # no credentials
@@ -238,3 +241,16 @@ async def test_multipart_parts_signed_here_are_sent_elsewhere_and_completed_here
     cli("download", f"s3://{bucket}/big", str(tmp_path / "out"), "--quiet", env=env)
     assert (tmp_path / "out" / "big").read_bytes() == data
     assert s3.secret_key not in (tmp_path / "parts.jsonl").read_text()
+    # Completed with the whole file's own checksum, which the server now reports.
+    async with s3.signer() as signer:
+        head = await signer.client.head_object(Bucket=bucket, Key="big", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == crc64(data)
+    assert head["ChecksumType"] == "FULL_OBJECT"
+
+
+def crc64(data: bytes) -> str:
+    import base64
+
+    from awscrt import checksums
+
+    return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
