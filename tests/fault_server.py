@@ -11,6 +11,7 @@ and how many are in flight at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import datetime as dt
 import hashlib
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
+from awscrt import checksums
 
 from asyncpresign import PresignedRequest
 
@@ -51,6 +53,8 @@ def error_xml(code: str, message: str) -> bytes:
 class FaultServer:
     delay: float = 0.0  # every request waits this long before answering (to overlap them)
     expire_after: float | None = None  # URLs whose ?issued= is older get 403 expired
+    #: Whole answers carry the object's CRC64NVME, as S3 does for ChecksumMode.
+    checksums: bool = False
     objects: dict[str, bytes] = field(default_factory=dict)
     faults: dict[str, collections.deque[Fault]] = field(default_factory=dict)
     requests: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
@@ -163,6 +167,10 @@ class FaultServer:
             headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
             body = body[: end + 1]
         payload = body[start:]
+        if self.checksums and status == 200:
+            crc = checksums.crc64nvme(body).to_bytes(8, "big")
+            headers["x-amz-checksum-crc64nvme"] = base64.b64encode(crc).decode()
+            headers["x-amz-checksum-type"] = "FULL_OBJECT"
         if fault is not None and fault.kind == "corrupt":
             payload = bytes([payload[0] ^ 0xFF]) + payload[1:] if payload else b"x"
         if fault is not None and fault.kind == "range_as_200" and status == 206:

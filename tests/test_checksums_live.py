@@ -246,3 +246,24 @@ async def test_a_copy_carries_the_sources_checksum_into_the_destinations_signed_
     assert result.verified == "crc64nvme"
     assert await stored_bytes(signer, bucket, "dst") == data
     assert (await stored_checksum(signer, bucket, "dst"))[0] == crc64(data)
+
+
+async def test_a_resumed_download_checks_the_whole_file_and_a_bad_second_half_starts_over(
+    tmp_path: Path,
+) -> None:
+    """The first answer breaks off half-way and is kept; the resumed second half
+    comes back with a byte flipped. The check, fed the kept first half and then
+    the second, fails; the download starts over from zero and ends right."""
+    from .fault_server import Fault, FaultServer
+
+    data = os.urandom(3 * MiB + 5)
+    async with FaultServer(checksums=True) as server, TransferEngine(retry=RETRY) as engine:
+        server.objects["k"] = data
+        server.script("k", [Fault("drop", after_bytes=MiB + 3), Fault("corrupt")])
+        result = await engine.download(
+            server.request("GET", "k"), tmp_path / "f", resume=True
+        )
+    assert result.attempts == 3
+    assert result.verified == "crc64nvme"
+    assert (tmp_path / "f").read_bytes() == data
+    assert os.listdir(tmp_path) == ["f"]
