@@ -20,7 +20,7 @@ from ._attempts import Runtime, Tracker, fspath, header, initial_request, signs_
 from ._checks import check_etag, check_stored_md5, is_plain_md5
 from ._checksums import ALGORITHMS, Crc, header_name
 from ._checksums import of as checksum_of
-from ._exceptions import IntegrityError, InvalidArgumentError, LocalFileError
+from ._exceptions import HTTPStatusError, IntegrityError, InvalidArgumentError, LocalFileError
 from ._models import FilePart, PresignedRequest, RequestLike, SignFunction, Source, TransferResult
 from ._offload import FileThread
 from ._retry import RetryPolicy
@@ -91,7 +91,7 @@ async def put_once(
             "PUT", request.url, request.headers, body=payload, length=size
         ) as resp:
             if not 200 <= resp.status < 300:
-                raise await resp.status_error()
+                raise _with_checksum_hint(await resp.status_error(), request)
             etag = check_etag(resp.headers.get("ETag"), resp.shown)
             stored = (
                 resp.headers.get(header_name(body.algorithm)) if body.algorithm else None
@@ -129,6 +129,23 @@ async def put_once(
         check_stored_md5(result, _md5_hex(sent_md5), "the body's MD5")
     return result
 
+
+
+#: Answers with which a server that does not know S3's flexible checksums
+#: refuses a request carrying one (a corrupted body is BadDigest instead).
+_UNSUPPORTED = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest", "InvalidHeader"})
+
+
+def _with_checksum_hint(error: HTTPStatusError, request: PresignedRequest) -> HTTPStatusError:
+    """Say which option to change when a server refuses the checksum header itself."""
+    signed = any(name.lower().startswith("x-amz-checksum-") for name in request.headers)
+    if signed and (error.status == 501 or (error.status == 400 and error.code in _UNSUPPORTED)):
+        error.message += (
+            " (the request carried an x-amz-checksum-* header: if this server does not "
+            "support S3's flexible checksums, use TransferEngine(checksum='md5') and "
+            "Signer(checksum=None), or the CLI's --checksum md5)"
+        )
+    return error
 
 
 def _md5_hex(b64: str) -> str:

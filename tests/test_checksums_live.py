@@ -267,3 +267,21 @@ async def test_a_resumed_download_checks_the_whole_file_and_a_bad_second_half_st
     assert result.verified == "crc64nvme"
     assert (tmp_path / "f").read_bytes() == data
     assert os.listdir(tmp_path) == ["f"]
+
+
+async def test_a_server_refusing_the_checksum_header_gets_an_error_naming_the_option() -> None:
+    from asyncpresign import HTTPStatusError, PresignedRequest
+
+    from .fault_server import Fault, FaultServer
+
+    async with FaultServer() as server, TransferEngine(retry=RETRY) as engine:
+        server.script("k", [Fault("status", 501, code="NotImplemented")])
+        plain = server.request("PUT", "k")
+        request = PresignedRequest(
+            method="PUT", url=plain.url, expires_at=plain.expires_at,
+            headers={"x-amz-checksum-crc64nvme": crc64(b"x")},
+        )
+        with pytest.raises(HTTPStatusError, match="--checksum md5") as info:
+            await engine.upload(request, b"x")
+    assert info.value.status == 501
+    assert "checksum='md5'" in str(info.value)
