@@ -27,6 +27,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_sign.py --markdown benchmarks/results/sign.md
 	$(BIN)/python benchmarks/bench_transfers.py --rounds 5
 	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick
+	$(BIN)/python benchmarks/bench_large.py --mib 256 --rounds 2 | tee benchmarks/results/large.md
 	$(BIN)/python benchmarks/readme_tables.py
 
 lint: $(VENV)/.installed-test

@@ -100,21 +100,22 @@ async def _copy_once(
             sent = 0
             while data := await source.read(chunk):
                 sent += len(data)
-                if crc is not None:
+                if crc is not None and source_sum is not None:
                     crc.update(data)
+                    if sent >= size and crc.value != source_sum[1]:
+                        # Checked before the last piece is handed on: with it
+                        # held back, the destination never has the whole body,
+                        # so even one not signed with the checksum keeps nothing.
+                        raise IntegrityError(
+                            f"{crc.algorithm.upper()} of the bytes read {crc.b64} does not "
+                            f"match the source's {encode(crc.algorithm, source_sum[1])}",
+                            url=source_shown,
+                        )
                 yield data
                 await tracker.add(len(data))
             if sent != size:
                 raise IntegrityError(
                     f"source body ended after {sent} of {size} bytes", url=source_shown
-                )
-            if crc is not None and source_sum is not None and crc.value != source_sum[1]:
-                # Raised before the body's end reaches the destination, so an
-                # unsigned destination does not keep what did not match.
-                raise IntegrityError(
-                    f"{crc.algorithm.upper()} of the bytes read {crc.b64} does not match the "
-                    f"source's {encode(crc.algorithm, source_sum[1])}",
-                    url=source_shown,
                 )
 
         async with rt.transport.request(

@@ -569,32 +569,16 @@ def _check_framing(resp: aiohttp.ClientResponse, shown: str) -> None:
 
 def _translate(exc: BaseException, shown: str) -> AsyncPresignError | None:
     """aiohttp's errors (and the OS's, through it) as asyncpresign's. Only here."""
+    ours = _our_cause(exc)
+    if ours is not None:
+        return ours
     if isinstance(exc, aiohttp.InvalidURL):
         return InvalidArgumentError(f"invalid URL {shown!r}")
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return TransferTimeoutError(f"timed out ({_timeout_phase(exc)})", url=shown)
-    error: TransportError
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        error = TransportError(
-            "TLS certificate not trusted: give the CA with TransferEngine(ssl=...) or "
-            f"AWS_CA_BUNDLE ({exc.certificate_error})",
-            url=shown,
-        )
-        error.request_sent = False
-        error.retryable = False  # the same certificate fails the same way again
-        return error
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        error = TransportError(f"cannot connect to the proxy: {exc.os_error}", url=shown)
-        error.request_sent = False
-        return error
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        error = TransportError(f"cannot connect: {exc.os_error}", url=shown)
-        error.request_sent = False
-        return error
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        error = TransportError(f"the proxy refused the connection: HTTP {exc.status}", url=shown)
-        error.request_sent = False
-        return error
+    unsent = _before_sending(exc, shown)
+    if unsent is not None:
+        return unsent
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TransportError(f"connection dropped in the middle of the body: {exc}", url=shown)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -610,6 +594,39 @@ def _translate(exc: BaseException, shown: str) -> AsyncPresignError | None:
         return InvalidArgumentError(f"cannot send the request to {shown}: {exc}")
     if isinstance(exc, OSError):
         return TransportError(f"connection failed: {exc.strerror or exc}", url=shown)
+    return None
+
+
+def _before_sending(exc: BaseException, shown: str) -> TransportError | None:
+    """Failures to connect (directly, to a proxy, or to trust the certificate):
+    no byte of the request left, so even a POST may be sent again."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = TransportError(
+            "TLS certificate not trusted: give the CA with TransferEngine(ssl=...) or "
+            f"AWS_CA_BUNDLE ({exc.certificate_error})",
+            url=shown,
+        )
+        error.retryable = False  # the same certificate fails the same way again
+    elif isinstance(exc, aiohttp.ClientProxyConnectionError):
+        error = TransportError(f"cannot connect to the proxy: {exc.os_error}", url=shown)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = TransportError(f"cannot connect: {exc.os_error}", url=shown)
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        error = TransportError(f"the proxy refused the connection: HTTP {exc.status}", url=shown)
+    else:
+        return None
+    error.request_sent = False
+    return error
+
+
+def _our_cause(exc: BaseException) -> AsyncPresignError | None:
+    """An error of ours raised while aiohttp pulled the body (a source that
+    failed its check, a file that shrank) comes back wrapped: unwrap it."""
+    cause: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(4):
+        if cause is None or isinstance(cause, AsyncPresignError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

@@ -115,7 +115,7 @@ async def put_once(
             )
         verified = body.algorithm
     elif body.track_md5 and is_plain_md5(etag, {}):
-        sent_md5 = body.sent_md5()
+        sent_md5 = await body.sent_md5()
         if sent_md5 is not None:
             check_stored_md5(
                 TransferResult(url=shown, etag=etag), sent_md5, "the MD5 of the body sent"
@@ -146,6 +146,10 @@ def _with_checksum_hint(error: HTTPStatusError, request: PresignedRequest) -> HT
             "Signer(checksum=None), or the CLI's --checksum md5)"
         )
     return error
+
+
+def _md5_hex_of(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _md5_hex(b64: str) -> str:
@@ -263,12 +267,26 @@ class UploadSource:
             return self._sending.b64
         return None
 
-    def sent_md5(self) -> str | None:
-        """The MD5 (hex) of what the last attempt sent, when it was taken."""
+    async def sent_md5(self) -> str | None:
+        """The MD5 (hex) of what the last attempt sent: asked for only when the
+        server's answer leaves nothing else to check it by, so a large file is
+        read again for it (in a thread) rather than hashed on the loop as it goes."""
         if self._sent_small is not None:
             return hashlib.md5(self._sent_small, usedforsecurity=False).hexdigest()
         if self._sending_md5 is not None:
             return str(self._sending_md5.hexdigest())
+        if self.data is not None:
+            return await anyio.to_thread.run_sync(_md5_hex_of, self.data)
+        if self.path is not None:
+            b64 = await anyio.to_thread.run_sync(
+                _files.md5_base64_of_file, self.path, self.offset, self.known_size
+            )
+            return _md5_hex(b64)
+        if self.stream is not None and self.replayable:
+            b64 = await anyio.to_thread.run_sync(
+                _files.md5_base64_of_stream, self.stream, self._start
+            )
+            return _md5_hex(b64)
         return None
 
     async def read_all(self) -> bytes:
@@ -292,7 +310,12 @@ class UploadSource:
         ``files`` (one hop), a large one opened with aiofiles and streamed."""
         self._sending = Crc(self.algorithm) if self.algorithm else None
         self._sent_small = None
-        self._sending_md5 = hashlib.md5(usedforsecurity=False) if self.track_md5 else None
+        # Hashed as it streams only when it cannot be read again afterwards.
+        self._sending_md5 = (
+            hashlib.md5(usedforsecurity=False)
+            if self.track_md5 and self.stream is not None and not self.replayable
+            else None
+        )
         if self.data is not None:
             if len(self.data) <= SMALL_BODY:
                 self._feed(self.data)

@@ -1,4 +1,5 @@
-"""One large object: single-stream vs multipart upload, single-stream vs ranged download.
+"""One large object: single-stream vs multipart upload, single-stream vs ranged
+download, and what each download check costs: CRC64NVME (the default), MD5, none.
 
     python benchmarks/bench_large.py [--mib 512] [--rounds 2]
 
@@ -6,6 +7,12 @@ Against a local SeaweedFS (signatures enforced), in one run, alternating the
 methods each round; prints MB/s and the client's CPU seconds per GB (this
 process's user + system time). The server shares the 2 cores, and SeaweedFS
 spends about 9.5 CPU s per GB ingested, so uploads measure the server too.
+
+The downloads read two objects: a multipart one (FULL_OBJECT CRC64NVME; its
+ETag is no MD5) and a single-part one, uploaded with its CRC64NVME signed in
+(so it has both a CRC and an MD5 ETag). "MD5" reads the latter through a
+Signer without ChecksumMode, so only its ETag can be checked: as a stream,
+hashed as it lands; in ranges, read back after (MD5 cannot be assembled).
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ async def main() -> None:
         await asyncio.to_thread(_write_random, source, args.mib)
         results: dict[str, list[tuple[float, float]]] = {}
         with LocalS3() as s3:
-            async with s3.signer() as signer:
+            async with s3.signer() as signer, s3.signer(checksum=None) as md5_only:
                 await signer.ensure_bucket("large")
                 single = TransferEngine(multipart_threshold=None)
                 parallel = TransferEngine()  # 8 MiB parts and ranges, 16 at a time
@@ -70,18 +77,30 @@ async def main() -> None:
                         }
                         for name, fn in methods.items():
                             results.setdefault(name, []).append(await measure(fn, size))
+                        sign = signer.sign_later("PUT", "large", "checked")
+                        await single.upload(None, source, sign=sign)
                         get = await signer.presign_get("large", "multi")
+                        md5_get = await md5_only.presign_get("large", "checked")
                         downloads: dict[str, Callable[[], Awaitable[object]]] = {
-                            "download, single stream": lambda g=get: single.download(
+                            "download, single stream, CRC64NVME": lambda g=get: single.download(
                                 g, Path(tmp, "d1")
                             ),
-                            "download, ranged (8 MiB ranges)": lambda g=get: parallel.download(
-                                g, Path(tmp, "d2")
+                            "download, ranged (8 MiB), CRC64NVME": lambda g=get: (
+                                parallel.download(g, Path(tmp, "d2"))
+                            ),
+                            "download, single stream, MD5": lambda g=md5_get: single.download(
+                                g, Path(tmp, "d3")
+                            ),
+                            "download, ranged (8 MiB), MD5": lambda g=md5_get: (
+                                parallel.download(g, Path(tmp, "d4"))
+                            ),
+                            "download, ranged (8 MiB), no check": lambda g=get: (
+                                parallel.download(g, Path(tmp, "d5"), verify=False)
                             ),
                         }
                         for name, fn in downloads.items():
                             results.setdefault(name, []).append(await measure(fn, size))
-                        for name in ("d1", "d2"):
+                        for name in ("d1", "d2", "d3", "d4", "d5"):
                             await anyio.Path(tmp, name).unlink()
     print(f"One {args.mib} MiB object, local SeaweedFS, {args.rounds} rounds (median)")
     print("| method | MB/s | client CPU s/GB |")

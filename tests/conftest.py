@@ -9,6 +9,8 @@ from botocore.exceptions import ClientError
 from asyncpresign import RetryPolicy, Signer, TransferEngine
 from asyncpresign.testing import LocalS3
 
+from .proxy import S3Proxy
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -55,3 +57,20 @@ async def object_exists(signer: Signer, bucket: str, key: str) -> bool:
             return False
         raise
     return True
+
+
+@pytest.fixture
+async def proxy(s3: LocalS3) -> AsyncIterator[S3Proxy]:
+    """A proxy in front of SeaweedFS that counts requests and can disrupt them."""
+    async with S3Proxy(s3.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def proxied(s3: LocalS3, proxy: S3Proxy) -> AsyncIterator[Signer]:
+    """A Signer that signs for the proxy, which forwards to SeaweedFS."""
+    async with Signer(
+        endpoint_url=proxy.endpoint_url, region=s3.region, access_key=s3.access_key,
+        secret_key=s3.secret_key, addressing_style="path",
+    ) as signer:
+        yield signer

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from awscrt import checksums
 
 from asyncpresign import Download, RetryPolicy, Signer, TransferEngine, Upload
-from asyncpresign.testing import LocalS3
 
 from .proxy import Rule, S3Proxy
 
@@ -24,22 +22,6 @@ RETRY = RetryPolicy(attempts=4, initial_backoff=0.0, max_backoff=0.0)
 
 def crc64(data: bytes) -> str:
     return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
-
-
-@pytest.fixture
-async def proxy(s3: LocalS3) -> AsyncIterator[S3Proxy]:
-    async with S3Proxy(s3.endpoint_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def proxied(s3: LocalS3, proxy: S3Proxy) -> AsyncIterator[Signer]:
-    """A Signer that signs for the proxy, which forwards to SeaweedFS."""
-    async with Signer(
-        endpoint_url=proxy.endpoint_url, region=s3.region, access_key=s3.access_key,
-        secret_key=s3.secret_key, addressing_style="path",
-    ) as signer:
-        yield signer
 
 
 async def stored_checksum(signer: Signer, bucket: str, key: str) -> tuple[str | None, str | None]:
@@ -285,3 +267,26 @@ async def test_a_server_refusing_the_checksum_header_gets_an_error_naming_the_op
             await engine.upload(request, b"x")
     assert info.value.status == 501
     assert "checksum='md5'" in str(info.value)
+
+
+async def test_a_copy_whose_source_bytes_arrive_corrupted_leaves_no_destination_object(
+    proxied: Signer, signer: Signer, proxy: S3Proxy, bucket: str
+) -> None:
+    """The destination URL carries no checksum (as on Dask workers, which get
+    URLs, not a Signer): the engine checks the bytes against the source's
+    checksum and holds the last piece back, so the server never stores them."""
+    from asyncpresign import IntegrityError
+
+    data = os.urandom(400_000)
+    await signer.client.put_object(
+        Bucket=bucket, Key="src", Body=data, ChecksumAlgorithm="CRC64NVME"
+    )
+    proxy.add(Rule("GET", "/src", times=1, flip="response"))
+    async with TransferEngine(retry=RetryPolicy(attempts=1)) as engine:
+        with pytest.raises(IntegrityError, match="CRC64NVME"):
+            await engine.copy(
+                await proxied.presign_get(bucket, "src"), await signer.presign_put(bucket, "dst")
+            )
+    assert proxy.flipped == 1
+    listed = await signer.client.list_objects_v2(Bucket=bucket, Prefix="dst")
+    assert listed.get("KeyCount", 0) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -17,7 +16,6 @@ from asyncpresign import (
     Signer,
     TransferEngine,
 )
-from asyncpresign.testing import LocalS3
 
 from .conftest import FAST_RETRY
 from .fault_server import Fault, FaultServer
@@ -26,22 +24,6 @@ from .proxy import Rule, S3Proxy
 pytestmark = pytest.mark.anyio
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-async def proxy(s3: LocalS3) -> AsyncIterator[S3Proxy]:
-    async with S3Proxy(s3.endpoint_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def proxied(s3: LocalS3, proxy: S3Proxy) -> AsyncIterator[Signer]:
-    """A Signer that signs for the proxy, which forwards to SeaweedFS."""
-    async with Signer(
-        endpoint_url=proxy.endpoint_url, region=s3.region, access_key=s3.access_key,
-        secret_key=s3.secret_key, addressing_style="path",
-    ) as signer:
-        yield signer
 
 
 async def pending_uploads(signer: Signer, bucket: str) -> list[str]:
