@@ -323,8 +323,9 @@ class TransferEngine:
     ) -> TransferResult:
         """Send a browser-style multipart form: the policy's fields, then the file last.
 
-        A POST is not idempotent: it is sent again only when the connection
-        failed before any byte of it left."""
+        A POST is not idempotent: it is sent again only when it is known not to
+        have taken effect (it failed before any byte left, or the server answered
+        that it failed), never after a connection broke with its body out."""
         return await upload_post_operation(
             self._rt, post, source, filename=filename, content_type=content_type,
             policy=retry or self.retry,

@@ -25,7 +25,7 @@ async def upload_post(
     policy: RetryPolicy,
 ) -> TransferResult:
     """The policy's fields, then the file last. A POST is not idempotent: it is
-    sent again only when the connection failed before any byte left."""
+    sent again only when it is known not to have taken effect (see decide_retry)."""
     if not isinstance(post, PresignedPost):
         raise InvalidArgumentError("upload_post needs a PresignedPost from Signer.presign_post")
     check_url(post.url)

@@ -18,7 +18,7 @@ from ._exceptions import (
 __all__ = ["RetryDecision", "RetryPolicy", "backoff_delay", "decide_retry"]
 
 NOT_REPLAYABLE = "the source is a stream that cannot be replayed"
-NOT_IDEMPOTENT = "a POST is not sent twice once its body may have gone out"
+NOT_IDEMPOTENT = "a POST is not sent again when whether it took effect is unknown"
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: A 400 with one of these codes means the body arrived other than it was sent
 #: (the server checked it against a signed Content-MD5 or checksum): a
@@ -87,7 +87,10 @@ def decide_retry(
     """Whether failed attempt number ``attempt`` should be followed by another, and when.
 
     A request that is not ``idempotent`` (a form POST) is sent again only when
-    the failure came before any byte of it left: a refused connection, say."""
+    it is known not to have taken effect: the failure came before any byte of
+    it left (a refused connection), or the server answered that it failed (a
+    retryable status such as 503). After a connection broke with the body out,
+    or a timeout, whether it took effect is unknown, so it is not sent again."""
     if attempt >= policy.attempts:
         return RetryDecision(False, reason=f"gave up after {attempt} attempts")
     if not isinstance(error, TransferError):
@@ -103,7 +106,9 @@ def decide_retry(
         return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
     elif isinstance(error, TransportError) and not error.retryable:
         return RetryDecision(False, reason="retrying cannot help")
-    if not idempotent and (not isinstance(error, TransportError) or error.request_sent):
+    if not idempotent and not isinstance(error, HTTPStatusError) and (
+        not isinstance(error, TransportError) or error.request_sent
+    ):
         return RetryDecision(False, reason=NOT_IDEMPOTENT)
     if not replayable:
         return RetryDecision(False, reason=NOT_REPLAYABLE)

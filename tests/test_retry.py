@@ -90,13 +90,19 @@ def test_invalid_policies_are_rejected(kwargs: dict[str, float]) -> None:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 
-def test_a_post_is_not_retried_once_its_request_may_have_gone_out() -> None:
+def test_a_post_is_not_retried_when_whether_it_took_effect_is_unknown() -> None:
     sent = TransportError("server closed the connection")
     decision = decide_retry(RetryPolicy(), sent, 1, idempotent=False)
     assert not decision.retry
-    assert "not sent twice" in decision.reason
+    assert "unknown" in decision.reason
+    assert not decide_retry(RetryPolicy(), TransferTimeoutError("slow"), 1, idempotent=False).retry
+
+
+def test_a_post_the_server_answered_as_failed_is_retried() -> None:
     status = HTTPStatusError("HTTP 503", status=503)
-    assert not decide_retry(RetryPolicy(), status, 1, idempotent=False).retry
+    assert decide_retry(RetryPolicy(), status, 1, idempotent=False).retry
+    denied = HTTPStatusError("HTTP 403", status=403)
+    assert not decide_retry(RetryPolicy(), denied, 1, idempotent=False).retry
 
 
 def test_a_post_is_retried_when_nothing_was_sent() -> None:
