@@ -191,6 +191,11 @@ class LocalS3:
             f"-filer.localSocket={os.path.join(self._root, 'filer.sock')}",
             f"-s3.localSocket={os.path.join(self._root, 's3.sock')}",
             f"-s3.config={identity}",
+            # Each bucket is a collection that takes volumes of its own; the
+            # count weed mini picks on its own runs out after about 74 buckets
+            # (then every write is a 500 InternalError). Volumes are sparse
+            # files, so a high count costs nothing until written.
+            "-volume.max=5000",
             "-admin.ui=false",
             "-webdav=false",
             "-s3.port.iceberg=0",

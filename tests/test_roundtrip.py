@@ -204,3 +204,14 @@ async def test_run_moves_many_files_both_ways(
     assert [r.index for r in down.results] == list(range(len(files)))
     for key, data in files.items():
         assert (out / key.replace("/", "_")).read_bytes() == data
+
+
+async def test_the_local_server_takes_writes_in_more_buckets_than_weed_minis_default_allows(
+    signer: Signer,
+) -> None:
+    """weed mini's own volume count ran out after about 74 buckets (every write
+    then a 500); LocalS3 raises it, so a long test run never hits the wall."""
+    for i in range(90):
+        name = f"many-buckets-{i:03d}"
+        await signer.ensure_bucket(name)
+        await signer.client.put_object(Bucket=name, Key="k", Body=b"x")
