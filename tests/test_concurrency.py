@@ -92,3 +92,28 @@ async def test_async_iterables_of_jobs_are_accepted(tmp_path: Path) -> None:
         result = await engine.run(jobs())  # type: ignore[arg-type]
     assert result.succeeded == 10
     assert server.objects["a7"] == b"7"
+
+
+async def test_a_failed_jobs_error_keeps_its_facts_but_not_its_frames() -> None:
+    """Failures are kept in the batch: without this, each one's traceback (and the
+    hidden __context__) held the frames with the job's body buffer alive."""
+    import socket
+
+    from asyncpresign import RetryPolicy, TransportError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]  # nothing listens once closed
+    async with TransferEngine(retry=RetryPolicy(attempts=2, initial_backoff=0)) as engine:
+        batch = await engine.run(
+            Upload(f"http://127.0.0.1:{dead}/k{i}", b"x" * (1 << 20)) for i in range(3)
+        )
+    assert batch.succeeded == 0
+    for failed in batch.failed:
+        error = failed.error
+        assert isinstance(error, TransportError)
+        assert error.attempts == 2
+        assert "cannot connect" in str(error)
+        assert error.__traceback__ is None
+        assert error.__context__ is None
+        assert error.__cause__ is None
