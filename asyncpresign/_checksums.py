@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -27,6 +27,7 @@ __all__ = [
     "botocore_param",
     "check_algorithm",
     "combine",
+    "combine_parts",
     "decode",
     "encode",
     "full_object_checksum",
@@ -115,6 +116,18 @@ class Crc:
     @property
     def b64(self) -> str:
         return encode(self.algorithm, self.value)
+
+
+def combine_parts(algorithm: str, parts: Sequence[tuple[str, int]]) -> str | None:
+    """The base64 checksum of parts laid end to end, from each part's base64
+    checksum and length, in order; None when one is not a checksum."""
+    whole = Crc(algorithm)
+    for text, length in parts:
+        value = decode(algorithm, text)
+        if value is None:
+            return None
+        whole.extend(Crc(algorithm, value, length))
+    return whole.b64
 
 
 def of(algorithm: str, data: bytes | memoryview) -> str:

@@ -36,7 +36,7 @@ from ._bulk import (
     upload_tree,
     walk_files,
 )
-from ._checksums import ALGORITHMS, Crc, decode, header_name
+from ._checksums import ALGORITHMS, combine_parts, header_name
 from ._engine import TransferEngine
 from ._exceptions import AsyncPresignError, InvalidArgumentError
 from ._files import file_checksum, file_size
@@ -420,17 +420,19 @@ def _whole_checksum(parts: list[ManifestEntry]) -> dict[str, Any]:
             next((v for k, v in p.headers.items() if k.lower() == header_name(algorithm)), None)
             for p in ordered
         ]
-        if not any(values):
+        present = [v for v in values if v]
+        if not present:
             continue
-        whole = Crc(algorithm)
-        for part, value in zip(ordered, values, strict=True):
-            number = decode(algorithm, value) if value else None
-            if number is None:
-                return {}
-            whole.extend(Crc(algorithm, number, part.size or 0))
+        if len(present) != len(ordered):
+            return {}
+        whole = combine_parts(
+            algorithm, [(v, p.size or 0) for p, v in zip(ordered, present, strict=True)]
+        )
+        if whole is None:
+            return {}
         return {
-            "checksum": (algorithm, whole.b64),
-            "part_checksums": {p.part or 0: v for p, v in zip(ordered, values, strict=True) if v},
+            "checksum": (algorithm, whole),
+            "part_checksums": {p.part or 0: v for p, v in zip(ordered, present, strict=True)},
         }
     return {}
 

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -104,24 +105,8 @@ def read_with_checksum(
     if data is not None:
         return size, data, checksum_of(algorithm, data)
     crc = Crc(algorithm)
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            remaining = size
-            while remaining > 0:
-                block = f.read(min(IO_SIZE, remaining))
-                if not block:
-                    raise LocalFileError(
-                        f"upload source {path!r} shrank while its checksum was taken", path
-                    )
-                crc.update(block)
-                remaining -= len(block)
-    except LocalFileError:
-        raise
-    except OSError as exc:
-        raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
-        ) from None
+    if _feed_region(path, offset, size, crc.update) != size:
+        raise LocalFileError(f"upload source {path!r} shrank while its checksum was taken", path)
     return size, None, crc.b64
 
 
@@ -132,7 +117,18 @@ def file_checksum(path: str, algorithm: str, offset: int = 0, length: int | None
 
 def md5_base64_of_file(path: str, offset: int = 0, length: int | None = None) -> str:
     digest = hashlib.md5(usedforsecurity=False)
+    _feed_region(path, offset, length, digest.update)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _feed_region(
+    path: str, offset: int, length: int | None, update: Callable[[bytes], object]
+) -> int:
+    """Hand ``length`` bytes of ``path`` from ``offset`` (to its end when None) to
+    ``update``, ``IO_SIZE`` at a time; returns how many there were (fewer when
+    the file is shorter)."""
     remaining = length
+    fed = 0
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -140,14 +136,15 @@ def md5_base64_of_file(path: str, offset: int = 0, length: int | None = None) ->
                 block = f.read(IO_SIZE if remaining is None else min(IO_SIZE, remaining))
                 if not block:
                     break
-                digest.update(block)
+                update(block)
+                fed += len(block)
                 if remaining is not None:
                     remaining -= len(block)
     except OSError as exc:
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
         ) from None
-    return base64.b64encode(digest.digest()).decode()
+    return fed
 
 
 def md5_base64_of_stream(f: IO[bytes], start: int) -> str:

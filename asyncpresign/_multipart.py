@@ -14,7 +14,7 @@ import anyio.to_thread
 
 from . import _files
 from ._attempts import Runtime, Tracker, fspath, run_workers
-from ._checksums import ALGORITHMS, Crc, decode
+from ._checksums import ALGORITHMS, combine_parts
 from ._exceptions import AsyncPresignError, IntegrityError
 from ._models import FilePart, TransferResult
 from ._parts import plan_parts
@@ -96,12 +96,11 @@ async def upload_large(
         await run_workers(min(rt.concurrency, len(parts)), worker)
         whole: tuple[str, str] | None = None
         if algorithm is not None:
-            combined = Crc(algorithm)
-            for part in parts:
-                value = decode(algorithm, part_checksums[part.number])
-                assert value is not None
-                combined.extend(Crc(algorithm, value, part.length))
-            whole = (algorithm, combined.b64)
+            combined = combine_parts(
+                algorithm, [(part_checksums[part.number], part.length) for part in parts]
+            )
+            assert combined is not None  # each part's value is one we computed
+            whole = (algorithm, combined)
         etag, stored = await signer.complete_checked(
             bucket, key, upload_id, sorted(etags.items()), checksum=whole,
             part_checksums=part_checksums or None,

@@ -148,10 +148,6 @@ def _with_checksum_hint(error: HTTPStatusError, request: PresignedRequest) -> HT
     return error
 
 
-def _md5_hex_of(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
 def _md5_hex(b64: str) -> str:
     return base64.b64decode(b64).hex()
 
@@ -221,23 +217,26 @@ class UploadSource:
     async def md5_base64(self) -> str:
         """The body's MD5, base64 as Content-MD5 wants it (hashed in a thread)."""
         if self._md5 is None:
-            if self.data is not None:
-                self._md5 = await anyio.to_thread.run_sync(_files.md5_base64_of_bytes, self.data)
-            elif self.path is not None:
-                self._md5 = await anyio.to_thread.run_sync(
-                    _files.md5_base64_of_file, self.path, self.offset, self.known_size
+            if self.stream is not None and not self.replayable:
+                raise InvalidArgumentError(
+                    "content_md5=True needs a source that can be read twice "
+                    "(a path, bytes, or a seekable file)"
                 )
-            else:
-                assert self.stream is not None
-                if not self.replayable:
-                    raise InvalidArgumentError(
-                        "content_md5=True needs a source that can be read twice "
-                        "(a path, bytes, or a seekable file)"
-                    )
-                self._md5 = await anyio.to_thread.run_sync(
-                    _files.md5_base64_of_stream, self.stream, self._start
-                )
+            self._md5 = await self._md5_now()
         return self._md5
+
+    async def _md5_now(self) -> str:
+        """The MD5 of the body as it is now (read again), base64, in a thread."""
+        if self.data is not None:
+            return await anyio.to_thread.run_sync(_files.md5_base64_of_bytes, self.data)
+        if self.path is not None:
+            return await anyio.to_thread.run_sync(
+                _files.md5_base64_of_file, self.path, self.offset, self.known_size
+            )
+        assert self.stream is not None
+        return await anyio.to_thread.run_sync(
+            _files.md5_base64_of_stream, self.stream, self._start
+        )
 
     async def checksum_b64(self, algorithm: str, files: FileThread) -> str:
         """The whole body's checksum, before the first send (a small file's read
@@ -275,19 +274,9 @@ class UploadSource:
             return hashlib.md5(self._sent_small, usedforsecurity=False).hexdigest()
         if self._sending_md5 is not None:
             return str(self._sending_md5.hexdigest())
-        if self.data is not None:
-            return await anyio.to_thread.run_sync(_md5_hex_of, self.data)
-        if self.path is not None:
-            b64 = await anyio.to_thread.run_sync(
-                _files.md5_base64_of_file, self.path, self.offset, self.known_size
-            )
-            return _md5_hex(b64)
-        if self.stream is not None and self.replayable:
-            b64 = await anyio.to_thread.run_sync(
-                _files.md5_base64_of_stream, self.stream, self._start
-            )
-            return _md5_hex(b64)
-        return None
+        if not self.replayable:
+            return None
+        return _md5_hex(await self._md5_now())
 
     async def read_all(self) -> bytes:
         if self.data is not None:
@@ -345,7 +334,8 @@ class UploadSource:
                     f"cannot read upload source {self.path!r}: {_files.describe_os_error(exc)}",
                     self.path,
                 ) from None
-            return self._file_stream(f, size, chunk, tracker, self.path, crc=self._hashes()), size
+            stream = self._file_stream(f, size, chunk, tracker, self.path, hashes=self._hashes())
+            return stream, size
         assert self.stream is not None
         assert self.known_size is not None
         if self.replayable:
@@ -375,10 +365,10 @@ class UploadSource:
 
     @staticmethod
     async def _memory_stream(
-        data: bytes, chunk: int, tracker: Tracker, crc: _Hashes | None
+        data: bytes, chunk: int, tracker: Tracker, hashes: _Hashes | None
     ) -> AsyncIterator[bytes | memoryview]:
-        if crc is not None:
-            crc.update(data)
+        if hashes is not None:
+            hashes.update(data)
         async for piece in _slices(data, chunk, tracker):
             yield piece
 
@@ -390,19 +380,19 @@ class UploadSource:
         tracker: Tracker,
         path: str,
         *,
-        crc: _Hashes | None,
+        hashes: _Hashes | None,
     ) -> AsyncIterator[bytes | memoryview]:
-        async for piece in _blocks(f.read, size, chunk, tracker, path, crc=crc):
+        async for piece in _blocks(f.read, size, chunk, tracker, path, hashes=hashes):
             yield piece
 
     @staticmethod
     async def _object_stream(
-        f: IO[bytes], size: int, chunk: int, tracker: Tracker, crc: _Hashes | None
+        f: IO[bytes], size: int, chunk: int, tracker: Tracker, hashes: _Hashes | None
     ) -> AsyncIterator[bytes | memoryview]:
         async def read(n: int) -> bytes:
             return await anyio.to_thread.run_sync(_files.read_block, f, n)
 
-        async for piece in _blocks(read, size, chunk, tracker, None, crc=crc):
+        async for piece in _blocks(read, size, chunk, tracker, None, hashes=hashes):
             yield piece
 
 
@@ -428,7 +418,7 @@ async def _blocks(
     tracker: Tracker,
     path: str | None,
     *,
-    crc: _Hashes | None,
+    hashes: _Hashes | None,
 ) -> AsyncIterator[bytes | memoryview]:
     """``size`` bytes read in blocks of at least ``IO_SIZE`` (a thread hop each),
     handed to the network in ``chunk``-sized slices."""
@@ -446,8 +436,8 @@ async def _blocks(
                 f"upload source ended {remaining} bytes early (it shrank while uploading)", path
             )
         remaining -= len(block)
-        if crc is not None:
-            crc.update(block)
+        if hashes is not None:
+            hashes.update(block)
         async for piece in _slices(block, chunk, tracker):
             yield piece
 

@@ -25,6 +25,8 @@ from awscrt import checksums
 
 from asyncpresign import PresignedRequest
 
+from .sites import start_local_site
+
 FaultKind = Literal[
     "pass", "status", "drop", "stall", "ignore_range", "range_as_200",
     "range_as_200_with_content_range", "corrupt", "reset_upload",
@@ -87,13 +89,7 @@ class FaultServer:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{key:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        assert server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await start_local_site(self._runner)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

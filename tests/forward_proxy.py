@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .rawserver import method_and_target
+
 _HEAD_LIMIT = 1 << 20
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
@@ -41,12 +43,11 @@ class Seen:
 
     @property
     def method(self) -> str:
-        return self.line.split(" ", 1)[0]
+        return method_and_target(self.line)[0]
 
     @property
     def target(self) -> str:
-        parts = self.line.split(" ")
-        return parts[1] if len(parts) > 1 else ""
+        return method_and_target(self.line)[1]
 
 
 @dataclass

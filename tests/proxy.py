@@ -20,6 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from .fault_server import error_xml
+from .sites import start_local_site
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"}
 
@@ -69,13 +70,7 @@ class S3Proxy:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # A client that gives up (Ctrl-C) stops the forward too, as with a real server.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        assert server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await start_local_site(self._runner)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

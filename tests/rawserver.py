@@ -35,6 +35,12 @@ __all__ = [
 _LIMIT = 1 << 20
 
 
+
+def method_and_target(request_line: str) -> tuple[str, str]:
+    """``GET /k?x HTTP/1.1`` -> ("GET", "/k?x"); a short line gives what it has."""
+    parts = request_line.split(" ")
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
 @dataclass
 class Request:
     """One request as the server received it."""
@@ -49,12 +55,11 @@ class Request:
 
     @property
     def method(self) -> str:
-        return self.request_line.split(" ", 1)[0]
+        return method_and_target(self.request_line)[0]
 
     @property
     def target(self) -> str:
-        parts = self.request_line.split(" ")
-        return parts[1] if len(parts) > 1 else ""
+        return method_and_target(self.request_line)[1]
 
     @property
     def headers(self) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ with a trustme certificate for 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -35,6 +34,7 @@ from asyncpresign.testing import LocalS3
 
 from .conftest import FAST_RETRY
 from .forward_proxy import ForwardProxy
+from .sites import start_local_site
 
 pytestmark = pytest.mark.anyio
 
@@ -82,13 +82,7 @@ class Origin:
         app = web.Application()
         app.router.add_route("*", "/{key:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        assert server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await start_local_site(self._runner, self.ssl_context)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
