@@ -34,6 +34,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._signer import CredentialLifetimeWarning, Signer
+from ._throttle import ThrottleState
 from ._version import __version__
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "RetryPolicy",
     "Signer",
     "SigningError",
+    "ThrottleState",
     "Timeout",
     "TransferEngine",
     "TransferError",

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -23,7 +24,13 @@ if sys.version_info < (3, 11):  # pragma: no cover - the builtin from 3.11 on
     from exceptiongroup import BaseExceptionGroup
 
 from . import _files
-from ._exceptions import AsyncPresignError, InvalidArgumentError, TransferError
+from ._exceptions import (
+    AsyncPresignError,
+    InvalidArgumentError,
+    LocalFileError,
+    TransferError,
+    TransferTimeoutError,
+)
 from ._models import (
     PresignedRequest,
     ProgressCallback,
@@ -34,6 +41,7 @@ from ._models import (
 )
 from ._offload import FileThread
 from ._retry import NOT_REPLAYABLE, RetryPolicy, decide_retry
+from ._throttle import Endpoints
 from ._transport import Transport, check_url
 
 __all__ = [
@@ -116,6 +124,8 @@ class Runtime:
         self.in_flight = 0
         self.max_in_flight = 0
         self._resigning: dict[int, asyncio.Future[PresignedRequest]] = {}
+        #: Each endpoint's failure clock and, once throttled, its rate limiter.
+        self.endpoints = Endpoints()
         self._checked_folders: dict[str, None] = {}
 
     def open(self) -> None:
@@ -154,27 +164,28 @@ class Runtime:
             if sign is not None and (request is None or expiring(request)):
                 request = await self.resign(sign, method)
             assert request is not None
-            tracker.url = check_url(request.url)
+            url = request.url
+            tracker.url = check_url(url)
             try:
-                result = await self._limited(attempt_once(request, tracker))
-            except TransferError as exc:
+                result = await self._attempt(url, partial(attempt_once, request, tracker))
+            except (TransferError, LocalFileError) as exc:
                 if keep_progress:
                     tracker.keep()
                 else:
                     await tracker.rollback()
                 decision = decide_retry(
                     policy, exc, attempt, replayable=replayable, can_resign=sign is not None,
-                    idempotent=method != "POST",
+                    idempotent=method != "POST", elapsed=self.endpoints.failing_for(url),
                 )
                 if not decision.retry:
-                    exc.attempts = attempt
-                    if decision.reason == NOT_REPLAYABLE:
+                    exc.attempts = attempt  # type: ignore[union-attr]
+                    if decision.reason == NOT_REPLAYABLE and isinstance(exc, TransferError):
                         exc.message += f" (not retried: {NOT_REPLAYABLE})"
                     raise
                 logger.info(
                     "retrying %s %s (attempt %d of %d) in %.2f s: %s",
                     request.method, tracker.url, attempt + 1, policy.attempts,
-                    decision.delay, exc.message,
+                    decision.delay, exc,
                 )
                 if decision.resign:
                     assert sign is not None
@@ -184,13 +195,45 @@ class Runtime:
                 continue
             return replace(result, seconds=time.perf_counter() - started, attempts=attempt)
 
-    async def _limited(self, work: Awaitable[T]) -> T:
+    async def bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run one whole transfer (every attempt and wait) within ``Timeout.total``."""
+        total = self.transport.timeout.total
+        if total is None:
+            return await work
+        try:
+            with anyio.fail_after(total):
+                return await work
+        except TimeoutError:
+            raise TransferTimeoutError(
+                f"the transfer did not finish within the total timeout of {total:g} s"
+            ) from None
+
+    async def _attempt(self, url: str, start: Callable[[], Awaitable[T]]) -> T:
+        """One attempt, paced by the endpoint's rate limiter once it has been
+        throttled, its outcome recorded in the endpoint's health."""
+        limiter = self.endpoints.limiter(url)
+        if limiter is not None:
+            await limiter.on_sending_request(None)
+        sent_at = time.monotonic()
+        try:
+            result = await self._limited(start)
+        except (TransferError, LocalFileError) as exc:
+            throttled = self.endpoints.record(url, exc, sent_at)
+            if throttled is not None:
+                await throttled.hear(exc)
+            raise
+        throttled = self.endpoints.record(url, None)
+        if throttled is not None:
+            await throttled.hear(None)
+        return result
+
+    async def _limited(self, start: Callable[[], Awaitable[T]]) -> T:
         assert self.limiter is not None
         async with self.limiter:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                return await work
+                return await start()
             finally:
                 self.in_flight -= 1
 
@@ -217,13 +260,14 @@ class Runtime:
             del self._resigning[key]
 
     async def check_destination(self, dest: str) -> None:
-        """Fail before the request if ``dest`` cannot be written. Checked once per
-        folder: a thread hop per small file costs more than the file itself, and a
+        """Fail before the request if ``dest`` cannot be written, and remove the
+        partial downloads dead writers left in its folder. Done once per folder:
+        a thread hop per small file costs more than the file itself, and a
         folder that vanishes later still fails clearly when the file is moved in."""
         folder = os.path.dirname(dest)
         if folder in self._checked_folders:
             return
-        await anyio.to_thread.run_sync(_files.check_destination, dest)
+        await anyio.to_thread.run_sync(_files.prepare_folder, dest)
         if len(self._checked_folders) > 4096:
             self._checked_folders.clear()
         self._checked_folders[folder] = None

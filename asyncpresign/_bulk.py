@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TextIO, TypeVar
 
 import anyio.to_thread
 
 from ._engine import TransferEngine
 from ._exceptions import InvalidArgumentError
-from ._manifest import Journal
+from ._files import is_partial_name
+from ._manifest import Journal, has_size
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._signer import Signer
 
 __all__ = ["Filters", "copy_objects", "download_prefix", "upload_tree"]
 
+T = TypeVar("T")
 ResultCallback = Callable[[TransferResult], Awaitable[None] | None]
 
 
@@ -45,13 +49,14 @@ class _Tracker:
 
     journal: Journal
     on_result: ResultCallback | None
-    pending: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    #: index -> (job id, the state it is done in)
+    pending: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     skipped: int = 0
 
     async def __call__(self, result: TransferResult) -> None:
-        job_id, size = self.pending.pop(result.index or 0, ("", None))
+        job_id, state = self.pending.pop(result.index or 0, ("", None))
         if result.ok and job_id:
-            self.journal.record(job_id, result.nbytes if size is None else size)
+            self.journal.record(job_id, state, result.nbytes)
         if self.on_result is not None:
             outcome = self.on_result(result)
             if outcome is not None:
@@ -60,17 +65,26 @@ class _Tracker:
 
 def walk_files(directory: str, filters: Filters) -> Iterator[tuple[str, str, int]]:
     """``(path, relative posix path, size)`` for every file under ``directory``, sorted."""
+    for path, relative, size, _ in walk_states(directory, filters):
+        yield path, relative, size
+
+
+def walk_states(directory: str, filters: Filters) -> Iterator[tuple[str, str, int, str | None]]:
+    """As :func:`walk_files`, with each file's state for a journal (size and mtime)."""
     for root, dirs, files in os.walk(directory):
         dirs.sort()
         for name in sorted(files):
+            if is_partial_name(name):
+                continue  # a download in progress (or a dead one's), never an object
             path = os.path.join(root, name)
             relative = os.path.relpath(path, directory).replace(os.sep, "/")
             if filters(relative):
                 try:
-                    size = os.stat(path).st_size
+                    info = os.stat(path)
                 except OSError:
-                    size = -1  # vanished: the job reports it when it runs
-                yield path, relative, size
+                    yield path, relative, -1, None  # vanished: the job reports it when it runs
+                    continue
+                yield path, relative, info.st_size, f"size={info.st_size} mtime={info.st_mtime_ns}"
 
 
 def object_key(prefix: str, relative: str) -> str:
@@ -102,12 +116,10 @@ def local_path(directory: str, prefix: str, key: str) -> str:
     return os.path.join(directory, *parts)
 
 
-async def _in_thread_batches(items: Iterator[tuple[str, str, int]]) -> AsyncIterator[
-    tuple[str, str, int]
-]:
+async def _in_thread_batches(items: Iterator[T]) -> AsyncIterator[T]:
     """Walk a folder in a worker thread, 500 entries per hop, never on the loop."""
-    def take() -> list[tuple[str, str, int]]:
-        batch = []
+    def take() -> list[T]:
+        batch: list[T] = []
         for item in items:
             batch.append(item)
             if len(batch) == 500:
@@ -132,6 +144,7 @@ async def upload_tree(
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
     dry_run: bool = False,
+    plan: TextIO | None = None,
 ) -> BatchResult:
     """Upload every file under ``directory`` to ``bucket`` under ``prefix``.
 
@@ -139,37 +152,38 @@ async def upload_tree(
     With a ``journal``, files it records as uploaded (same size) are skipped.
     """
     root = os.fspath(directory)
+    plan = plan or sys.stdout  # where a dry run says what it would do
     if not await anyio.to_thread.run_sync(os.path.isdir, root):
         raise InvalidArgumentError(f"{root!r} is not a folder")
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
-    large: list[tuple[str, str, int]] = []
+    large: list[tuple[str, str, str | None]] = []
     threshold = engine.multipart_threshold
 
     async def jobs() -> AsyncIterator[Upload]:
         index = 0
-        async for path, relative, size in _in_thread_batches(walk_files(root, filters)):
+        async for path, relative, size, state in _in_thread_batches(walk_states(root, filters)):
             key = object_key(prefix, relative)
-            job_id = f"put {bucket}/{key}"
-            if journal.is_done(job_id, size):
+            job_id = f"put {bucket}/{key} {path}"
+            if journal.is_done(job_id, state):
                 tracker.skipped += 1
                 continue
             if threshold is not None and size > threshold:
-                large.append((path, key, size))
+                large.append((path, key, state))
                 continue
             if dry_run:
-                print(f"would upload {path} to s3://{bucket}/{key}")
+                print(f"would upload {path} to s3://{bucket}/{key}", file=plan)
                 continue
-            tracker.pending[index] = (job_id, size)
+            tracker.pending[index] = (job_id, state)
             index += 1
             yield Upload(None, path, sign=signer.sign_later("PUT", bucket, key,
                                                             expires_in=expires_in))
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)
     extra: list[TransferResult] = []
-    for path, key, size in large:
+    for path, key, state in large:
         if dry_run:
-            print(f"would upload {path} to s3://{bucket}/{key} (multipart)")
+            print(f"would upload {path} to s3://{bucket}/{key} (multipart)", file=plan)
             continue
         try:
             result = await engine.upload_large(
@@ -179,7 +193,7 @@ async def upload_tree(
             result = TransferResult(url=f"s3://{bucket}/{key}", error=exc,
                                     attempts=getattr(exc, "attempts", 1))
         else:
-            journal.record(f"put {bucket}/{key}", size)
+            journal.record(f"put {bucket}/{key} {path}", state, result.nbytes)
         extra.append(result)
         if on_result is not None:
             outcome = on_result(result)
@@ -201,9 +215,11 @@ async def download_prefix(
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
     dry_run: bool = False,
+    plan: TextIO | None = None,
 ) -> BatchResult:
     """Download every object under ``prefix`` into ``directory`` (listing paginated)."""
     root = os.fspath(directory)
+    plan = plan or sys.stdout  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
     folders: set[str] = set()
@@ -216,25 +232,26 @@ async def download_prefix(
             pages = paginator.paginate(Bucket=bucket, Prefix=prefix)
             async for page in pages:
                 for item in page.get("Contents", []):
-                    key, size = item["Key"], item["Size"]
+                    key, size, etag = item["Key"], item["Size"], item.get("ETag")
                     relative = relative_key(prefix, key)
                     if key.endswith("/") and size == 0:
                         continue  # a "folder" marker, not a file
                     if not filters(relative):
                         continue
-                    job_id = f"get {bucket}/{key}"
+                    state = f"etag={etag} size={size}" if etag else None
                     try:
                         dest = local_path(root, prefix, key)
                     except InvalidArgumentError as exc:
                         bad.append(TransferResult(url=f"s3://{bucket}/{key}", error=exc))
                         continue
-                    if journal.is_done(job_id, size) and await anyio.to_thread.run_sync(
-                        _has_size, dest, size
+                    job_id = f"get {bucket}/{key} {dest}"
+                    if journal.is_done(job_id, state) and await anyio.to_thread.run_sync(
+                        has_size, dest, size
                     ):
                         tracker.skipped += 1
                         continue
                     if dry_run:
-                        print(f"would download s3://{bucket}/{key} to {dest}")
+                        print(f"would download s3://{bucket}/{key} to {dest}", file=plan)
                         continue
                     folder = os.path.dirname(dest)
                     if folder not in folders:
@@ -242,7 +259,7 @@ async def download_prefix(
                         folders.add(folder)
                         if len(folders) > 10_000:
                             folders.clear()
-                    tracker.pending[index] = (job_id, size)
+                    tracker.pending[index] = (job_id, state)
                     index += 1
                     yield Download(
                         None, dest, sign=signer.sign_later("GET", bucket, key,
@@ -270,14 +287,11 @@ async def copy_objects(
     tracker = _Tracker(journal, on_result)
 
     async def jobs() -> AsyncIterator[Copy]:
-        index = 0
-        for (src_bucket, src_key), (dst_bucket, dst_key) in pairs:
+        for index, ((src_bucket, src_key), (dst_bucket, dst_key)) in enumerate(pairs):
+            # No source ETag is known here, so a journal cannot tell a changed
+            # source from the copied one: every pair is copied again.
             job_id = f"copy {src_bucket}/{src_key} {dst_bucket}/{dst_key}"
-            if journal.is_done(job_id):
-                tracker.skipped += 1
-                continue
             tracker.pending[index] = (job_id, None)
-            index += 1
             yield Copy(
                 None, None,
                 source_sign=source_signer.sign_later("GET", src_bucket, src_key,
@@ -291,23 +305,23 @@ async def copy_objects(
 
 
 async def list_keys(signer: Signer, bucket: str, prefix: str) -> AsyncIterator[str]:
+    async for key, _, _ in list_objects(signer, bucket, prefix):
+        yield key
+
+
+async def list_objects(
+    signer: Signer, bucket: str, prefix: str
+) -> AsyncIterator[tuple[str, int, str | None]]:
+    """``(key, size, ETag)`` of every object under ``prefix``, page by page."""
     paginator = signer.client.get_paginator("list_objects_v2")
     with signer._translate(f"list s3://{bucket}/{prefix}"):
         async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):
-                    yield item["Key"]
+                yield item["Key"], item["Size"], item.get("ETag")
 
 
 def make_folder(folder: str) -> None:
     os.makedirs(folder, exist_ok=True)
-
-
-def _has_size(path: str, size: int) -> bool:
-    try:
-        return os.stat(path).st_size == size
-    except OSError:
-        return False
 
 
 def _merge(batch: BatchResult, extra: Sequence[TransferResult], skipped: int) -> BatchResult:

@@ -3,7 +3,8 @@
 Credentials come only from the standard AWS environment variables, shared
 config files and profiles (``--profile``), never from arguments that would land
 in shell history. Exit status: 0 all done, 1 some jobs failed (listed in the
-summary), 2 bad usage; 130 when interrupted (re-run to resume with a journal).
+summary), 2 bad usage; 130 when interrupted, 143 when terminated (SIGTERM) (re-run to
+resume with a journal).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +33,7 @@ from ._bulk import (
     copy_objects,
     download_prefix,
     list_keys,
+    list_objects,
     local_path,
     make_folder,
     relative_key,
@@ -37,10 +41,18 @@ from ._bulk import (
     walk_files,
 )
 from ._checksums import ALGORITHMS, combine_parts, header_name
+from ._config import Timeout
 from ._engine import TransferEngine
 from ._exceptions import AsyncPresignError, InvalidArgumentError
 from ._files import file_checksum, file_size
-from ._manifest import Journal, ManifestEntry, read_manifest, write_manifest
+from ._manifest import (
+    Journal,
+    ManifestEntry,
+    file_state,
+    has_size,
+    read_manifest,
+    write_manifest,
+)
 from ._models import BatchResult, Copy, Download, TransferResult, Upload
 from ._parts import plan_parts
 from ._progress import ProgressDisplay, human_bytes
@@ -52,6 +64,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
@@ -90,7 +103,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opts = parser.add_argument_group("transfer")
     opts.add_argument("--concurrency", type=int, default=64)
     opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
-    opts.add_argument("--retries", type=int, default=5, help="attempts per transfer")
+    opts.add_argument(
+        "--retries", type=int, default=RetryPolicy().attempts,
+        help="attempts per transfer (default %(default)s; retries also stop once the "
+        "endpoint has failed for 60 s straight)",
+    )
+    opts.add_argument(
+        "--timeout", type=parse_duration, default=None,
+        help="give up on a transfer (every attempt included) after this long, e.g. 10m "
+        "(default: none; a transfer slower than 1 KiB/s for 60 s fails anyway)",
+    )
     opts.add_argument(
         "--checksum", choices=["crc64nvme", "crc32c", "crc32", "md5", "none"],
         default="crc64nvme",
@@ -186,6 +208,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        # Retries and their reasons on stderr; failed jobs keep their tracebacks.
+        logging.basicConfig(format="asyncpresign: %(message)s")
+        logging.getLogger("asyncpresign").setLevel(logging.DEBUG)
     try:
         return _dispatch(args)
     except InvalidArgumentError as exc:
@@ -198,25 +224,63 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"asyncpresign: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as exc:
         journal = getattr(args, "journal", None)
         hint = (
             f"; run the same command again (with --journal {journal}) to resume"
             if journal
             else "; add --journal FILE to make a run resumable"
         )
-        print(f"asyncpresign: interrupted{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"asyncpresign: {what}{hint}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: the run was cancelled as for Ctrl-C."""
+
+
+async def _until_terminated(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main``; SIGTERM (what systemd, Kubernetes and batch schedulers send)
+    cancels it as SIGINT does, so transfers are abandoned cleanly: partial files
+    removed, multipart uploads aborted, the journal flushed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not POSIX
+        return await main
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
     """Run the command's event loop: uvloop when installed (the ``fast`` extra),
     which takes a third to a half off the CPU per small object, else asyncio's."""
+    run: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop  # noqa: PLC0415 - optional
     except ImportError:
-        return asyncio.run(main)
-    return int(uvloop.run(main))
+        run = asyncio.run
+    else:
+        run = uvloop.run
+    # Outside the except: an error of the run must not carry the ImportError
+    # as its context ("No module named 'uvloop'" under a real failure).
+    return int(run(_until_terminated(main)))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -225,7 +289,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         with tempfile.TemporaryDirectory(prefix="asyncpresign-demo-") as tmp:
             digests = _make_demo_files(Path(tmp, "src"), args.files, args.seed)
-            return asyncio.run(_demo(Path(tmp), digests, args.concurrency, args.quiet))
+            return _run(_demo(Path(tmp), digests, args.concurrency, args.quiet))
     if args.command == "sign":
         return _run(_sign(args))
     if args.command in ("transfer", "complete") and args.journal is None:
@@ -252,10 +316,14 @@ def _signer(args: argparse.Namespace, prefix: str = "") -> Signer:
 def _engine(args: argparse.Namespace) -> TransferEngine:
     if args.retries < 1:
         raise InvalidArgumentError("--retries must be at least 1")
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and timeout <= 0:
+        raise InvalidArgumentError("--timeout must be more than 0 seconds")
     return TransferEngine(
         concurrency=args.concurrency,
         chunk_size=args.chunk_size,
         retry=RetryPolicy(attempts=args.retries),
+        timeout=Timeout(total=timeout) if timeout else Timeout(),
         checksum=_checksum(args),
     )
 
@@ -263,6 +331,12 @@ def _engine(args: argparse.Namespace) -> TransferEngine:
 async def _sign(args: argparse.Namespace) -> int:
     bucket, key = parse_s3_uri(args.target)
     async with _signer(args) as signer:
+        if args.dry_run and args.manifest:
+            # Nothing is started (no multipart upload) and nothing written.
+            what = f"a multipart upload of {args.multipart}" if args.multipart else "jobs"
+            print(f"would sign {what} for s3://{bucket}/{key} into {args.manifest}",
+                  file=sys.stderr)
+            return EXIT_OK
         if args.manifest and args.multipart:
             count = await _sign_multipart(args, signer, bucket, key)
             print(f"wrote {count} part URLs to {args.manifest}", file=sys.stderr)
@@ -331,7 +405,7 @@ async def _sign_manifest(
                 expires_at=request.expires_at.isoformat(),
             ))
     elif args.method == "get":
-        async for key in list_keys(signer, bucket, prefix):
+        async for key, _, etag in list_objects(signer, bucket, prefix):
             relative = relative_key(prefix, key)
             if not filters(relative):
                 continue
@@ -340,6 +414,7 @@ async def _sign_manifest(
                 op="get", url=request.url, headers=dict(request.headers),
                 path=local_path(args.source, prefix, key),
                 bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
+                etag=etag,
             ))
     else:
         raise InvalidArgumentError("a manifest holds get or put jobs, not post")
@@ -394,6 +469,10 @@ async def _complete(args: argparse.Namespace) -> int:
     status = EXIT_OK
     async with _signer(args) as signer:
         for (bucket, key, upload_id), parts in uploads.items():
+            if args.dry_run:
+                action = "abort" if args.abort else "complete"
+                print(f"would {action} s3://{bucket}/{key} ({len(parts)} parts)")
+                continue
             if args.abort:
                 await signer.abort_multipart_upload(bucket, key, upload_id)
                 print(f"aborted s3://{bucket}/{key}")
@@ -462,8 +541,9 @@ async def _run_command(
     }
     async with _engine(args) as engine:
         display.in_flight = lambda: engine.statistics().in_flight
+        display.rate_limit = engine.rate_limit
         if args.command == "transfer":
-            return await _transfer(args, engine, journal, display)
+            return await _transfer(args, engine, journal, display, filters)
         if args.command == "copy":
             src_bucket, src_prefix = parse_s3_uri(args.source)
             dst_bucket, dst_prefix = parse_s3_uri(args.target)
@@ -476,7 +556,8 @@ async def _run_command(
                 ]
                 if args.dry_run:
                     for (_, k), (_, d) in pairs:
-                        print(f"would copy s3://{src_bucket}/{k} to s3://{dst_bucket}/{d}")
+                        print(f"would copy s3://{src_bucket}/{k} to s3://{dst_bucket}/{d}",
+                              file=sys.stderr if args.json else sys.stdout)
                     return _empty()
                 return await copy_objects(
                     source, dest, engine, pairs, journal=journal,
@@ -488,42 +569,50 @@ async def _run_command(
                 return await upload_tree(
                     signer, engine, args.directory, bucket, prefix, filters=filters,
                     journal=journal, expires_in=args.expires, dry_run=args.dry_run,
+                    plan=sys.stderr if args.json else None,
                     **callbacks,
                 )
             bucket, prefix = parse_s3_uri(args.source)
             return await download_prefix(
                 signer, engine, bucket, prefix, args.directory, filters=filters,
-                journal=journal, expires_in=args.expires, dry_run=args.dry_run, **callbacks,
+                journal=journal, expires_in=args.expires, dry_run=args.dry_run,
+                plan=sys.stderr if args.json else None, **callbacks,
             )
 
 
 async def _transfer(
     args: argparse.Namespace, engine: TransferEngine, journal: Journal,
-    display: ProgressDisplay,
+    display: ProgressDisplay, filters: Filters,
 ) -> BatchResult:
-    pending: dict[int, ManifestEntry] = {}
+    pending: dict[int, tuple[ManifestEntry, str | None]] = {}
     skipped = 0
 
     async def jobs() -> AsyncIterator[Upload | Download]:
         nonlocal skipped
         index = 0
         entries = read_manifest(args.manifest)
-        while batch := await anyio.to_thread.run_sync(_take, entries, 500):
-            for entry in batch:
-                if journal.is_done(entry.id, entry.size):
+        while batch := await anyio.to_thread.run_sync(
+            _take, entries, 500, journal, args.dry_run
+        ):
+            for entry, state, done in batch:
+                if not filters(entry.key or entry.path):
+                    continue
+                if done:
                     skipped += 1
                     continue
                 if args.dry_run:
-                    print(f"would {entry.op} {entry.path}")
+                    print(f"would {entry.op} {entry.path}",
+                          file=sys.stderr if args.json else sys.stdout)
                     continue
-                pending[index] = entry
+                pending[index] = (entry, state)
                 index += 1
                 yield entry.job()
 
     def record(result: TransferResult) -> None:
-        entry = pending.pop(result.index or 0, None)
+        entry, state = pending.pop(result.index or 0, (None, None))
         if entry is not None and result.ok:
-            journal.record(entry.id, entry.size, result.etag if entry.part else None)
+            journal.record(entry.id, state, result.nbytes,
+                           result.etag if entry.part is not None else None)
         display.on_result(result)
 
     result = await engine.run(
@@ -551,7 +640,8 @@ async def _on_dask(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--dry-run does not combine with --dask-scheduler")
     filters = Filters(include=args.include, exclude=args.exclude)
     options = {"concurrency": args.concurrency, "chunk_size": args.chunk_size,
-               "retry": RetryPolicy(attempts=args.retries)}
+               "retry": RetryPolicy(attempts=args.retries),
+               "timeout": Timeout(total=args.timeout) if args.timeout else Timeout()}
     client = await anyio.to_thread.run_sync(Client, args.dask_scheduler)
     started = time.monotonic()
     try:
@@ -623,18 +713,32 @@ async def _signed_copies(
                 )
 
 
-def _take(entries: Any, count: int) -> list[ManifestEntry]:
-    """The next ``count`` entries, with the folders their downloads need (in a thread)."""
+def _take(
+    entries: Any, count: int, journal: Journal, dry_run: bool
+) -> list[tuple[ManifestEntry, str | None, bool]]:
+    """The next ``count`` entries (in a thread), each with the state a journal
+    records it in and whether the journal says it is done: an upload while its
+    file is as it was (size and mtime), a download while the object has the
+    ETag it had and the file is still there with the size written. The folders
+    downloads need are made, unless this is a dry run."""
     batch = []
     folders: set[str] = set()
     for entry in entries:
-        batch.append(entry)
-        if entry.op == "get":
+        if entry.op == "put":
+            state = file_state(entry.path)
+            done = journal.is_done(entry.id, state)
+        else:
+            state = f"etag={entry.etag}" if entry.etag else None
+            done = journal.is_done(entry.id, state) and has_size(
+                entry.path, journal.size_of(entry.id)
+            )
             folders.add(os.path.dirname(os.path.abspath(entry.path)))
+        batch.append((entry, state, done))
         if len(batch) == count:
             break
-    for folder in folders:
-        os.makedirs(folder, exist_ok=True)
+    if not dry_run:
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
     return batch
 
 

@@ -16,7 +16,11 @@ class Timeout:
 
     ``read`` bounds the silence between two pieces of data, not the whole
     transfer, so a large object on a slow link is not cut off while it moves.
-    ``total`` bounds one attempt from connect to last byte (``None``: no bound).
+    ``total`` bounds one whole transfer, every attempt and wait between them
+    included, from its start to its last byte (``None``: no bound); past it the
+    transfer fails with :class:`TransferTimeoutError`, not retried, and leaves
+    nothing behind. With the low-speed limit below, no transfer can be held
+    forever even without it.
 
     Silence is not the only way to stall: a server that trickles one byte
     every few seconds never trips ``read``. So, as curl's

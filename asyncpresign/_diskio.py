@@ -25,7 +25,9 @@ __all__ = ["RangeWriter", "StreamWriter"]
 
 def _write_error(dest: str, exc: OSError) -> LocalFileError:
     return LocalFileError(
-        f"cannot write download destination {dest!r}: {describe_os_error(exc)}", dest
+        f"cannot write download destination {dest!r}: {describe_os_error(exc)}",
+        dest,
+        errno=exc.errno,
     )
 
 
@@ -128,7 +130,7 @@ class RangeWriter:
                 raise LocalFileError(
                     f"cannot make room for {self.length} bytes at {self.partial.dest!r}: "
                     f"{describe_os_error(exc)}",
-                    self.partial.dest,
+                    self.partial.dest, errno=exc.errno,
                 ) from None
 
     async def write(self, pieces: list[bytes]) -> None:

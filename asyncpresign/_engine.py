@@ -10,6 +10,7 @@ one transport (``_transport``): ``_upload``, ``_multipart``, ``_download``,
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -24,6 +25,7 @@ from ._attempts import Runtime, Tracker, call, fspath, initial_request, run_work
 from ._checksums import check_algorithm
 from ._config import Timeout
 from ._copy import copy as copy_operation
+from ._descriptors import fit_concurrency
 from ._download import DownloadState, get_once
 from ._exceptions import InvalidArgumentError
 from ._models import (
@@ -47,6 +49,7 @@ from ._post import upload_post as upload_post_operation
 from ._ranged import WholeFileMismatch, fetch_ranges
 from ._redact import redact_url
 from ._retry import RetryPolicy
+from ._throttle import ThrottleState
 from ._transport import ProxySetting, SSLSetting, Transport
 from ._upload import UploadSource
 from ._upload import upload as upload_operation
@@ -59,16 +62,27 @@ if TYPE_CHECKING:
 __all__ = ["EngineStatistics", "Timeout", "TransferEngine"]
 
 T = TypeVar("T")
+logger = logging.getLogger("asyncpresign")
 DEFAULT_TIMEOUT = Timeout()
 
 
 @dataclass(frozen=True, slots=True)
 class EngineStatistics:
-    """A snapshot of the engine's concurrency."""
+    """A snapshot of the engine's concurrency and of how each endpoint is treated.
+
+    ``endpoints`` lists every endpoint talked to, with its adaptive rate
+    limiter's state; ``rate_limit`` is the lowest limit in force (requests per
+    second), or None when no endpoint is being throttled."""
 
     concurrency: int
     in_flight: int
     max_in_flight: int
+    endpoints: tuple[ThrottleState, ...] = ()
+
+    @property
+    def rate_limit(self) -> float | None:
+        limits = [e.rate_limit for e in self.endpoints if e.rate_limit is not None]
+        return min(limits) if limits else None
 
 
 class TransferEngine:
@@ -153,6 +167,10 @@ class TransferEngine:
     async def open(self) -> None:
         if self._rt.transport.is_open:
             return
+        fitted = fit_concurrency(self.concurrency)
+        if fitted < self.concurrency:
+            self.concurrency = self._rt.concurrency = fitted
+            self._rt.transport.pool_size = 2 * fitted
         await self._rt.transport.open()
         self._rt.open()
 
@@ -161,7 +179,15 @@ class TransferEngine:
         self._rt.files.close()
 
     def statistics(self) -> EngineStatistics:
-        return EngineStatistics(self.concurrency, self._rt.in_flight, self._rt.max_in_flight)
+        return EngineStatistics(
+            self.concurrency, self._rt.in_flight, self._rt.max_in_flight,
+            self._rt.endpoints.states(),
+        )
+
+    def rate_limit(self) -> float | None:
+        """The lowest request rate an endpoint's throttling allows now (requests
+        per second), or None when no endpoint is being throttled."""
+        return self._rt.endpoints.rate_limit()
 
     def _chunk(self, chunk_size: int | None) -> int:
         return check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
@@ -190,7 +216,7 @@ class TransferEngine:
         computes the body's MD5 and has it signed in (the server then rejects a
         corrupted body with BadDigest); the returned ETag is checked against it.
         """
-        return await upload_operation(
+        return await self._rt.bounded(upload_operation(
             self._rt,
             request,
             UploadSource.of(source, size),
@@ -199,7 +225,7 @@ class TransferEngine:
             chunk=self._chunk(chunk_size),
             policy=retry or self.retry,
             tracker=Tracker(progress),
-        )
+        ))
 
     async def upload_large(
         self,
@@ -225,7 +251,7 @@ class TransferEngine:
         parts stay behind (and billed). ``options`` go to create_multipart_upload
         (ContentType, Metadata, ServerSideEncryption …).
         """
-        return await upload_large_operation(
+        return await self._rt.bounded(upload_large_operation(
             self._rt, signer, bucket, key, path,
             part_size=part_size or self.part_size,
             content_md5=content_md5,
@@ -234,7 +260,7 @@ class TransferEngine:
             policy=retry or self.retry,
             tracker=Tracker(progress),
             **options,
-        )
+        ))
 
     async def download(
         self,
@@ -282,35 +308,39 @@ class TransferEngine:
                 rt, req, partial=partial, state=state, chunk=chunk, tracker=attempt_tracker
             )
 
-        try:
-            for round_number in range(1, policy.attempts + 1):
-                result = await rt.with_retries(
-                    current, sign, policy, attempt, method="GET", replayable=True,
-                    keep_progress=resume, tracker=tracker,
-                )
-                if not state.ranges:
-                    return result
-                try:
-                    return await fetch_ranges(
-                        rt, result, partial=partial, state=state, sign=sign, policy=policy,
-                        chunk=chunk, tracker=tracker,
+        async def whole() -> TransferResult:
+            nonlocal current
+            try:
+                for round_number in range(1, policy.attempts + 1):
+                    result = await rt.with_retries(
+                        current, sign, policy, attempt, method="GET", replayable=True,
+                        keep_progress=resume, tracker=tracker,
                     )
-                except WholeFileMismatch as exc:
-                    # Which range went wrong cannot be told: fetch the whole
-                    # object again, as a retry of the download.
-                    if round_number == policy.attempts:
-                        exc.attempts = max(exc.attempts, round_number)
-                        raise
-                    await tracker.add(-tracker.transferred)
-                    state.restart()
-                    current = state.request
-            raise AssertionError("unreachable: the last round returns or raises")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                # Through the file thread: queued after this download's last
-                # write, so the clean-up cannot overtake it.
-                await rt.files.run(partial.close if resume else partial.discard)
-            raise
+                    if not state.ranges:
+                        return result
+                    try:
+                        return await fetch_ranges(
+                            rt, result, partial=partial, state=state, sign=sign, policy=policy,
+                            chunk=chunk, tracker=tracker,
+                        )
+                    except WholeFileMismatch as exc:
+                        # Which range went wrong cannot be told: fetch the whole
+                        # object again, as a retry of the download.
+                        if round_number == policy.attempts:
+                            exc.attempts = max(exc.attempts, round_number)
+                            raise
+                        await tracker.add(-tracker.transferred)
+                        state.restart()
+                        current = state.request
+                raise AssertionError("unreachable: the last round returns or raises")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    # Through the file thread: queued after this download's last
+                    # write, so the clean-up cannot overtake it.
+                    await rt.files.run(partial.close if resume else partial.discard)
+                raise
+
+        return await rt.bounded(whole())
 
     async def upload_post(
         self,
@@ -326,10 +356,10 @@ class TransferEngine:
         A POST is not idempotent: it is sent again only when it is known not to
         have taken effect (it failed before any byte left, or the server answered
         that it failed), never after a connection broke with its body out."""
-        return await upload_post_operation(
+        return await self._rt.bounded(upload_post_operation(
             self._rt, post, source, filename=filename, content_type=content_type,
             policy=retry or self.retry,
-        )
+        ))
 
     async def copy(
         self,
@@ -349,11 +379,11 @@ class TransferEngine:
         different credentials (each signed by its own Signer). When both ETags
         are plain MD5s they must match, which checks the copy end to end.
         """
-        return await copy_operation(
+        return await self._rt.bounded(copy_operation(
             self._rt, source, dest, source_sign=source_sign, dest_sign=dest_sign,
             chunk=self._chunk(chunk_size), policy=retry or self.retry,
             tracker=Tracker(progress),
-        )
+        ))
 
     async def run(
         self,
@@ -439,8 +469,10 @@ class TransferEngine:
                 )
         except Exception as exc:  # noqa: BLE001 - a bad job fails alone; its error is kept
             _compact(exc)
+            url = getattr(exc, "url", None)
             return TransferResult(
-                url=_job_url(job),
+                # The error's own copy when it has one: one string, not two.
+                url=url if isinstance(url, str) and url else _job_url(job),
                 seconds=time.perf_counter() - started,
                 status=getattr(exc, "status", None),
                 attempts=getattr(exc, "attempts", 1),
@@ -455,7 +487,10 @@ def _compact(error: BaseException) -> None:
     frames hold the job's buffers (a 1 MiB body each), and so does the hidden
     ``__context__`` that ``raise ... from None`` still keeps. Measured here:
     1,000 failed 1 MiB uploads to a dead port peaked at 1,078 MiB RSS with
-    them, 134 MiB without. The message, type, status, code and attempts stay."""
+    them, 134 MiB without. The message, type, status, code and attempts stay.
+    With the ``asyncpresign`` logger at DEBUG (the CLI's ``--debug``) all is kept."""
+    if logger.isEnabledFor(logging.DEBUG):
+        return
     error.__traceback__ = None
     error.__context__ = None
     error.__cause__ = None

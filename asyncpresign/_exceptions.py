@@ -24,6 +24,7 @@ into these at the edges (``_transport.py``, ``_signer.py``) and nowhere else.
 
 from __future__ import annotations
 
+import errno as _errno
 from typing import Any
 
 __all__ = [
@@ -62,12 +63,24 @@ class NoCredentialsError(SigningError):
     """No credentials were found in the arguments, the environment or the profile."""
 
 
-class LocalFileError(AsyncPresignError, OSError):
-    """A local source cannot be read or a destination cannot be written."""
+_TRANSIENT_ERRNOS = frozenset({_errno.EMFILE, _errno.ENFILE})
 
-    def __init__(self, message: str, path: str | None = None) -> None:
+
+class LocalFileError(AsyncPresignError, OSError):
+    """A local source cannot be read or a destination cannot be written.
+
+    ``errno`` is the operating system's error number, when there was one.
+    ``transient`` is True for a shortage that passes (too many open files,
+    EMFILE/ENFILE): such a failure is retried like a network error."""
+
+    def __init__(self, message: str, path: str | None = None, *, errno: int | None = None) -> None:
         super().__init__(message)
         self.path = path
+        self.errno = errno
+
+    @property
+    def transient(self) -> bool:
+        return self.errno in _TRANSIENT_ERRNOS
 
     def __str__(self) -> str:
         return str(self.args[0])

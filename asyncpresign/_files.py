@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -49,7 +50,7 @@ def open_source(
         raise LocalFileError(f"upload source {path!r} is a directory, not a file", path) from None
     except OSError as exc:
         raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
     try:
         info = os.fstat(fd)
@@ -77,7 +78,7 @@ def open_source(
         raise
     except OSError as exc:
         raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
     finally:
         os.close(fd)
@@ -88,7 +89,7 @@ def file_size(path: str) -> int:
         return os.stat(path).st_size
     except OSError as exc:
         raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
 
 
@@ -142,7 +143,7 @@ def _feed_region(
                     remaining -= len(block)
     except OSError as exc:
         raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
     return fed
 
@@ -187,20 +188,85 @@ def check_destination(dest: str) -> None:
         raise LocalFileError(f"download destination folder {parent!r} is not writable", dest)
 
 
-# Unique partial names without a getrandom call per download: random per
-# process (two processes never collide), counted within it.
+def prepare_folder(dest: str) -> None:
+    """Once per destination folder and run: check ``dest`` can be written, and
+    clear the folder of partial downloads their writers left behind."""
+    check_destination(dest)
+    remove_stale_partials(os.path.dirname(os.path.abspath(dest)))
+
+
+# Unique partial names without a getrandom call per download: the process id
+# (so a later run can tell a dead writer's file from a live one's) and a tag
+# random per process (a container's next run may get the same pid), counted
+# within it.
 _PROCESS_TAG = secrets.token_hex(4)
 _partial_numbers = itertools.count()
+_UNIQUE_PARTIAL = re.compile(
+    r"\A\.(?P<name>.+)\.(?P<pid>[0-9]+)-(?P<tag>[0-9a-f]{8})[0-9]+"
+    + re.escape(PARTIAL_SUFFIX) + r"\Z",
+    re.DOTALL,
+)
 
 
 def partial_path(dest: str, unique: bool) -> str:
-    """Where a download is written before it is complete: beside ``dest``, hidden.
+    """Where a download is written before it is complete: beside ``dest``, hidden,
+    named ``.NAME[.PID-TAGN].asyncpresign-partial``.
 
     Resumable downloads use a fixed name so a later run finds them; others a
     unique one so two writers never share a file."""
     folder, name = os.path.split(os.path.abspath(dest))
-    tag = f".{_PROCESS_TAG}{next(_partial_numbers)}" if unique else ""
+    tag = f".{os.getpid()}-{_PROCESS_TAG}{next(_partial_numbers)}" if unique else ""
     return os.path.join(folder, f".{name}{tag}{PARTIAL_SUFFIX}")
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether a file name is one of our partial downloads or its sidecar: never
+    a file to upload."""
+    return name.endswith((PARTIAL_SUFFIX, PARTIAL_SUFFIX + ".json"))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's: not ours to judge
+    return True
+
+
+def _stale(folder: str, name: str) -> bool:
+    """Whether a partial download is left from a writer that is gone: one of a
+    process no longer running (killed), or a resumable one whose destination
+    was completed after it (by a later download that did not resume)."""
+    unique = _UNIQUE_PARTIAL.match(name)
+    if unique is not None:
+        pid = int(unique["pid"])
+        if pid == os.getpid():
+            return unique["tag"] != _PROCESS_TAG
+        return not _process_alive(pid)
+    dest = os.path.join(folder, name[1 : -len(PARTIAL_SUFFIX)])
+    try:
+        return os.stat(dest).st_mtime >= os.stat(os.path.join(folder, name)).st_mtime
+    except OSError:
+        return False
+
+
+def remove_stale_partials(folder: str) -> int:
+    """Remove the partial downloads in ``folder`` whose writer is gone (a run
+    killed with SIGKILL, a machine that lost power). Returns how many."""
+    removed = 0
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(PARTIAL_SUFFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        if _stale(folder, name):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            _remove_sidecar(os.path.join(folder, name))
+    return removed
 
 
 @dataclass
@@ -251,7 +317,7 @@ class PartialFile:
         except OSError as exc:
             raise LocalFileError(
                 f"cannot write download destination {self.dest!r}: {describe_os_error(exc)}",
-                self.dest,
+                self.dest, errno=exc.errno,
             ) from None
 
     def write(self, chunks: list[bytes]) -> None:
@@ -268,7 +334,7 @@ class PartialFile:
         except OSError as exc:
             raise LocalFileError(
                 f"cannot write download destination {self.dest!r}: {describe_os_error(exc)}",
-                self.dest,
+                self.dest, errno=exc.errno,
             ) from None
         self.size += len(data)
 
@@ -330,7 +396,7 @@ class PartialFile:
             self.discard()
             raise LocalFileError(
                 f"cannot move download into place at {self.dest!r}: {describe_os_error(exc)}",
-                self.dest,
+                self.dest, errno=exc.errno,
             ) from None
         if self.resumable:
             _remove_sidecar(self.path)

@@ -12,11 +12,13 @@ by its id (and size), so a re-run skips it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ._exceptions import InvalidArgumentError, LocalFileError
@@ -40,17 +42,21 @@ class ManifestEntry:
     upload_id: str | None = None
     part: int | None = None
     offset: int | None = None
+    #: The object's ETag when the GET was signed: a journal skips the download
+    #: again only while it is the same object.
+    etag: str | None = None
 
     @property
     def id(self) -> str:
-        """Stable identity for the journal: what moves where, not the signature."""
-        part = f" part {self.part}" if self.part is not None else ""
+        """Stable identity for the journal: what moves where, not the signature.
+        A part names its upload: a re-signed manifest is a new upload."""
+        part = f" part {self.upload_id}:{self.part}" if self.part is not None else ""
         return f"{self.op} {self.bucket or ''}/{self.key or ''} {self.path}{part}"
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"op": self.op, "url": self.url, "path": self.path}
         for name in ("headers", "size", "bucket", "key", "expires_at", "upload_id", "part",
-                     "offset"):
+                     "offset", "etag"):
             value = getattr(self, name)
             if value or (value == 0 and name in ("size", "offset")):
                 data[name] = value
@@ -107,11 +113,16 @@ def parse_entry(line: str, number: int) -> ManifestEntry:
         op=op, url=url, path=path, headers=headers, size=size,
         bucket=data.get("bucket"), key=data.get("key"), expires_at=data.get("expires_at"),
         upload_id=data.get("upload_id"), part=data.get("part"), offset=data.get("offset"),
+        etag=data.get("etag") if isinstance(data.get("etag"), str) else None,
     )
 
 
 def read_manifest(path: str) -> Iterator[ManifestEntry]:
-    """Entries one at a time (a manifest may hold millions); blank lines are skipped."""
+    """Entries one at a time (a manifest may hold millions); blank lines are skipped.
+
+    A relative ``path`` in an entry is relative to the manifest's own folder,
+    so a manifest works from wherever it is run."""
+    base = os.path.dirname(os.path.abspath(path))
     try:
         f = open(path, encoding="utf-8")  # noqa: SIM115 - a generator closes it when done
     except OSError as exc:
@@ -119,60 +130,165 @@ def read_manifest(path: str) -> Iterator[ManifestEntry]:
     with f:
         for number, line in enumerate(f, start=1):
             if line.strip():
-                yield parse_entry(line, number)
+                entry = parse_entry(line, number)
+                if not os.path.isabs(entry.path):
+                    entry = replace(entry, path=os.path.join(base, entry.path))
+                yield entry
 
 
 def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
+    """Write entries with their paths relative to the manifest's folder, 0600
+    (it holds live URLs: whoever reads it can use them until they expire), and
+    atomically: a temporary file renamed over ``path`` once complete."""
+    base = os.path.dirname(os.path.abspath(path))
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     count = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for entry in entries:
-            f.write(entry.to_json() + "\n")
-            count += 1
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for entry in entries:
+                relative = os.path.relpath(os.path.abspath(entry.path), base)
+                f.write(replace(entry, path=relative).to_json() + "\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise LocalFileError(
+            f"cannot write manifest {path!r}: {exc.strerror or exc}", path
+        ) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     return count
+
+
+#: The first line of every journal: what wrote it and in which form.
+JOURNAL_HEADER = {"journal": "asyncpresign", "version": 2}
+
+
+def file_state(path: str) -> str | None:
+    """What a local file is now, for a journal to compare: size and mtime (in
+    nanoseconds). None if it cannot be read (then nothing is skipped)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return f"size={info.st_size} mtime={info.st_mtime_ns}"
+
+
+def has_size(path: str, size: int | None) -> bool:
+    """Whether a downloaded file is still there, a regular file of ``size`` bytes."""
+    if size is None:
+        return False
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
 class Journal:
     """Finished jobs, appended as they finish and flushed every few, so an
     interrupted run loses at most a few seconds of record.
 
-    Blocking file I/O: call :meth:`record` from the event loop only through
-    a thread, or accept the tiny appends (buffered, flushed in batches)."""
+    A job is recorded by its identity (what moves where: the bucket and key,
+    the local path, the upload id and part number) with the *state* it was
+    done in (an upload: its file's size and mtime; a download: the object's
+    ETag). A re-run skips a job only when both match what it sees now, and for
+    a download only while the file is still there with the size written; any
+    doubt (no state known, a file changed, a download deleted) runs the job.
+    Journals of earlier versions, which recorded less, are refused.
+
+    The file is created 0600 (its ids name buckets, keys and paths). Blocking
+    file I/O: call :meth:`record` from the event loop only through a thread, or
+    accept the tiny appends (buffered, flushed in batches)."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self.done: dict[str, int | None] = {}
+        self.done: dict[str, tuple[str, int | None]] = {}
         self.etags: dict[str, str] = {}  # for parts, completed elsewhere by ETag
         self._file: Any = None
         self._unflushed = 0
-        if path is not None and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        item = json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line from a killed run
-                    if isinstance(item, dict) and isinstance(item.get("id"), str):
-                        self.done[item["id"]] = item.get("size")
-                        if isinstance(item.get("etag"), str):
-                            self.etags[item["id"]] = item["etag"]
+        if path is not None:
+            self._load(path)
 
-    def is_done(self, job_id: str, size: int | None = None) -> bool:
-        if job_id not in self.done:
+    def _load(self, path: str) -> None:
+        try:
+            f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise LocalFileError(
+                f"cannot read journal {path!r}: {exc.strerror or exc}", path
+            ) from None
+        with f:
+            try:
+                lines = iter(f)
+                first = next((line for line in lines if line.strip()), None)
+                if first is None:
+                    return
+                try:
+                    header = json.loads(first)
+                except ValueError:
+                    header = None
+                if header != JOURNAL_HEADER:
+                    raise InvalidArgumentError(
+                        f"{path!r} is not a journal of this version of asyncpresign (an "
+                        "earlier one recorded jobs by less than what they move): delete it, "
+                        "or give another --journal, and the run starts over"
+                    )
+                for line in lines:
+                    self._read_line(line)
+            except UnicodeDecodeError:
+                raise InvalidArgumentError(
+                    f"{path!r} is not a journal (not UTF-8 text)"
+                ) from None
+
+    def _read_line(self, line: str) -> None:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            return  # a torn last line from a killed run
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return
+        state, size = item.get("state"), item.get("size")
+        if not isinstance(state, str):
+            return
+        self.done[item["id"]] = (state, size if isinstance(size, int) else None)
+        if isinstance(item.get("etag"), str):
+            self.etags[item["id"]] = item["etag"]
+
+    def is_done(self, job_id: str, state: str | None) -> bool:
+        """Whether ``job_id`` was done in exactly ``state`` (never, if None)."""
+        if state is None:
             return False
-        recorded = self.done[job_id]
-        return size is None or recorded is None or recorded == size
+        recorded = self.done.get(job_id)
+        return recorded is not None and recorded[0] == state
 
-    def record(self, job_id: str, size: int | None, etag: str | None = None) -> None:
-        if self.path is None:
+    def size_of(self, job_id: str) -> int | None:
+        """The size recorded for a job (a download's file), or None."""
+        recorded = self.done.get(job_id)
+        return None if recorded is None else recorded[1]
+
+    def record(
+        self, job_id: str, state: str | None, size: int | None = None, etag: str | None = None
+    ) -> None:
+        if etag is not None:
+            self.etags[job_id] = etag
+        if self.path is None or state is None:
             return
         if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        item: dict[str, Any] = {"id": job_id, "size": size}
+            self._file = _open_private(self.path)
+        item: dict[str, Any] = {"id": job_id, "state": state, "size": size}
         if etag is not None:
             item["etag"] = etag
-            self.etags[job_id] = etag
         self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
-        self.done[job_id] = size
+        self.done[job_id] = (state, size)
         self._unflushed += 1
         if self._unflushed >= 32:
             self.flush()
@@ -188,3 +304,17 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _open_private(path: str) -> Any:
+    """Open a journal for appending, created 0600 with its header line."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot write journal {path!r}: {exc.strerror or exc}", path
+        ) from None
+    f = os.fdopen(fd, "a", encoding="utf-8")
+    if os.fstat(fd).st_size == 0:
+        f.write(json.dumps(JOURNAL_HEADER) + "\n")
+    return f

@@ -79,6 +79,8 @@ class ProgressDisplay:
         self._task: Any = None
         #: How many transfers are in flight now (set by whoever owns the engine).
         self.in_flight: Callable[[], int] | None = None
+        #: The request rate an endpoint's throttling allows now, or None.
+        self.rate_limit: Callable[[], float | None] | None = None
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -132,7 +134,8 @@ class ProgressDisplay:
                 completed=self.done + self.failed,
                 nbytes=human_bytes(self.nbytes),
                 rate=f"{human_bytes(snap.rate)}/s",
-                flight=f"{self.in_flight()} in flight" if self.in_flight else "",
+                flight=(f"{self.in_flight()} in flight" if self.in_flight else "")
+                + self._throttled(),
             )
         elif self.mode == "plain":
             now = time.monotonic()
@@ -141,13 +144,18 @@ class ProgressDisplay:
                 self.stream.write(self.line() + "\n")
                 self.stream.flush()
 
+    def _throttled(self) -> str:
+        limit = self.rate_limit() if self.rate_limit is not None else None
+        return "" if limit is None else f", throttled: {limit:.0f} req/s"
+
     def line(self) -> str:
         snap = self.snapshot()
         total = f"/{snap.total}" if snap.total is not None else ""
         rate = snap.done / snap.seconds if snap.seconds > 0 else 0.0
         flight = f", {self.in_flight()} in flight" if self.in_flight else ""
         return (
-            f"{self.what}: {snap.done}{total} done, {snap.failed} failed{flight}, "
+            f"{self.what}: {snap.done}{total} done, {snap.failed} failed{flight}"
+            f"{self._throttled()}, "
             f"{human_bytes(snap.nbytes)} ({human_bytes(snap.rate)}/s, {rate:.0f} objects/s)"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from ._exceptions import (
     HTTPStatusError,
     IntegrityError,
     InvalidArgumentError,
+    LocalFileError,
     RequestExpiredError,
     TransferError,
     TransferTimeoutError,
@@ -34,25 +36,45 @@ class RetryPolicy:
     ``max_backoff``; with ``jitter`` each delay is drawn uniformly from zero to
     that bound ("full jitter"), so many transfers failing together do not
     retry together. A ``Retry-After`` from the server is honoured up to
-    ``max_retry_after`` seconds. ``RetryPolicy(attempts=1)`` disables retries.
+    ``max_retry_after`` seconds, with the jitter added above it (never below),
+    so workers told "1 s" do not all come back in the same millisecond.
+
+    Two budgets end the retries, whichever runs out first: ``attempts`` per
+    transfer, and ``max_elapsed`` seconds of failure of the endpoint. That
+    clock starts at the first failure and stops at the next success of *any*
+    transfer to the same endpoint, so every transfer rides out a restart of
+    up to ``max_elapsed`` seconds, while a dead endpoint fails the first
+    transfers after ``max_elapsed`` and every later one at its first failure
+    (not ``max_elapsed`` per wave of jobs). ``max_elapsed=None``: attempts
+    only. ``RetryPolicy(attempts=1)`` disables retries.
     """
 
-    attempts: int = 5
+    attempts: int = 20
     initial_backoff: float = 0.1
     max_backoff: float = 20.0
     multiplier: float = 2.0
     jitter: bool = True
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
     max_retry_after: float = 60.0
+    max_elapsed: float | None = 60.0
 
     def __post_init__(self) -> None:
         attempts = self.attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise InvalidArgumentError(f"attempts must be an int >= 1, got {self.attempts!r}")
-        for name in ("initial_backoff", "max_backoff", "max_retry_after"):
+        for name in ("initial_backoff", "max_backoff", "max_retry_after", "max_elapsed"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise InvalidArgumentError(f"{name} must be a number >= 0, got {value!r}")
+            if value is None and name == "max_elapsed":
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value >= 0
+                or not math.isfinite(value)
+            ):
+                raise InvalidArgumentError(
+                    f"{name} must be a finite number >= 0, got {value!r}"
+                )
         if not isinstance(self.multiplier, (int, float)) or self.multiplier < 1:
             raise InvalidArgumentError(f"multiplier must be >= 1, got {self.multiplier!r}")
         object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
@@ -68,10 +90,33 @@ class RetryDecision:
 
 def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    bound = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (attempt - 1))
+    bound = _bound(policy, attempt)
     if not policy.jitter:
         return bound
     return (rng or random).uniform(0.0, bound)
+
+
+def _bound(policy: RetryPolicy, attempt: int) -> float:
+    return float(
+        min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** min(attempt - 1, 64))
+    )
+
+
+def _not_retryable(policy: RetryPolicy, error: BaseException) -> str:
+    """Why ``error`` is not worth another attempt, or "" if it is."""
+    if isinstance(error, LocalFileError):
+        return "" if error.transient else "a local file error"
+    if isinstance(error, HTTPStatusError):
+        if error.status not in policy.retry_statuses and error.code not in BODY_DIGEST_CODES:
+            return f"HTTP {error.status} is not retryable"
+        return ""
+    if isinstance(error, TransportError):
+        return "" if error.retryable else "retrying cannot help"
+    if isinstance(error, (TransferTimeoutError, IntegrityError)):
+        return ""
+    if isinstance(error, TransferError):
+        return f"{type(error).__name__} is not retryable"
+    return "not a transfer error"
 
 
 def decide_retry(
@@ -82,6 +127,7 @@ def decide_retry(
     replayable: bool = True,
     can_resign: bool = False,
     idempotent: bool = True,
+    elapsed: float = 0.0,
     rng: random.Random | None = None,
 ) -> RetryDecision:
     """Whether failed attempt number ``attempt`` should be followed by another, and when.
@@ -90,22 +136,25 @@ def decide_retry(
     it is known not to have taken effect: the failure came before any byte of
     it left (a refused connection), or the server answered that it failed (a
     retryable status such as 503). After a connection broke with the body out,
-    or a timeout, whether it took effect is unknown, so it is not sent again."""
+    or a timeout, whether it took effect is unknown, so it is not sent again.
+
+    ``elapsed`` is how long the endpoint has been failing; past
+    ``policy.max_elapsed`` no retry follows, and a delay never reaches past it
+    (the last attempt goes out at the end of the budget, not after it)."""
     if attempt >= policy.attempts:
         return RetryDecision(False, reason=f"gave up after {attempt} attempts")
-    if not isinstance(error, TransferError):
-        return RetryDecision(False, reason="not a transfer error")
+    budget = policy.max_elapsed
+    if budget is not None and elapsed >= budget:
+        return RetryDecision(
+            False, reason=f"gave up after {attempt} attempts: failing for {elapsed:.1f} s"
+        )
     if isinstance(error, RequestExpiredError):
         if can_resign:
             return RetryDecision(True, 0.0, resign=True, reason="URL expired; re-signing")
         return RetryDecision(False, reason="URL expired and no signing function was given")
-    if isinstance(error, HTTPStatusError):
-        if error.status not in policy.retry_statuses and error.code not in BODY_DIGEST_CODES:
-            return RetryDecision(False, reason=f"HTTP {error.status} is not retryable")
-    elif not isinstance(error, (TransportError, TransferTimeoutError, IntegrityError)):
-        return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
-    elif isinstance(error, TransportError) and not error.retryable:
-        return RetryDecision(False, reason="retrying cannot help")
+    refusal = _not_retryable(policy, error)
+    if refusal:
+        return RetryDecision(False, reason=refusal)
     if not idempotent and not isinstance(error, HTTPStatusError) and (
         not isinstance(error, TransportError) or error.request_sent
     ):
@@ -114,5 +163,11 @@ def decide_retry(
         return RetryDecision(False, reason=NOT_REPLAYABLE)
     delay = backoff_delay(policy, attempt, rng)
     if isinstance(error, HTTPStatusError) and error.retry_after is not None:
-        delay = max(delay, min(error.retry_after, policy.max_retry_after))
+        # Above the server's wait, spread over a window as wide as the wait
+        # itself: many workers told "1 s" come back over a second, not at once.
+        floor = min(error.retry_after, policy.max_retry_after)
+        spread = max(floor, _bound(policy, attempt))
+        delay = floor + ((rng or random).uniform(0.0, spread) if policy.jitter else 0.0)
+    if budget is not None:
+        delay = min(delay, budget - elapsed)
     return RetryDecision(True, delay, reason="retryable")

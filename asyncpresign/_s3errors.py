@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
@@ -86,6 +87,10 @@ def status_error(
     followed."""
     headers = headers or {}
     code, s3_message = parse_error_body(body)
+    # A run of failures repeats the same few codes and messages: one copy each
+    # (a kept failure costs memory for the rest of the run).
+    code = sys.intern(code) if code else code
+    s3_message = sys.intern(s3_message) if s3_message and len(s3_message) < 256 else s3_message
     text = f"HTTP {status} {code or reason or ''}".rstrip()
     if s3_message:
         text += f": {s3_message}"

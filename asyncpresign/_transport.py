@@ -251,7 +251,7 @@ class Transport:
         ssl: SSLSetting = None,
     ) -> None:
         self.timeout = timeout
-        self._pool_size = pool_size
+        self.pool_size = pool_size
         self._user_agent = user_agent
         self._proxy_setting = _check_proxy(proxy)
         self._ssl: ssl_module.SSLContext | bool = _ssl_from(ssl)
@@ -261,7 +261,7 @@ class Transport:
         self._env_proxies: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"Transport(pool_size={self._pool_size})"
+        return f"Transport(pool_size={self.pool_size})"
 
     @property
     def is_open(self) -> bool:
@@ -278,7 +278,7 @@ class Transport:
             # silently cap a larger setting), twice it: a copy holds a GET and a
             # PUT connection at once, and a pool only as large as the copies
             # would deadlock them.
-            limit=self._pool_size,
+            limit=self.pool_size,
             limit_per_host=0,
             ttl_dns_cache=300,
             ssl=self._ssl,
@@ -287,8 +287,9 @@ class Transport:
             connector=connector,
             # The read timeout is the watchdog's (one timer for all requests,
             # not one re-armed per piece of every body).
+            # ``total`` bounds a whole transfer, retries included: the engine's.
             timeout=aiohttp.ClientTimeout(
-                total=self.timeout.total, sock_connect=self.timeout.connect, sock_read=None
+                total=None, sock_connect=self.timeout.connect, sock_read=None
             ),
             # Bytes must land as stored: an object saved with Content-Encoding
             # gzip is downloaded as its gzip bytes, and its checksum still matches.

@@ -332,7 +332,7 @@ class UploadSource:
             except OSError as exc:
                 raise LocalFileError(
                     f"cannot read upload source {self.path!r}: {_files.describe_os_error(exc)}",
-                    self.path,
+                    self.path, errno=exc.errno,
                 ) from None
             stream = self._file_stream(f, size, chunk, tracker, self.path, hashes=self._hashes())
             return stream, size
@@ -429,7 +429,7 @@ async def _blocks(
             block = await read(min(block_size, remaining))
         except OSError as exc:
             raise LocalFileError(
-                f"cannot read upload source: {_files.describe_os_error(exc)}", path
+                f"cannot read upload source: {_files.describe_os_error(exc)}", path, errno=exc.errno
             ) from None
         if not block:
             raise LocalFileError(

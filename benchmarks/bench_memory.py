@@ -1,11 +1,15 @@
-"""Peak memory of the engine for 10,000 and 100,000 small jobs: it must not grow.
+"""Peak memory of the engine for 10,000 and 100,000 small jobs: it must not grow,
+and jobs that fail must cost about what jobs that succeed do.
 
     python benchmarks/bench_memory.py [--jobs 10000 100000]
 
 A trivial aiohttp server in another process answers every PUT and GET at
 once; each job count runs in a fresh client process (uploads of 100 bytes
 from memory, then as many downloads to files, signed-URL jobs pulled lazily
-from a generator, ``keep_results=False``) and reports its peak RSS.
+from a generator, ``keep_results=False``) and reports its peak RSS. The same
+runs again with every job failing (the server answers 403 AccessDenied to
+each), whose failures the batch keeps: the row "failing" shows what that
+costs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ SERVER = """
 import sys
 from aiohttp import web
 BODY = b"y" * 100
+DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+          b'<Message>Access Denied</Message></Error>')
 async def handle(request):
+    if request.path.startswith("/fail/"):
+        await request.read()
+        return web.Response(status=403, body=DENIED, content_type="application/xml")
     if request.method == "PUT":
         await request.read()
         return web.Response(status=200, headers={"ETag": '"0"'})
@@ -37,7 +46,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
-def client(port: int, jobs: int) -> dict[str, float]:
+def client(port: int, jobs: int, failing: bool) -> dict[str, float]:
     from asyncpresign import Download, PresignedRequest, TransferEngine, Upload
 
     far = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
@@ -45,7 +54,7 @@ def client(port: int, jobs: int) -> dict[str, float]:
     def request(method: str, i: int) -> PresignedRequest:
         return PresignedRequest(
             method=method,  # type: ignore[arg-type]
-            url=f"http://127.0.0.1:{port}/k{i}?X-Amz-Signature=x",
+            url=f"http://127.0.0.1:{port}/{'fail/' if failing else ''}k{i}?X-Amz-Signature=x",
             expires_at=far,
         )
 
@@ -62,8 +71,9 @@ def client(port: int, jobs: int) -> dict[str, float]:
                      for i in range(jobs)),
                     keep_results=False,
                 )
-                if not (up.ok and down.ok):
-                    raise SystemExit(f"failures: {up.failed[:1]} {down.failed[:1]}")
+                failures = len(up.failed) + len(down.failed)
+                if failures != (2 * jobs if failing else 0):
+                    raise SystemExit(f"unexpected: {failures} failures of {2 * jobs} jobs")
                 return time.perf_counter() - start, float(up.total + down.total)
 
     seconds, total = asyncio.run(run())
@@ -78,10 +88,11 @@ def client(port: int, jobs: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--client", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        print(json.dumps(client(*args.client)))
+        port, jobs, failing = args.client
+        print(json.dumps(client(port, jobs, bool(failing))))
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,15 +100,18 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
     try:
         time.sleep(1.5)
-        print("| jobs (each: one upload and one download) | seconds | client peak RSS (MiB) |")
-        print("|---|---|---|")
+        print("| jobs (each: one upload and one download) | outcome | seconds "
+              "| client peak RSS (MiB) |")
+        print("|---|---|---|---|")
         for jobs in args.jobs:
-            out = subprocess.run(
-                [sys.executable, __file__, "--client", str(port), str(jobs)],
-                capture_output=True, text=True, check=True,
-            )
-            row = json.loads(out.stdout)
-            print(f"| {jobs:,} | {row['seconds']} | {row['peak_rss_mib']} |")
+            for failing in (False, True):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--client", str(port), str(jobs), str(int(failing))],
+                    capture_output=True, text=True, check=True,
+                )
+                row = json.loads(out.stdout)
+                outcome = "all fail (403, failures kept)" if failing else "all succeed"
+                print(f"| {jobs:,} | {outcome} | {row['seconds']} | {row['peak_rss_mib']} |")
     finally:
         server.terminate()
         server.wait(5)

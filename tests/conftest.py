@@ -10,6 +10,7 @@ from asyncpresign import RetryPolicy, Signer, TransferEngine
 from asyncpresign.testing import LocalS3
 
 from .proxy import S3Proxy
+from .rawserver import serve  # noqa: F401 - the raw-server fixture, for every module
 
 
 @pytest.fixture

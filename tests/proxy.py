@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,10 @@ class Rule:
     ranged: bool | None = None
     #: Apply to this share of the matching requests (drawn from the proxy's seeded RNG).
     probability: float = 1.0
+    #: Only until this ``time.monotonic()`` (a storm of a few seconds).
+    until: float | None = None
+    #: Send this Retry-After header with the error.
+    retry_after: str | None = None
 
 
 @dataclass
@@ -50,6 +55,8 @@ class S3Proxy:
     seen: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
     flipped: int = 0
+    down: bool = False
+    times: list[float] = field(default_factory=list)  # when each request arrived
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     _runner: web.AppRunner | None = None
     _client: aiohttp.ClientSession | None = None
@@ -73,6 +80,25 @@ class S3Proxy:
         self.port = await start_local_site(self._runner)
         return self
 
+    async def outage(self, seconds: float) -> None:
+        """Be a server that is down for ``seconds``: every open connection is cut
+        (requests in flight included) and new ones are refused, then it serves
+        again on the same port, as after a restart."""
+        assert self._runner is not None
+        for site in list(self._runner.sites):
+            await site.stop()
+        server = self._runner.server
+        assert server is not None
+        for handler in list(server.connections):
+            handler.force_close()
+        self.down = True
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.down = False
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            await site.start()
+
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -83,7 +109,8 @@ class S3Proxy:
         for rule in self.rules:
             if (
                 rule.times > 0
-                and rule.method == method
+                and (rule.until is None or time.monotonic() < rule.until)
+                and rule.method in (method, "*")
                 and rule.contains in target
                 and rule.ranged in (None, ranged)
                 and (rule.probability >= 1.0 or self.rng.random() < rule.probability)
@@ -102,12 +129,17 @@ class S3Proxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         target = request.raw_path  # path and query exactly as signed
         self.seen.append((request.method, target))
+        self.times.append(time.monotonic())
         rule = self._match(request.method, target, "Range" in request.headers)
         if rule is not None and rule.delay:
             await asyncio.sleep(rule.delay)
         if rule is not None and rule.status is not None:
             await request.read()
-            return web.Response(status=rule.status, body=error_xml(rule.code, rule.message))
+            return web.Response(
+                status=rule.status,
+                body=error_xml(rule.code, rule.message),
+                headers={"Retry-After": rule.retry_after} if rule.retry_after else None,
+            )
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         body = await request.read()
         if rule is not None and rule.flip == "request":

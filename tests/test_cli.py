@@ -201,7 +201,9 @@ async def test_interrupted_upload_resumes_and_transfers_nothing_twice(
         await anyio.sleep(0.02)
     process.send_signal(signal.SIGINT)
     assert await process.wait() == 130
-    recorded = {json.loads(line)["id"] for line in journal.read_text().splitlines()}
+    header, *lines = journal.read_text().splitlines()
+    assert json.loads(header) == {"journal": "asyncpresign", "version": 2}
+    recorded = {json.loads(line)["id"] for line in lines}
     assert 0 < len(recorded) < len(files)
 
     # In a thread: the proxy serves from this event loop and must keep running.
@@ -210,7 +212,9 @@ async def test_interrupted_upload_resumes_and_transfers_nothing_twice(
     assert summary["skipped"] == len(recorded)
     assert summary["succeeded"] == len(files)
     for job_id in recorded:  # what the journal held was never sent again
-        path = f"/{bucket}/" + quote(job_id.split("/", 1)[1], safe="/~")
+        # "put BUCKET/KEY SOURCE-PATH": the key is what precedes the source folder.
+        key = job_id.partition(f" {tmp_path / 'src'}/")[0].split("/", 1)[1]
+        path = f"/{bucket}/" + quote(key, safe="/~")
         sent = proxy.count(lambda m, t, p=path: m == "PUT" and t.split("?")[0] == p)
         assert sent == 1, path
     cli("download", f"s3://{bucket}/r", str(tmp_path / "out"), "--quiet",

@@ -28,7 +28,8 @@ async def test_run_reaches_but_never_exceeds_the_concurrency(
 
 
 async def test_concurrency_above_aiohttps_default_pool_of_100_is_reached(tmp_path: Path) -> None:
-    async with FaultServer(delay=0.2) as server, TransferEngine(concurrency=150) as engine:
+    # Each request held 1 s: long enough for all 150 to start on a loaded machine.
+    async with FaultServer(delay=1.0) as server, TransferEngine(concurrency=150) as engine:
         result = await engine.run(
             Upload(server.request("PUT", f"k{i}"), b"x") for i in range(300)
         )

@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from asyncpresign import (
     TransportError,
 )
 
-from .rawserver import Answer, RawServer, Reply, Request, Serve, fixed, head_bytes, serving, trickle
+from .rawserver import Answer, RawServer, Reply, Request, Serve, fixed, head_bytes, trickle
 
 pytestmark = pytest.mark.anyio
 
@@ -41,12 +40,6 @@ ATTEMPTS = 2
 RETRY = RetryPolicy(attempts=ATTEMPTS, initial_backoff=0.0, max_backoff=0.0)
 SIGNED = "/b/k?X-Amz-Signature=secret123"
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    async with serving() as start:
-        yield start
 
 
 def engine(**options: Any) -> TransferEngine:

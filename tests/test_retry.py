@@ -1,3 +1,4 @@
+import errno
 import random
 
 import pytest
@@ -119,3 +120,78 @@ def test_a_transport_error_that_retrying_cannot_help_is_not_retried() -> None:
     decision = decide_retry(RetryPolicy(), untrusted, 1)
     assert not decision.retry
     assert decision.reason == "retrying cannot help"
+
+
+# -- the time budget (issue 16) ------------------------------------------------------------
+
+BUDGET = RetryPolicy(attempts=1000, max_elapsed=10.0, jitter=False, max_backoff=2.0)
+
+
+def test_retries_go_on_past_a_handful_of_attempts_while_the_time_budget_lasts() -> None:
+    decision = decide_retry(BUDGET, TransportError("refused"), 40, elapsed=9.0)
+    assert decision.retry
+    assert decision.delay == 1.0  # the bound is 2 s, but only 1 s of budget is left
+
+
+def test_retries_stop_once_the_endpoint_has_failed_for_max_elapsed() -> None:
+    decision = decide_retry(BUDGET, TransportError("refused"), 2, elapsed=10.0)
+    assert not decision.retry
+    assert "failing for 10.0 s" in decision.reason
+
+
+def test_the_count_still_ends_retries_inside_the_time_budget() -> None:
+    policy = RetryPolicy(attempts=3, max_elapsed=60.0)
+    assert not decide_retry(policy, TransportError("x"), 3, elapsed=0.5).retry
+
+
+def test_max_elapsed_none_leaves_only_the_count() -> None:
+    policy = RetryPolicy(attempts=50, max_elapsed=None)
+    assert decide_retry(policy, TransportError("x"), 49, elapsed=1e6).retry
+
+
+def test_the_default_schedule_outlasts_a_ten_second_restart_whatever_the_jitter() -> None:
+    """The defaults: the attempts cannot run out inside 10 s of refusals, even
+    with the jitter drawing short delays (the 5-attempt default of before gave
+    up within 1.5 s)."""
+    policy = RetryPolicy()
+    rng = random.Random(3)
+    for _ in range(200):
+        waited, attempt = 0.0, 1
+        while True:
+            decision = decide_retry(policy, TransportError("x"), attempt, elapsed=waited, rng=rng)
+            if not decision.retry or waited >= 10.0:
+                break
+            waited += decision.delay
+            attempt += 1
+        assert waited >= 10.0, f"gave up after {waited:.1f} s and {attempt} attempts"
+
+
+def test_retry_after_gets_jitter_above_it_never_below() -> None:
+    policy = RetryPolicy(max_elapsed=None)
+    rng = random.Random(5)
+    error = HTTPStatusError("slow down", status=503, code="SlowDown", retry_after=1.0)
+    delays = [decide_retry(policy, error, 1, rng=rng).delay for _ in range(400)]
+    assert min(delays) >= 1.0
+    assert max(delays) <= 2.0
+    # Spread over the whole second above it: no lock-step return.
+    assert sum(1 for d in delays if d < 1.25) > 50
+    assert sum(1 for d in delays if d > 1.75) > 50
+
+
+@pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE])
+def test_too_many_open_files_is_retried_as_a_passing_shortage(number: int) -> None:
+    error = LocalFileError("cannot read upload source: Too many open files", errno=number)
+    assert error.transient
+    assert decide_retry(NO_JITTER, error, 1).retry
+
+
+def test_other_local_file_errors_are_still_not_retried() -> None:
+    error = LocalFileError("cannot read: Permission denied", errno=errno.EACCES)
+    assert not error.transient
+    assert not decide_retry(NO_JITTER, error, 1).retry
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "10", True])
+def test_max_elapsed_must_be_a_finite_number_or_none(value: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_elapsed"):
+        RetryPolicy(max_elapsed=value)  # type: ignore[arg-type]

@@ -1,0 +1,225 @@
+"""Journals record what a job moves, not where it sat in a list; manifests
+travel (paths relative to themselves) and are private. Each test is a
+"done" that was once false (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncpresign import Signer
+from asyncpresign.testing import LocalS3
+
+from .test_cli import base_env, cli
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def env(s3: LocalS3, tmp_path: Path) -> dict[str, str]:
+    return {**base_env(tmp_path), **s3.env()}
+
+
+def rewrite_same_size(path: Path, data: bytes) -> None:
+    """New content of the same size, with a later mtime (as an editor saves it)."""
+    assert len(data) == path.stat().st_size
+    before = path.stat().st_mtime_ns
+    path.write_bytes(data)
+    os.utime(path, ns=(before + 5_000_000_000, before + 5_000_000_000))
+
+
+def run_in(
+    folder: Path, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncpresign", *args],
+        cwd=folder, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )
+
+
+def summary(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+async def test_a_file_changed_at_the_same_size_is_uploaded_again_on_a_journalled_rerun(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("b.txt", "c.txt"):
+        (src / name).write_bytes(b"first version")
+    command = ("upload", str(src), f"s3://{bucket}/j", "--journal", str(tmp_path / "j"), "--json")
+    assert summary(cli(*command, env=env))["succeeded"] == 2
+    rewrite_same_size(src / "b.txt", b"second versio")
+    (src / "a.txt").write_bytes(b"new, sorts first")
+    again = summary(cli(*command, env=env))
+    assert again["skipped"] == 1  # only c.txt, untouched
+    assert again["succeeded"] == 3
+    cli("download", f"s3://{bucket}/j", str(tmp_path / "out"), "--quiet", env=env)
+    assert (tmp_path / "out" / "b.txt").read_bytes() == b"second versio"
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"new, sorts first"
+
+
+async def test_a_download_deleted_locally_is_fetched_again_by_the_manifests_journal(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("x", "y"):
+        (src / name).write_bytes(name.encode() * 100)
+    cli("upload", str(src), f"s3://{bucket}/d", "--quiet", env=env)
+    cli("sign", "get", f"s3://{bucket}/d", "--manifest", str(tmp_path / "get.jsonl"),
+        "--from", str(tmp_path / "out"), env=env)
+    no_credentials = base_env(tmp_path)
+    first = summary(cli("transfer", str(tmp_path / "get.jsonl"), "--json", env=no_credentials))
+    assert first["succeeded"] == 2
+    (tmp_path / "out" / "x").unlink()
+    again = summary(cli("transfer", str(tmp_path / "get.jsonl"), "--json", env=no_credentials))
+    assert again["skipped"] == 1
+    assert (tmp_path / "out" / "x").read_bytes() == b"x" * 100
+
+
+async def test_a_resigned_upload_manifest_sends_a_file_changed_at_the_same_size(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.csv").write_bytes(b"a,b,c\n1,2,3\n")
+    manifest = str(tmp_path / "jobs.jsonl")
+    sign = ("sign", "put", f"s3://{bucket}/m", "--manifest", manifest, "--from", str(src))
+    cli(*sign, env=env)
+    assert summary(cli("transfer", manifest, "--json", env=env))["succeeded"] == 1
+    rewrite_same_size(src / "f.csv", b"a,b,c\n4,5,6\n")
+    cli(*sign, env=env)
+    again = summary(cli("transfer", manifest, "--json", env=env))
+    assert again["skipped"] == 0
+    cli("download", f"s3://{bucket}/m", str(tmp_path / "out"), "--quiet", env=env)
+    assert (tmp_path / "out" / "f.csv").read_bytes() == b"a,b,c\n4,5,6\n"
+
+
+async def test_a_resigned_multipart_manifest_is_a_new_upload_and_skips_no_part(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "big").write_bytes(os.urandom(11 * 1024 * 1024))
+    manifest = str(tmp_path / "parts.jsonl")
+    sign = ("sign", "put", f"s3://{bucket}/big", "--multipart", str(tmp_path / "big"),
+            "--part-size", "5MiB", "--manifest", manifest)
+    cli(*sign, env=env)
+    assert summary(cli("transfer", manifest, "--json", env=env))["succeeded"] == 3
+    (tmp_path / "parts.jsonl").unlink()
+    cli(*sign, env=env)  # a new upload id
+    again = summary(cli("transfer", manifest, "--json", env=env))
+    assert again["skipped"] == 0
+    assert again["succeeded"] == 3
+    cli("complete", manifest, env=env)
+
+
+async def test_a_journal_of_an_earlier_version_is_refused_not_misread(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"x")
+    old = tmp_path / "old.journal"
+    old.write_text(json.dumps({"id": f"put {bucket}/o/f", "size": 1}) + "\n")
+    done = cli("upload", str(tmp_path / "src"), f"s3://{bucket}/o", "--journal", str(old),
+               env=env, check=2)
+    assert "not a journal of this version" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_manifests_and_journals_are_written_private(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"x")
+    manifest = tmp_path / "jobs.jsonl"
+    cli("sign", "put", f"s3://{bucket}/p", "--manifest", str(manifest),
+        "--from", str(tmp_path / "src"), env=env)
+    cli("transfer", str(manifest), "--quiet", env=env)
+    for path in (manifest, tmp_path / "jobs.jsonl.journal"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+async def test_a_manifest_runs_from_another_folder(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "outbox").mkdir(parents=True)
+    (project / "outbox" / "o1.csv").write_bytes(b"one")
+    # Signed from inside the project with a relative folder, as a user would.
+    signed = run_in(project, "sign", "put", f"s3://{bucket}/r", "--manifest", "jobs.jsonl",
+                    "--from", "./outbox", env=env)
+    assert signed.returncode == 0, signed.stderr
+    line = json.loads((project / "jobs.jsonl").read_text().splitlines()[0])
+    assert not os.path.isabs(line["path"])
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    done = run_in(elsewhere, "transfer", "../../project/jobs.jsonl", "--json",
+                  env=base_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["succeeded"] == 1
+
+
+async def test_a_dry_run_of_a_download_manifest_creates_no_folder(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "src" / "deep").mkdir(parents=True)
+    (tmp_path / "src" / "deep" / "f").write_bytes(b"x")
+    cli("upload", str(tmp_path / "src"), f"s3://{bucket}/dry", "--quiet", env=env)
+    cli("sign", "get", f"s3://{bucket}/dry", "--manifest", str(tmp_path / "get.jsonl"),
+        "--from", str(tmp_path / "out"), env=env)
+    done = cli("transfer", str(tmp_path / "get.jsonl"), "--dry-run", env=env)
+    assert "would get" in done.stdout
+    assert not (tmp_path / "out").exists()
+
+
+async def test_a_dry_run_of_sign_multipart_starts_no_upload_and_writes_no_manifest(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    (tmp_path / "big").write_bytes(os.urandom(6 * 1024 * 1024))
+    manifest = tmp_path / "parts.jsonl"
+    done = cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(tmp_path / "big"),
+               "--part-size", "5MiB", "--manifest", str(manifest), "--dry-run", env=env)
+    assert "would sign" in done.stderr
+    assert not manifest.exists()
+    listing = await signer.client.list_multipart_uploads(Bucket=bucket)
+    assert listing.get("Uploads", []) == []
+
+
+async def test_a_dry_run_of_complete_abort_leaves_the_upload_open(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    (tmp_path / "big").write_bytes(os.urandom(6 * 1024 * 1024))
+    manifest = str(tmp_path / "parts.jsonl")
+    cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(tmp_path / "big"),
+        "--part-size", "5MiB", "--manifest", manifest, env=env)
+    done = cli("complete", manifest, "--abort", "--dry-run", env=env)
+    assert "would abort" in done.stdout
+    assert "aborted" not in done.stdout
+    listing = await signer.client.list_multipart_uploads(Bucket=bucket)
+    assert [u["Key"] for u in listing.get("Uploads", [])] == ["big"]
+    cli("complete", manifest, "--abort", env=env)
+
+
+async def test_transfer_honours_exclude_and_a_json_dry_run_prints_only_json(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    for name in ("a.csv", "b.log"):
+        (tmp_path / "src" / name).write_bytes(b"x")
+    manifest = str(tmp_path / "jobs.jsonl")
+    cli("sign", "put", f"s3://{bucket}/e", "--manifest", manifest, "--from",
+        str(tmp_path / "src"), env=env)
+    dry = cli("transfer", manifest, "--dry-run", "--json", env=env)
+    json.loads(dry.stdout)  # nothing but the JSON on stdout
+    assert "would put" in dry.stderr
+    ran = summary(cli("transfer", manifest, "--exclude", "*.log", "--json", env=env))
+    assert ran["succeeded"] == 1
