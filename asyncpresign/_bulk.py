@@ -20,7 +20,7 @@ import anyio.to_thread
 from ._engine import TransferEngine
 from ._exceptions import InvalidArgumentError
 from ._files import is_partial_name
-from ._manifest import Journal, has_size
+from ._manifest import Journal, has_size, state_of
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._signer import Signer
 
@@ -84,7 +84,7 @@ def walk_states(directory: str, filters: Filters) -> Iterator[tuple[str, str, in
                 except OSError:
                     yield path, relative, -1, None  # vanished: the job reports it when it runs
                     continue
-                yield path, relative, info.st_size, f"size={info.st_size} mtime={info.st_mtime_ns}"
+                yield path, relative, info.st_size, state_of(info)
 
 
 def object_key(prefix: str, relative: str) -> str:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import anyio
 import anyio.to_thread
@@ -313,17 +313,30 @@ def _signer(args: argparse.Namespace, prefix: str = "") -> Signer:
     )
 
 
+def _timeout(args: argparse.Namespace) -> Timeout:
+    """The engine's timeouts, with ``--timeout`` as the bound of a whole transfer."""
+    total = getattr(args, "timeout", None)
+    if total is None:
+        return Timeout()
+    if total <= 0:
+        raise InvalidArgumentError("--timeout must be more than 0 seconds")
+    return Timeout(total=total)
+
+
+def _plan_stream(args: argparse.Namespace) -> TextIO:
+    """Where a dry run's "would ..." lines go: stderr under ``--json``, so stdout
+    holds nothing but the JSON."""
+    return sys.stderr if args.json else sys.stdout
+
+
 def _engine(args: argparse.Namespace) -> TransferEngine:
     if args.retries < 1:
         raise InvalidArgumentError("--retries must be at least 1")
-    timeout = getattr(args, "timeout", None)
-    if timeout is not None and timeout <= 0:
-        raise InvalidArgumentError("--timeout must be more than 0 seconds")
     return TransferEngine(
         concurrency=args.concurrency,
         chunk_size=args.chunk_size,
         retry=RetryPolicy(attempts=args.retries),
-        timeout=Timeout(total=timeout) if timeout else Timeout(),
+        timeout=_timeout(args),
         checksum=_checksum(args),
     )
 
@@ -557,7 +570,7 @@ async def _run_command(
                 if args.dry_run:
                     for (_, k), (_, d) in pairs:
                         print(f"would copy s3://{src_bucket}/{k} to s3://{dst_bucket}/{d}",
-                              file=sys.stderr if args.json else sys.stdout)
+                              file=_plan_stream(args))
                     return _empty()
                 return await copy_objects(
                     source, dest, engine, pairs, journal=journal,
@@ -569,14 +582,14 @@ async def _run_command(
                 return await upload_tree(
                     signer, engine, args.directory, bucket, prefix, filters=filters,
                     journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                    plan=sys.stderr if args.json else None,
+                    plan=_plan_stream(args),
                     **callbacks,
                 )
             bucket, prefix = parse_s3_uri(args.source)
             return await download_prefix(
                 signer, engine, bucket, prefix, args.directory, filters=filters,
                 journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                plan=sys.stderr if args.json else None, **callbacks,
+                plan=_plan_stream(args), **callbacks,
             )
 
 
@@ -592,17 +605,15 @@ async def _transfer(
         index = 0
         entries = read_manifest(args.manifest)
         while batch := await anyio.to_thread.run_sync(
-            _take, entries, 500, journal, args.dry_run
+            _take, entries, 500, journal, filters, args.dry_run
         ):
             for entry, state, done in batch:
-                if not filters(entry.key or entry.path):
-                    continue
                 if done:
                     skipped += 1
                     continue
                 if args.dry_run:
                     print(f"would {entry.op} {entry.path}",
-                          file=sys.stderr if args.json else sys.stdout)
+                          file=_plan_stream(args))
                     continue
                 pending[index] = (entry, state)
                 index += 1
@@ -641,7 +652,7 @@ async def _on_dask(args: argparse.Namespace) -> int:
     filters = Filters(include=args.include, exclude=args.exclude)
     options = {"concurrency": args.concurrency, "chunk_size": args.chunk_size,
                "retry": RetryPolicy(attempts=args.retries),
-               "timeout": Timeout(total=args.timeout) if args.timeout else Timeout()}
+               "timeout": _timeout(args)}
     client = await anyio.to_thread.run_sync(Client, args.dask_scheduler)
     started = time.monotonic()
     try:
@@ -714,16 +725,19 @@ async def _signed_copies(
 
 
 def _take(
-    entries: Any, count: int, journal: Journal, dry_run: bool
+    entries: Any, count: int, journal: Journal, filters: Filters, dry_run: bool
 ) -> list[tuple[ManifestEntry, str | None, bool]]:
-    """The next ``count`` entries (in a thread), each with the state a journal
-    records it in and whether the journal says it is done: an upload while its
-    file is as it was (size and mtime), a download while the object has the
-    ETag it had and the file is still there with the size written. The folders
-    downloads need are made, unless this is a dry run."""
+    """The next ``count`` entries that ``filters`` let through (on the key, else
+    the path; in a thread), each with the state a journal records it in and
+    whether the journal says it is done: an upload while its file is as it was
+    (size and mtime), a download while the object has the ETag it had and the
+    file is still there with the size written. The folders downloads need are
+    made, unless this is a dry run."""
     batch = []
     folders: set[str] = set()
     for entry in entries:
+        if not filters(entry.key or entry.path):
+            continue
         if entry.op == "put":
             state = file_state(entry.path)
             done = journal.is_done(entry.id, state)

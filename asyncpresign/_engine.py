@@ -49,7 +49,7 @@ from ._post import upload_post as upload_post_operation
 from ._ranged import WholeFileMismatch, fetch_ranges
 from ._redact import redact_url
 from ._retry import RetryPolicy
-from ._throttle import ThrottleState
+from ._throttle import ThrottleState, lowest_rate_limit
 from ._transport import ProxySetting, SSLSetting, Transport
 from ._upload import UploadSource
 from ._upload import upload as upload_operation
@@ -81,8 +81,7 @@ class EngineStatistics:
 
     @property
     def rate_limit(self) -> float | None:
-        limits = [e.rate_limit for e in self.endpoints if e.rate_limit is not None]
-        return min(limits) if limits else None
+        return lowest_rate_limit(self.endpoints)
 
 
 class TransferEngine:

@@ -178,6 +178,11 @@ def file_state(path: str) -> str | None:
         info = os.stat(path)
     except OSError:
         return None
+    return state_of(info)
+
+
+def state_of(info: os.stat_result) -> str:
+    """A file's state as a journal records it, from its ``os.stat``."""
     return f"size={info.st_size} mtime={info.st_mtime_ns}"
 
 

@@ -13,6 +13,7 @@ limited and a response costs one counter update.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiobotocore.retries.adaptive import AsyncClientRateLimiter
@@ -22,7 +23,14 @@ from botocore.retries.throttling import CubicCalculator
 
 from ._exceptions import HTTPStatusError, TransferTimeoutError, TransportError
 
-__all__ = ["Endpoints", "ThrottleState", "endpoint_of", "is_outage", "is_throttling"]
+__all__ = [
+    "Endpoints",
+    "ThrottleState",
+    "endpoint_of",
+    "is_outage",
+    "is_throttling",
+    "lowest_rate_limit",
+]
 
 #: S3's codes for "too many requests" (503 SlowDown is what S3 sends, without
 #: Retry-After); any 429 is one too.
@@ -80,6 +88,12 @@ class ThrottleState:
     rate_limit: float | None  # requests per second allowed, while throttled
     measured_rate: float  # requests per second answered lately
     throttle_responses: int  # 429s and 503 SlowDowns seen
+
+
+def lowest_rate_limit(states: Iterable[ThrottleState]) -> float | None:
+    """The lowest request rate any throttled endpoint allows, or None if none is."""
+    limits = [state.rate_limit for state in states if state.rate_limit is not None]
+    return min(limits) if limits else None
 
 
 class _Endpoint:
@@ -204,13 +218,11 @@ class Endpoints:
         return 0.0 if since is None else time.monotonic() - since
 
     def rate_limit(self) -> float | None:
-        limits = [
-            state.rate_limit
+        return lowest_rate_limit(
+            endpoint.state(name)
             for name, endpoint in self._endpoints.items()
             if endpoint.limiter is not None
-            and (state := endpoint.state(name)).rate_limit is not None
-        ]
-        return min(limits) if limits else None
+        )
 
     def states(self) -> tuple[ThrottleState, ...]:
         return tuple(e.state(name) for name, e in sorted(self._endpoints.items()))

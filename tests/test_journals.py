@@ -223,3 +223,17 @@ async def test_transfer_honours_exclude_and_a_json_dry_run_prints_only_json(
     assert "would put" in dry.stderr
     ran = summary(cli("transfer", manifest, "--exclude", "*.log", "--json", env=env))
     assert ran["succeeded"] == 1
+
+
+async def test_an_excluded_download_creates_no_folder(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "src" / "deep").mkdir(parents=True)
+    (tmp_path / "src" / "deep" / "f").write_bytes(b"x")
+    cli("upload", str(tmp_path / "src"), f"s3://{bucket}/ex", "--quiet", env=env)
+    cli("sign", "get", f"s3://{bucket}/ex", "--manifest", str(tmp_path / "get.jsonl"),
+        "--from", str(tmp_path / "out"), env=env)
+    ran = summary(cli("transfer", str(tmp_path / "get.jsonl"), "--exclude", "ex/deep/*",
+                      "--json", env=env))
+    assert ran["succeeded"] == 0
+    assert not (tmp_path / "out").exists()
