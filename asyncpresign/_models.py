@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
@@ -10,7 +13,7 @@ from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Literal, TypeAlias
 
 from ._exceptions import InvalidArgumentError
-from ._redact import redact_fields, redact_url
+from ._redact import REDACTED, redact_fields, redact_url
 
 if TYPE_CHECKING:
     from ._retry import RetryPolicy
@@ -77,7 +80,7 @@ class PresignedPost:
 
     def __repr__(self) -> str:
         return (
-            f"PresignedPost(url={self.url!r}, fields={redact_fields(dict(self.fields))!r}, "
+            f"PresignedPost(url={redact_url(self.url)!r}, fields={_shown_fields(self.fields)!r}, "
             f"expires_at={self.expires_at.isoformat()!r})"
         )
 
@@ -87,6 +90,50 @@ class PresignedPost:
 
 def _rebuild_post(url: str, fields: dict[str, str], expires_at: dt.datetime) -> PresignedPost:
     return PresignedPost(url=url, fields=fields, expires_at=expires_at)
+
+
+#: Condition names whose values grant access, in a POST policy as in its fields.
+_POLICY_SECRETS = frozenset({"x-amz-security-token", "x-amz-signature", "signature"})
+
+
+def _shown_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """The fields as a repr may show them: the signature and token redacted, and
+    the policy decoded with its token redacted (in base64 it carries the session
+    token to any log that shows the repr, past any redaction of plain text)."""
+    shown = redact_fields(dict(fields))
+    for name, value in shown.items():
+        if name.lower() == "policy":
+            shown[name] = _shown_policy(value)
+    return shown
+
+
+def _shown_policy(policy: str) -> str:
+    """A POST policy decoded, its secrets redacted; REDACTED if it cannot be read,
+    since what it holds then is unknown."""
+    try:
+        document = json.loads(base64.b64decode(policy, validate=True))
+        return json.dumps(_redact_policy(document), separators=(",", ":"))
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        return REDACTED
+
+
+def _redact_policy(node: object) -> object:
+    """``node`` with the value of every secret condition replaced, in each form a
+    condition takes: ``{"name": value}`` and ``[op, "$name", value]``."""
+    if isinstance(node, dict):
+        return {
+            name: REDACTED if str(name).lower() in _POLICY_SECRETS else _redact_policy(value)
+            for name, value in node.items()
+        }
+    if isinstance(node, list):
+        if (
+            len(node) == 3
+            and isinstance(node[1], str)
+            and node[1].lower().lstrip("$") in _POLICY_SECRETS
+        ):
+            return [node[0], node[1], REDACTED]
+        return [_redact_policy(item) for item in node]
+    return node
 
 
 @dataclass(frozen=True, slots=True)

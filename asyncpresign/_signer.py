@@ -42,7 +42,9 @@ from ._validation import (
     MIN_EXPIRES,
     check_bucket,
     check_key,
+    check_new_bucket,
     expires_seconds,
+    is_bucket_arn,
 )
 
 __all__ = ["AddressingStyle", "CredentialLifetimeWarning", "Signer"]
@@ -235,6 +237,7 @@ class Signer:
         checksum and the engine can check what it received. That is a header
         the client must send (it is in ``headers``): for a link a browser
         follows, which can send none, pass ``ChecksumMode=None``."""
+        _check_options(options)
         if "ChecksumMode" in options:
             if options["ChecksumMode"] is None:
                 options = {k: v for k, v in options.items() if k != "ChecksumMode"}
@@ -264,6 +267,16 @@ class Signer:
         checksum in: the server then refuses a body that does not match it.
         ``options`` are ``put_object`` parameters such as ``ServerSideEncryption``."""
         params = dict(options)
+        for name, value in (
+            ("ContentType", content_type),
+            ("ContentMD5", content_md5),
+            ("Metadata", metadata),
+        ):
+            if value is not None and name in params:
+                raise InvalidArgumentError(
+                    f"{name} is given twice, as a keyword argument and in the options; "
+                    "give it once"
+                )
         if content_type is not None:
             params["ContentType"] = content_type
         if content_md5 is not None:
@@ -272,6 +285,7 @@ class Signer:
             params[_checksum_param(checksum)] = checksum[1]
         if metadata:
             params["Metadata"] = dict(metadata)
+        _check_options(params)
         return self._sign_now("put_object", "PUT", bucket, key, expires_in, params=params) or (
             await self._presign(
                 "put_object", "PUT", bucket, key, expires_in=expires_in, params=params
@@ -340,6 +354,8 @@ class Signer:
         expires_seconds(expires_in)
         if method not in ("GET", "PUT"):
             raise InvalidArgumentError(f"sign_later signs GET or PUT, not {method!r}")
+        _check_options(options)
+        _check_metadata(options.get("metadata"))
 
         async def sign(
             *, content_md5: str | None = None, checksum: tuple[str, str] | None = None
@@ -468,7 +484,9 @@ class Signer:
             with self._translate(f"sign {method} {bucket}/{key}"):
                 url = await self.client.generate_presigned_url(
                     operation,
-                    Params={"Bucket": bucket, "Key": key, **params},
+                    # The arguments last: they are what was checked, whatever
+                    # params say (the public methods refuse Bucket and Key there).
+                    Params={**params, "Bucket": bucket, "Key": key},
                     ExpiresIn=seconds,
                     HttpMethod=method,
                 )
@@ -477,7 +495,8 @@ class Signer:
         return PresignedRequest(
             method=method,
             url=url,
-            headers=_signed_headers(url, captured),
+            # Chosen as on the fast path, by one rule: see _display_headers.
+            headers=_display_headers(params, _signed_headers(url, captured)),
             expires_at=_expiry(signed_at, seconds),
         )
 
@@ -498,6 +517,7 @@ class Signer:
         """
         if method not in ("GET", "PUT"):
             raise InvalidArgumentError(f"presign_many signs GET or PUT, not {method!r}")
+        _check_options(options)
         check_bucket(bucket)
         all_keys = list(keys)
         for key in all_keys:
@@ -588,6 +608,18 @@ class Signer:
         """
         if bucket in self._targets:
             return self._targets[bucket]
+        target: tuple[BucketEndpoint, QuerySigner] | None = None
+        # botocore signs access point ARNs itself: it turns one into the access
+        # point's host, region and signing service (Object Lambda, Outposts) by
+        # rules the byte-for-byte comparison with botocore does not cover.
+        if not is_bucket_arn(bucket):
+            target = await self._probe_target(bucket)
+        if len(self._targets) >= 4096:
+            self._targets.clear()
+        self._targets[bucket] = target
+        return target
+
+    async def _probe_target(self, bucket: str) -> tuple[BucketEndpoint, QuerySigner] | None:
         try:
             with self._translate(f"resolve the endpoint of {bucket}"):
                 probe = await self.client.generate_presigned_url(
@@ -597,16 +629,11 @@ class Signer:
             scope = parse_qs(urlsplit(probe).query)["X-Amz-Credential"][0].split("/")
             region, service = scope[2], scope[3]
         except (AsyncPresignError, KeyError, IndexError):
-            target = None  # botocore signs this bucket itself
-        else:
-            query_signer = self._query_signers.get(region)
-            if query_signer is None or query_signer.service != service:
-                query_signer = self._query_signers[region] = QuerySigner(region, service)
-            target = (endpoint, query_signer)
-        if len(self._targets) >= 4096:
-            self._targets.clear()
-        self._targets[bucket] = target
-        return target
+            return None  # botocore signs this bucket itself
+        query_signer = self._query_signers.get(region)
+        if query_signer is None or query_signer.service != service:
+            query_signer = self._query_signers[region] = QuerySigner(region, service)
+        return (endpoint, query_signer)
 
     def _static_credentials(self) -> SigningCredentials | None:
         """The cached snapshot, when the credentials cannot change (plain keys,
@@ -663,6 +690,7 @@ class Signer:
         With a flexible ``checksum`` on the Signer (the default), the upload is
         created for a whole-object (FULL_OBJECT) checksum of that algorithm,
         unless ``options`` say otherwise."""
+        _check_options(options)
         check_bucket(bucket)
         check_key(key)
         if self.checksum in ALGORITHMS and "ChecksumAlgorithm" not in options:
@@ -821,6 +849,9 @@ class Signer:
             raise _botocore_error(exc, f"check bucket {bucket}") from exc
         else:
             return False
+        # Signing accepts names S3 serves objects on but no longer lets anyone
+        # create (legacy names, aliases, ARNs); creating one takes the strict rules.
+        check_new_bucket(bucket)
         kwargs: dict[str, Any] = {"Bucket": bucket}
         region = self.region
         if region and region != "us-east-1":
@@ -877,6 +908,47 @@ def _check_length_range(value: tuple[int, int]) -> tuple[int, int]:
     return low, high
 
 
+#: botocore parameters whose presence in ``options`` needs a look before signing.
+_GUARDED_OPTIONS = frozenset({"Bucket", "Key", "Metadata"})
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """Refuse options that would have something signed other than what was checked.
+
+    The bucket and key are arguments, checked, and signed by the fast path;
+    botocore signs ``Params``, where an option named Bucket or Key would
+    replace them. Metadata names that differ only in case become one header
+    that S3 receives with both values joined, which the client cannot send.
+    """
+    if _GUARDED_OPTIONS.isdisjoint(options):
+        return
+    for name in ("Bucket", "Key"):
+        if name in options:
+            what = name.lower()
+            raise InvalidArgumentError(
+                f"{name} cannot be given in the options: the {what} signed is the {what} "
+                f"argument, the one that is checked; pass the {what} there instead"
+            )
+    _check_metadata(options.get("Metadata"))
+
+
+def _check_metadata(metadata: object) -> None:
+    """Refuse metadata names that differ only in case (see :func:`_check_options`)."""
+    if not isinstance(metadata, Mapping):
+        return  # None, or a wrong type that botocore reports in its own words
+    seen: dict[str, str] = {}
+    for name in metadata:
+        if not isinstance(name, str):
+            continue
+        first = seen.setdefault(name.lower(), name)
+        if first != name:
+            raise InvalidArgumentError(
+                f"metadata names {first!r} and {name!r} differ only in case: both are the "
+                f"header x-amz-meta-{name.lower()}, which cannot carry two values a client "
+                "can send as signed; keep one of them"
+            )
+
+
 def _options_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
     """``params`` as a hashable key when they are a few plain strings, else None."""
     if not params:
@@ -924,7 +996,13 @@ def _current_second() -> int:
 
 
 def _display_headers(params: Mapping[str, Any], signed: Mapping[str, str]) -> dict[str, str]:
-    """The headers to hand the client, named and valued as botocore's path names them."""
+    """The headers to hand the client: one rule for both signing paths.
+
+    Those of the parameters the caller set, named as botocore names them, then
+    every other signed header but ``host``. A parameter's header is handed out
+    even when unsigned: botocore leaves a Content-Type of exactly its own form
+    default out of the signature, yet S3 stores only the Content-Type it is sent.
+    """
     headers = {
         name: str(params[param]) for param, name in _HEADER_NAMES.items() if param in params
     }

@@ -18,10 +18,47 @@ MIN_CHUNK_SIZE = 4 * 1024
 MAX_CHUNK_SIZE = 8 * 1024 * 1024
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Buckets made in us-east-1 before March 2018 may have capitals and underscores
+# and be up to 255 characters long, and S3 still serves object requests on them
+# (botocore signs them path style); the other rules hold for them as well.
+_LEGACY_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+# Access point names: 3-50 lowercase letters, digits and hyphens, starting and
+# ending with a letter or digit. The resource may be written "accesspoint/name"
+# or "accesspoint:name", as botocore accepts both.
+_PARTITION = r"aws(?:-[a-z]+)*"
+_ACCOUNT = r"[0-9]{12}"
+_AP_NAME = r"[a-z0-9][a-z0-9-]{1,48}[a-z0-9]"
+_ACCESS_POINT_ARN = re.compile(
+    rf"^arn:{_PARTITION}:(?:s3|s3-object-lambda):[a-z0-9-]+:{_ACCOUNT}:accesspoint[/:]{_AP_NAME}$"
+)
+_OUTPOSTS_ARN = re.compile(
+    rf"^arn:{_PARTITION}:s3-outposts:[a-z0-9-]+:{_ACCOUNT}:outpost[/:]op-[a-z0-9]{{1,60}}"
+    rf"[/:]accesspoint[/:]{_AP_NAME}$"
+)
+# A multi-region access point ARN has no region: it is signed with SigV4A.
+_MULTI_REGION_ARN = re.compile(rf"^arn:{_PARTITION}:s3::{_ACCOUNT}:accesspoint[/:].+$")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+#: Reserved suffixes of names no object request can be signed for, and why.
+_RESERVED_SUFFIXES = {
+    ".mrap": (
+        "multi-region access points, which are signed with SigV4A (asyncpresign does "
+        "not do it): use one of its regional access points"
+    ),
+    "--table-s3": "S3 table buckets, which serve no object requests",
+}
+#: Suffixes of names that objects can be signed for but no bucket can be created with.
+_UNCREATABLE_SUFFIXES = {
+    "-s3alias": "an access point alias",
+    "--ol-s3": "an Object Lambda access point alias",
+    "--x-s3": "a directory bucket, made with its own CreateBucket configuration",
+}
 
 
 def check_bucket(bucket: str) -> str:
-    """Raise unless ``bucket`` follows S3's naming rules for general purpose buckets."""
+    """Raise unless objects can be signed for in ``bucket``, by S3's rules for
+    object requests: a general purpose or directory bucket name (legacy
+    us-east-1 names with capitals or underscores too), an access point alias,
+    or an access point ARN (S3, Object Lambda or Outposts)."""
     if not isinstance(bucket, str):
         raise InvalidArgumentError(f"bucket name must be a str, not {type(bucket).__name__}")
     problem = _bucket_problem(bucket)
@@ -30,14 +67,48 @@ def check_bucket(bucket: str) -> str:
     return bucket
 
 
+def check_new_bucket(bucket: str) -> str:
+    """Raise unless ``bucket`` can be created as a general purpose bucket today:
+    :func:`check_bucket`, and none of the names only older or other kinds of
+    bucket have."""
+    check_bucket(bucket)
+    problem: str | None = None
+    if is_bucket_arn(bucket):
+        problem = "an ARN names an access point, not a bucket"
+    elif not _BUCKET.match(bucket):
+        problem = (
+            "capitals, underscores and names over 63 characters are only left from "
+            "buckets made in us-east-1 before March 2018"
+        )
+    else:
+        for suffix, kind in _UNCREATABLE_SUFFIXES.items():
+            if bucket.endswith(suffix):
+                problem = f"a name ending {suffix!r} is {kind}"
+    if problem is not None:
+        raise InvalidArgumentError(
+            f"cannot create bucket {bucket!r}: {problem}; give the name of a new general "
+            "purpose bucket (3-63 lowercase letters, digits, dots and hyphens)"
+        )
+    return bucket
+
+
+def is_bucket_arn(bucket: str) -> bool:
+    """Whether ``bucket`` is an ARN rather than a name (one :func:`check_bucket` passed)."""
+    return bucket.startswith("arn:")
+
+
 @functools.lru_cache(maxsize=4096)
 def _bucket_problem(bucket: str) -> str | None:
     """What is wrong with a bucket name, or None. Cached: bulk jobs sign one
     bucket millions of times, and this check is then most of a URL's cost."""
-    if not _BUCKET.match(bucket):
+    if is_bucket_arn(bucket):
+        return _arn_problem(bucket)
+    if not _BUCKET.match(bucket) and not _LEGACY_BUCKET.match(bucket):
         return (
             "S3 bucket names are 3-63 characters of lowercase letters, digits, dots and "
-            "hyphens, starting and ending with a letter or digit"
+            "hyphens, starting and ending with a letter or digit (buckets made in us-east-1 "
+            "before March 2018 may also have capitals and underscores, up to 255 "
+            "characters); an access point is given by its alias or ARN"
         )
     if ".." in bucket or ".-" in bucket or "-." in bucket:
         return "no two adjacent dots, and no dot next to a hyphen"
@@ -47,9 +118,30 @@ def _bucket_problem(bucket: str) -> str | None:
         pass
     else:
         return "it looks like an IP address"
-    if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3")):
-        return "uses a prefix or suffix S3 reserves"
+    lower = bucket.lower()
+    for prefix in _RESERVED_PREFIXES:
+        if lower.startswith(prefix):
+            return f"S3 reserves the prefix {prefix!r}: no bucket can have it"
+    for suffix, kind in _RESERVED_SUFFIXES.items():
+        if lower.endswith(suffix):
+            return f"S3 reserves the suffix {suffix!r} for {kind}"
     return None
+
+
+def _arn_problem(arn: str) -> str | None:
+    if _ACCESS_POINT_ARN.match(arn) or _OUTPOSTS_ARN.match(arn):
+        return None
+    if _MULTI_REGION_ARN.match(arn):
+        return (
+            "a multi-region access point is signed with SigV4A, which asyncpresign does "
+            "not do; use the ARN of one of its regional access points"
+        )
+    return (
+        "not an S3 access point ARN; expected "
+        "arn:aws:s3:<region>:<12-digit account>:accesspoint/<name> (or s3-object-lambda, "
+        "or s3-outposts with outpost/<id>/accesspoint/<name>), the name 3-50 lowercase "
+        "letters, digits and hyphens"
+    )
 
 
 def check_key(key: str) -> str:

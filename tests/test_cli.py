@@ -163,7 +163,7 @@ async def test_failing_jobs_exit_1_and_are_listed_in_the_json_summary(
         ["upload", "/nonexistent-folder", "s3://b/p"],
         ["download", "not-an-s3-uri", "/tmp/x"],
         ["upload", ".", "s3://b/p", "--chunk-size", "1KiB"],
-        ["sign", "get", "s3://Bad_Bucket/k"],
+        ["sign", "get", "s3://bad..bucket/k"],
     ],
 )
 async def test_bad_usage_exits_2_with_one_clear_line(

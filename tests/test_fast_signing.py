@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -72,8 +73,32 @@ keys = st.text(
 ).filter(lambda k: len(k.encode()) <= 1024) | st.sampled_from(
     ["a b", "a+b=c&d", "//x", "/lead", "trail/", "./x/../y", "tab\there", "ünï/日本", "%2F"]
 )
-buckets = st.sampled_from(["my-bucket", "my.dotted.bucket", "b12", "x" * 63])
+buckets = st.sampled_from(
+    [
+        "my-bucket", "my.dotted.bucket", "b12", "x" * 63,
+        # Accepted since issue #17: legacy us-east-1 names, aliases, directory buckets.
+        "Legacy_Bucket", "x" * 100, "ap-abc123-s3alias", "olap-abc--ol-s3",
+        "my-bucket--usw2-az1--x-s3",
+    ]
+)
 header_values = st.text(alphabet=string.ascii_letters + string.digits + " /;=-_.", max_size=30)
+# Content types with parameters, among them the one botocore leaves unsigned.
+content_types = header_values | st.sampled_from(
+    [
+        "application/x-www-form-urlencoded; charset=utf-8",
+        "application/x-www-form-urlencoded; charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "text/plain; charset=utf-8",
+        'text/html;charset="utf-8"',
+        "multipart/form-data; boundary=----x",
+    ]
+)
+# Metadata names of mixed case; none two that differ only in case (refused).
+metadata = st.dictionaries(
+    st.text(alphabet=string.ascii_letters + string.digits + "-", min_size=1, max_size=8),
+    header_values,
+    max_size=3,
+).filter(lambda m: len({name.lower() for name in m}) == len(m))
 
 
 @st.composite
@@ -86,16 +111,12 @@ def requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         if draw(st.booleans()):
             options["ResponseContentType"] = draw(header_values)
     elif operation == "put":
+        # As the Signer's arguments or as botocore parameters in the options.
+        by_argument = draw(st.booleans())
         if draw(st.booleans()):
-            options["content_type"] = draw(header_values)
+            options["content_type" if by_argument else "ContentType"] = draw(content_types)
         if draw(st.booleans()):
-            options["metadata"] = draw(
-                st.dictionaries(
-                    st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8),
-                    header_values,
-                    max_size=3,
-                )
-            )
+            options["metadata" if by_argument else "Metadata"] = draw(metadata)
         if draw(st.booleans()):
             options["CacheControl"] = "max-age=60"
     else:
@@ -146,6 +167,9 @@ def test_fast_path_signs_byte_for_byte_what_aiobotocore_signs(
     assert dict(quick.headers) == dict(reference.headers)
     assert quick.expires_at == reference.expires_at
     assert quick.method == reference.method
+    # Every header signed is handed out (host comes with the URL).
+    signed = parse_qs(urlsplit(quick.url).query)["X-Amz-SignedHeaders"][0].split(";")
+    assert set(signed) - {"host"} <= {name.lower() for name in quick.headers}
 
 
 def test_presign_many_equals_signing_one_by_one(

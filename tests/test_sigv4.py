@@ -60,9 +60,9 @@ CREDENTIALS = (
     SigningCredentials(access_key="AKIDEXAMPLE", secret_key="y", token=""),  # empty: left out (CRT)
 )
 
-# Botocore and S3 special-case these bucket name shapes (S3 Express directory
-# buckets need a CreateSession call, access point aliases, ...); they are not
-# plain buckets and the product does not presign for them.
+# Bucket names of these shapes are aliases or names S3 reserves: the Signer
+# either refuses them or signs them as aliases (tested in
+# test_signer_guard_rails.py), so the byte-for-byte property leaves them out.
 _SPECIAL_BUCKET_SUFFIXES = ("--x-s3", "--ol-s3", "-s3alias", ".mrap")
 _SPECIAL_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 

@@ -8,6 +8,7 @@ from asyncpresign._validation import (
     check_chunk_size,
     check_http_url,
     check_key,
+    check_new_bucket,
     expires_seconds,
 )
 
@@ -17,15 +18,128 @@ def test_valid_bucket_names_pass(name: str) -> None:
     assert check_bucket(name) == name
 
 
+# "a" * 64, "My-Bucket", "under_score" and "bucket-s3alias" were refused here
+# before issue #17: S3 serves object requests on legacy us-east-1 names and on
+# access point aliases, so they are accepted now (see the tests below).
 @pytest.mark.parametrize(
     "name",
-    ["ab", "a" * 64, "My-Bucket", "under_score", "-start", "end-", "two..dots", "a.-b",
-     "192.168.1.1", "xn--punycode", "bucket-s3alias", "with space", ""],
+    ["ab", "a" * 256, "-start", "end-", "_Start", "End_", "two..dots", "a.-b", "A-.b",
+     "192.168.1.1", "xn--punycode", "with space", "Legacy Name", "ünï", ""],
 )
 def test_invalid_bucket_names_raise_a_value_error_naming_the_bucket(name: str) -> None:
     with pytest.raises(InvalidArgumentError, match="invalid bucket name") as info:
         check_bucket(name)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "name", ["my-ap-hrzrlukc5m36ft7okagglf3gmwluquse1b-s3alias", "ap-abc123-s3alias"]
+)
+def test_access_point_aliases_are_accepted(name: str) -> None:
+    assert check_bucket(name) == name
+
+
+@pytest.mark.parametrize("name", ["my-olap-x1y2z3abcdefgh--ol-s3", "olap-abc--ol-s3"])
+def test_object_lambda_access_point_aliases_are_accepted(name: str) -> None:
+    assert check_bucket(name) == name
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:s3:us-east-1:123456789012:accesspoint/my-ap",
+        "arn:aws:s3:eu-west-1:123456789012:accesspoint:my-ap",
+        "arn:aws-cn:s3:cn-north-1:123456789012:accesspoint/ap1",
+        "arn:aws-us-gov:s3:us-gov-west-1:123456789012:accesspoint/ap-2",
+    ],
+)
+def test_access_point_arns_are_accepted(arn: str) -> None:
+    assert check_bucket(arn) == arn
+
+
+def test_object_lambda_access_point_arns_are_accepted() -> None:
+    arn = "arn:aws:s3-object-lambda:us-east-1:123456789012:accesspoint/my-olap"
+    assert check_bucket(arn) == arn
+
+
+def test_outposts_access_point_arns_are_accepted() -> None:
+    arn = (
+        "arn:aws:s3-outposts:us-west-2:123456789012:outpost/op-01ac5d28a6a232904/"
+        "accesspoint/my-ap"
+    )
+    assert check_bucket(arn) == arn
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:s3:::my-bucket",  # a bucket's ARN: give its name
+        "arn:aws:s3:us-east-1:12345:accesspoint/my-ap",  # account is 12 digits
+        "arn:aws:s3:us-east-1:123456789012:accesspoint/My_AP",
+        "arn:aws:s3:us-east-1:123456789012:accesspoint/ab",  # names are 3-50 characters
+        "arn:aws:s3:us-east-1:123456789012:accesspoint/" + "a" * 51,
+        "arn:aws:s3:us-east-1:123456789012:bucket/my-bucket",
+        "arn:aws:iam::123456789012:role/x",
+        "arn:aws:s3-outposts:us-west-2:123456789012:outpost/op-1/bucket/my-bucket",
+    ],
+)
+def test_other_arns_are_refused_with_the_shape_expected(arn: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="not an S3 access point ARN; expected arn:"):
+        check_bucket(arn)
+
+
+def test_multi_region_access_point_arns_are_refused_as_needing_sigv4a() -> None:
+    with pytest.raises(InvalidArgumentError, match="SigV4A"):
+        check_bucket("arn:aws:s3::123456789012:accesspoint/mfzwi23gnjvgw.mrap")
+
+
+@pytest.mark.parametrize(
+    "name", ["My-Bucket", "under_score", "Legacy.Bucket_2010", "A" * 255, "a" * 64, "a" * 255]
+)
+def test_legacy_us_east_1_names_with_capitals_underscores_or_up_to_255_characters_are_accepted(
+    name: str,
+) -> None:
+    assert check_bucket(name) == name
+
+
+@pytest.mark.parametrize("prefix", ["xn--", "sthree-", "amzn-s3-demo-", "XN--", "Sthree-"])
+def test_names_with_a_prefix_s3_reserves_are_refused(prefix: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="S3 reserves the prefix"):
+        check_bucket(prefix + "bucket")
+
+
+@pytest.mark.parametrize("suffix", [".mrap", "--table-s3"])
+def test_names_with_a_suffix_s3_reserves_are_refused(suffix: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="S3 reserves the suffix"):
+        check_bucket("my-bucket" + suffix)
+
+
+@pytest.mark.parametrize("name", ["my-bucket--usw2-az1--x-s3", "logs--use1-az4--x-s3"])
+def test_directory_bucket_names_are_accepted(name: str) -> None:
+    assert check_bucket(name) == name
+
+
+@pytest.mark.parametrize("name", ["abc", "my-bucket", "my.bucket.name", "a" * 63])
+def test_new_general_purpose_bucket_names_can_be_created(name: str) -> None:
+    assert check_new_bucket(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["My-Bucket", "under_score", "a" * 64, "ap-abc123-s3alias", "olap-abc--ol-s3",
+     "my-bucket--usw2-az1--x-s3", "arn:aws:s3:us-east-1:123456789012:accesspoint/my-ap"],
+)
+def test_names_that_can_be_signed_for_but_not_created_are_refused_for_creation(
+    name: str,
+) -> None:
+    check_bucket(name)
+    with pytest.raises(InvalidArgumentError, match="cannot create bucket"):
+        check_new_bucket(name)
+
+
+def test_creation_keeps_the_signing_rules_too() -> None:
+    with pytest.raises(InvalidArgumentError, match="invalid bucket name"):
+        check_new_bucket("two..dots")
 
 
 def test_empty_key_is_rejected() -> None:
