@@ -10,17 +10,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ._exceptions import IntegrityError, TransportError
+from ._exceptions import IntegrityError, InvalidArgumentError, TransportError
 from ._models import TransferResult
 
 __all__ = [
+    "RangeSpec",
     "check_etag",
+    "check_range_answer",
     "check_stored_md5",
     "expected_total",
     "is_plain_md5",
     "is_range",
     "parse_content_length",
     "parse_content_range",
+    "parse_range_spec",
+    "resolve_range",
+    "signed_range",
 ]
 
 #: 19 digits hold any size S3 allows (5 TiB) with room to spare, and int() of
@@ -31,6 +36,11 @@ _CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)
 #: digits, with a part count for multipart objects.
 _ETAG = re.compile(r'(W/)?"?[\x21\x23-\x7e]{1,1024}"?')
 _MD5 = re.compile(r'"?[0-9a-fA-F]{32}"?')
+_RANGE_SPEC = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{1,19})?|-([0-9]{1,19}))")
+
+#: One byte range as a Range header gives it: (first, last) with None for an
+#: open end; ``bytes=-N`` (the last N bytes) is (None, N).
+RangeSpec = tuple[int | None, int | None]
 
 
 def parse_content_length(value: str | None) -> int | None:
@@ -113,3 +123,80 @@ def check_stored_md5(result: TransferResult, expected: str, what: str) -> None:
         raise IntegrityError(
             f"server stored ETag {stored} but {what} is {expected}", url=result.url
         )
+
+
+def parse_range_spec(value: str) -> RangeSpec:
+    """A ``Range`` header of one byte range: ``bytes=FIRST-LAST``, ``bytes=FIRST-``
+    or ``bytes=-COUNT``. Anything else (several ranges, other units, LAST before
+    FIRST) is refused: the download writes one contiguous piece to one file."""
+    match = _RANGE_SPEC.fullmatch(value.strip(" \t")) if isinstance(value, str) else None
+    if match is not None:
+        if match[3] is not None:
+            if int(match[3]) > 0:
+                return None, int(match[3])
+        elif match[2] is None or int(match[2]) >= int(match[1]):
+            return int(match[1]), None if match[2] is None else int(match[2])
+    raise InvalidArgumentError(
+        f"Range {str(value)[:80]!r} is not one byte range: use bytes=FIRST-LAST, "
+        "bytes=FIRST- or bytes=-COUNT"
+    )
+
+
+def signed_range(headers: Mapping[str, str]) -> RangeSpec | None:
+    """The byte range a presigned GET was signed for, if any (the header's
+    name in any case)."""
+    for name, value in headers.items():
+        if name.lower() == "range":
+            return parse_range_spec(value)
+    return None
+
+
+def resolve_range(spec: RangeSpec, total: int) -> tuple[int, int] | None:
+    """The first and last byte ``spec`` selects of an object of ``total`` bytes,
+    as RFC 9110 resolves it (a last byte past the end means the end); None if
+    it selects nothing (the server answers 416)."""
+    first, last = spec
+    if first is None:  # the last ``last`` bytes
+        return (max(0, total - (last or 0)), total - 1) if total else None
+    if first >= total:
+        return None
+    return first, total - 1 if last is None else min(last, total - 1)
+
+
+def check_range_answer(
+    spec: RangeSpec, status: int, headers: Mapping[str, str], shown: str
+) -> int:
+    """How many bytes the answer to a signed Range must carry, once its
+    Content-Range (or, for a whole answer, its length) shows it is exactly the
+    range asked for."""
+    length = parse_content_length(headers.get("Content-Length"))
+    if is_range(status, headers):
+        content_range = headers.get("Content-Range", "")
+        parsed = parse_content_range(content_range)
+        if parsed is None or parsed[2] is None or resolve_range(spec, parsed[2]) != parsed[:2]:
+            raise IntegrityError(
+                f"asked for the signed {_show(spec)}, the server answered Content-Range "
+                f"{content_range[:80]!r}",
+                url=shown,
+            )
+        expected = parsed[1] - parsed[0] + 1
+        if length is not None and length != expected:
+            raise IntegrityError(
+                f"Content-Length {length} does not match Content-Range {content_range[:80]!r}",
+                url=shown,
+            )
+        return expected
+    # A whole answer is the range asked for only when that range is the whole object.
+    if length is None or (length and resolve_range(spec, length) != (0, length - 1)):
+        raise IntegrityError(
+            f"the server ignored the signed {_show(spec)} and sent the whole object",
+            url=shown,
+        )
+    return length
+
+
+def _show(spec: RangeSpec) -> str:
+    first, last = spec
+    if first is None:
+        return f"Range bytes=-{last}"
+    return f"Range bytes={first}-{'' if last is None else last}"

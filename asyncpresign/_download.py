@@ -12,10 +12,18 @@ import anyio.to_thread
 
 from . import _files
 from ._attempts import Runtime, Tracker
-from ._checks import check_etag, expected_total, is_plain_md5, is_range
+from ._checks import (
+    RangeSpec,
+    check_etag,
+    check_range_answer,
+    expected_total,
+    is_plain_md5,
+    is_range,
+    signed_range,
+)
 from ._checksums import Crc, Verifier, full_object_checksum
 from ._diskio import RangeWriter, StreamWriter
-from ._exceptions import IntegrityError
+from ._exceptions import IntegrityError, InvalidArgumentError
 from ._models import PresignedRequest, TransferResult
 from ._parts import DEFAULT_PART_SIZE, plan_ranges
 from ._transport import Response
@@ -57,6 +65,16 @@ async def get_once(
     ranges, keep only its first ``part_size`` bytes (the other ranges follow in
     parallel). The first request asks for the whole object, not a range, since
     only a whole answer carries the object's checksum (S3 leaves it off ranges)."""
+    spec = signed_range(request.headers)
+    if spec is not None:
+        if state.resume:
+            raise InvalidArgumentError(
+                "a presigned GET signed for a Range cannot be resumed: resuming asks "
+                "for a range of its own, which the signature does not cover"
+            )
+        return await _get_signed_range(
+            rt, request, spec, partial=partial, chunk=chunk, tracker=tracker
+        )
     extra: dict[str, str] = {}
     offset = 0
     remembered: Verifier | None = None
@@ -110,6 +128,32 @@ async def get_once(
         return await _receive(
             rt, resp, partial=partial, chunk=chunk, tracker=tracker,
             etag=etag, total=total, offset=offset if appending else 0,
+        )
+
+
+async def _get_signed_range(
+    rt: Runtime,
+    request: PresignedRequest,
+    spec: RangeSpec,
+    *,
+    partial: _files.PartialFile,
+    chunk: int,
+    tracker: Tracker,
+) -> TransferResult:
+    """A GET signed for one byte range: exactly that range becomes the file, as
+    one stream, once the answer's Content-Range shows it is that range. Its
+    length is checked; no checksum can be (S3 sends the object's, not the
+    range's), so the result says it is unverified."""
+    async with rt.transport.request("GET", request.url, request.headers) as resp:
+        if not 200 <= resp.status < 300:
+            raise await resp.status_error()  # 416: the range is past the end
+        etag = check_etag(resp.headers.get("ETag"), resp.shown)
+        length = check_range_answer(spec, resp.status, resp.headers, resp.shown)
+        tracker.total = length
+        partial.prepare(appending=False, etag=etag, verifier=None, resumable=False)
+        return await _receive(
+            rt, resp, partial=partial, chunk=chunk, tracker=tracker,
+            etag=etag, total=length, offset=0,
         )
 
 

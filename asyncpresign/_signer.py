@@ -22,6 +22,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore import exceptions as boto_exc
 
+from ._checks import parse_range_spec
 from ._checksums import ALGORITHMS, botocore_param, check_algorithm
 from ._exceptions import (
     AsyncPresignError,
@@ -909,7 +910,7 @@ def _check_length_range(value: tuple[int, int]) -> tuple[int, int]:
 
 
 #: botocore parameters whose presence in ``options`` needs a look before signing.
-_GUARDED_OPTIONS = frozenset({"Bucket", "Key", "Metadata"})
+_GUARDED_OPTIONS = frozenset({"Bucket", "Key", "Metadata", "Range"})
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
@@ -930,6 +931,9 @@ def _check_options(options: Mapping[str, Any]) -> None:
                 f"argument, the one that is checked; pass the {what} there instead"
             )
     _check_metadata(options.get("Metadata"))
+    if "Range" in options:
+        # One byte range, or a URL the engine could not download exactly.
+        parse_range_spec(options["Range"])
 
 
 def _check_metadata(metadata: object) -> None:
