@@ -28,6 +28,7 @@ from ._exceptions import (
     AsyncPresignError,
     InvalidArgumentError,
     LocalFileError,
+    SourceChangedError,
     TransferError,
     TransferTimeoutError,
 )
@@ -207,6 +208,19 @@ class Runtime:
             raise TransferTimeoutError(
                 f"the transfer did not finish within the total timeout of {total:g} s"
             ) from None
+
+    async def restarted_if_changed(
+        self, upload: Callable[[], Awaitable[T]], tracker: Tracker
+    ) -> T:
+        """Run an upload; if its source file changed while it was read, run it
+        once more from the start (a file being written may have settled by
+        then); if it changes again, the upload fails."""
+        try:
+            return await upload()
+        except SourceChangedError as exc:
+            logger.debug("%s; starting its upload over", exc)
+            await tracker.add(-tracker.transferred)
+            return await upload()
 
     async def _attempt(self, url: str, start: Callable[[], Awaitable[T]]) -> T:
         """One attempt, paced by the endpoint's rate limiter once it has been

@@ -215,16 +215,21 @@ class TransferEngine:
         computes the body's MD5 and has it signed in (the server then rejects a
         corrupted body with BadDigest); the returned ETag is checked against it.
         """
-        return await self._rt.bounded(upload_operation(
-            self._rt,
-            request,
-            UploadSource.of(source, size),
-            sign=sign,
-            content_md5=content_md5,
-            chunk=self._chunk(chunk_size),
-            policy=retry or self.retry,
-            tracker=Tracker(progress),
-        ))
+        tracker = Tracker(progress)
+
+        def upload() -> Awaitable[TransferResult]:
+            return upload_operation(
+                self._rt,
+                request,
+                UploadSource.of(source, size),  # afresh: it learns the file's version
+                sign=sign,
+                content_md5=content_md5,
+                chunk=self._chunk(chunk_size),
+                policy=retry or self.retry,
+                tracker=tracker,
+            )
+
+        return await self._rt.bounded(self._rt.restarted_if_changed(upload, tracker))
 
     async def upload_large(
         self,
@@ -250,16 +255,21 @@ class TransferEngine:
         parts stay behind (and billed). ``options`` go to create_multipart_upload
         (ContentType, Metadata, ServerSideEncryption …).
         """
-        return await self._rt.bounded(upload_large_operation(
-            self._rt, signer, bucket, key, path,
-            part_size=part_size or self.part_size,
-            content_md5=content_md5,
-            expires_in=expires_in,
-            chunk=self._chunk(chunk_size),
-            policy=retry or self.retry,
-            tracker=Tracker(progress),
-            **options,
-        ))
+        tracker = Tracker(progress)
+
+        def upload() -> Awaitable[TransferResult]:
+            return upload_large_operation(
+                self._rt, signer, bucket, key, path,
+                part_size=part_size or self.part_size,
+                content_md5=content_md5,
+                expires_in=expires_in,
+                chunk=self._chunk(chunk_size),
+                policy=retry or self.retry,
+                tracker=tracker,
+                **options,
+            )
+
+        return await self._rt.bounded(self._rt.restarted_if_changed(upload, tracker))
 
     async def download(
         self,

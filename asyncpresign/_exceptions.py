@@ -10,6 +10,7 @@ them sensibly::
     ├── SigningError                          the signer could not sign
     │   └── NoCredentialsError                no credentials in the chain
     ├── LocalFileError (OSError)              a source or destination on disk
+    │   └── SourceChangedError                a file changed while being uploaded
     └── TransferError                         a request that did not succeed
         ├── HTTPStatusError                   non-2xx answer, S3 error code parsed
         │   └── RequestExpiredError           the URL's expiry has passed
@@ -37,6 +38,7 @@ __all__ = [
     "NoCredentialsError",
     "RequestExpiredError",
     "SigningError",
+    "SourceChangedError",
     "TransferError",
     "TransferTimeoutError",
     "TransportError",
@@ -84,6 +86,12 @@ class LocalFileError(AsyncPresignError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class SourceChangedError(LocalFileError):
+    """An upload's source file changed (its size or modification time) between
+    the start and the end of its upload: what was sent may mix two versions of
+    it. The engine starts such an upload over once, then gives up."""
 
 
 class TransferError(AsyncPresignError):

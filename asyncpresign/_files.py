@@ -22,7 +22,7 @@ from typing import IO
 
 from ._checksums import Crc, Verifier, verifier_from
 from ._checksums import of as checksum_of
-from ._exceptions import LocalFileError
+from ._exceptions import LocalFileError, SourceChangedError
 
 #: Disk reads and writes are batched to at least this size whatever the network
 #: chunk size is: measured, one thread hop per 4 KiB made downloads 16x slower.
@@ -37,13 +37,41 @@ def describe_os_error(exc: OSError) -> str:
 # -- sources -------------------------------------------------------------------------------
 
 
+#: What tells one version of a file from the next: its size and modification time.
+Version = tuple[int, int]
+
+
+def version_of(info: os.stat_result) -> Version:
+    return info.st_size, info.st_mtime_ns
+
+
+def check_version(path: str, before: Version | None, now: Version) -> Version:
+    """``now``, if it is the version ``before`` was (or nothing was seen before);
+    else the file changed while being uploaded."""
+    if before is not None and now != before:
+        raise SourceChangedError(
+            f"upload source {path!r} changed while being uploaded (size {before[0]} -> "
+            f"{now[0]} bytes, or its modification time): what was read may mix two "
+            "versions of it",
+            path,
+        )
+    return now
+
+
 def open_source(
-    path: str, small_limit: int, offset: int = 0, length: int | None = None
-) -> tuple[int, bytes | None]:
+    path: str,
+    small_limit: int,
+    offset: int = 0,
+    length: int | None = None,
+    *,
+    before: Version | None = None,
+) -> tuple[int, bytes | None, Version]:
     """Size up ``path`` (or its ``length`` bytes from ``offset``) for an upload: the
-    size, and the whole content when it is at most ``small_limit`` bytes (so a
-    small file costs one hop). Only a regular file is read: the open does not
-    block on a FIFO (O_NONBLOCK), and anything but a regular file is refused."""
+    size, the whole content when it is at most ``small_limit`` bytes (so a
+    small file costs one hop), and the file's version, which must be
+    ``before`` when given (and must not change during the read). Only a
+    regular file is read: the open does not block on a FIFO (O_NONBLOCK), and
+    anything but a regular file is refused."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except IsADirectoryError:
@@ -60,6 +88,7 @@ def open_source(
             raise LocalFileError(
                 f"upload source {path!r} is not a regular file (a FIFO, socket or device)", path
             )
+        version = check_version(path, before, version_of(info))
         file_size = info.st_size
         size = file_size - offset if length is None else length
         if offset + size > file_size:
@@ -69,11 +98,13 @@ def open_source(
                 path,
             )
         if size > small_limit:
-            return size, None
+            return size, None, version
         data = os.pread(fd, size, offset) if size else b""
         if len(data) != size:
             raise LocalFileError(f"upload source {path!r} changed size while being read", path)
-        return size, data
+        # A write during the read shows in the version: what was read may be torn.
+        check_version(path, version, version_of(os.fstat(fd)))
+        return size, data, version
     except LocalFileError:
         raise
     except OSError as exc:
@@ -82,6 +113,16 @@ def open_source(
         ) from None
     finally:
         os.close(fd)
+
+
+def source_version(path: str) -> Version:
+    """The version of an upload source now (see :func:`open_source`)."""
+    try:
+        return version_of(os.stat(path))
+    except OSError as exc:
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
+        ) from None
 
 
 def file_size(path: str) -> int:
@@ -98,17 +139,25 @@ def md5_base64_of_bytes(data: bytes) -> str:
 
 
 def read_with_checksum(
-    path: str, small_limit: int, algorithm: str, offset: int = 0, length: int | None = None
-) -> tuple[int, bytes | None, str]:
-    """The size of an upload source, its checksum, and its bytes when small: one
-    read serves both the checksum (signed before the PUT) and the first send."""
-    size, data = open_source(path, small_limit, offset, length)
+    path: str,
+    small_limit: int,
+    algorithm: str,
+    offset: int = 0,
+    length: int | None = None,
+    *,
+    before: Version | None = None,
+) -> tuple[int, bytes | None, str, Version]:
+    """The size of an upload source, its checksum, its bytes when small, and its
+    version: one read serves both the checksum (signed before the PUT) and the
+    first send."""
+    size, data, version = open_source(path, small_limit, offset, length, before=before)
     if data is not None:
-        return size, data, checksum_of(algorithm, data)
+        return size, data, checksum_of(algorithm, data), version
     crc = Crc(algorithm)
     if _feed_region(path, offset, size, crc.update) != size:
         raise LocalFileError(f"upload source {path!r} shrank while its checksum was taken", path)
-    return size, None, crc.b64
+    check_version(path, version, source_version(path))
+    return size, None, crc.b64, version
 
 
 def file_checksum(path: str, algorithm: str, offset: int = 0, length: int | None = None) -> str:

@@ -49,7 +49,10 @@ async def upload_large(
     complete in order. On failure or cancellation the upload is aborted, so no
     orphaned parts stay behind (and billed)."""
     source = fspath(path, "upload source")
-    size = await anyio.to_thread.run_sync(_files.file_size, source)
+    # Every part is read at this version of the file, or the upload fails:
+    # parts of two versions would make a torn object.
+    version = await anyio.to_thread.run_sync(_files.source_version, source)
+    size = version[0]
     parts = plan_parts(size, part_size)
     tracker.url, tracker.total = f"s3://{bucket}/{key}", size
     started = time.perf_counter()
@@ -71,7 +74,9 @@ async def upload_large(
                     signer.presign_upload_part, bucket, key, upload_id, part.number,
                     expires_in=expires_in,
                 )
-                body = UploadSource.of(FilePart(source, part.offset, part.length), None)
+                body = UploadSource.of(
+                    FilePart(source, part.offset, part.length), None, version
+                )
                 if algorithm is not None:
                     value = await body.checksum_b64(algorithm, rt.files)
                     part_checksums[part.number] = value

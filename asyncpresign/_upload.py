@@ -164,8 +164,12 @@ class UploadSource:
         size: int | None = None,
         replayable: bool = True,
         offset: int = 0,
+        version: _files.Version | None = None,
     ) -> None:
         self.path = path
+        #: The source file's (size, mtime) when its upload began: a file read at
+        #: another version changed while being uploaded.
+        self.version = version
         self.offset = offset
         self.data = data
         self.stream = stream
@@ -185,7 +189,9 @@ class UploadSource:
         self._sent_small: bytes | None = None
 
     @classmethod
-    def of(cls, source: Source, size: int | None) -> UploadSource:
+    def of(
+        cls, source: Source, size: int | None, version: _files.Version | None = None
+    ) -> UploadSource:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             return cls(data=data, size=len(data))
@@ -194,7 +200,7 @@ class UploadSource:
         if isinstance(source, FilePart):
             return cls(
                 path=fspath(source.path, "upload source"), size=source.length,
-                offset=source.offset,
+                offset=source.offset, version=version,
             )
         if hasattr(source, "read"):
             known = _files.stream_size(source)
@@ -245,14 +251,15 @@ class UploadSource:
             if self.data is not None:
                 self._checksum = checksum_of(algorithm, self.data)
             elif self.path is not None:
-                args = (self.path, SMALL_BODY, algorithm, self.offset, self.known_size)
+                read = functools.partial(
+                    _files.read_with_checksum, self.path, SMALL_BODY, algorithm, self.offset,
+                    self.known_size, before=self.version,
+                )
                 if self.known_size is not None and self.known_size > SMALL_BODY:
                     # A long read: the shared pool, not the small files' thread.
-                    _, data, value = await anyio.to_thread.run_sync(
-                        _files.read_with_checksum, *args
-                    )
+                    _, data, value, self.version = await anyio.to_thread.run_sync(read)
                 else:
-                    _, data, value = await files.run(_files.read_with_checksum, *args)
+                    _, data, value, self.version = await files.run(read)
                 self._first_data, self._checksum = data, value
             else:
                 assert self.stream is not None
@@ -282,7 +289,7 @@ class UploadSource:
         if self.data is not None:
             return self.data
         if self.path is not None:
-            _, data = await anyio.to_thread.run_sync(
+            _, data, _ = await anyio.to_thread.run_sync(
                 _files.open_source, self.path, 1 << 62
             )
             assert data is not None
@@ -318,9 +325,10 @@ class UploadSource:
                 first, self._first_data = self._first_data, None
                 self._feed(first)
                 return first, len(first)
-            size, data = await files.run(
-                _files.open_source, self.path, SMALL_BODY, self.offset, self.known_size
-            )
+            size, data, self.version = await files.run(functools.partial(
+                _files.open_source, self.path, SMALL_BODY, self.offset, self.known_size,
+                before=self.version,
+            ))
             if data is not None:
                 self._feed(data)
                 return data, size
@@ -334,7 +342,10 @@ class UploadSource:
                     f"cannot read upload source {self.path!r}: {_files.describe_os_error(exc)}",
                     self.path, errno=exc.errno,
                 ) from None
-            stream = self._file_stream(f, size, chunk, tracker, self.path, hashes=self._hashes())
+            stream = self._file_stream(
+                f, size, chunk, tracker, self.path, hashes=self._hashes(),
+                last=functools.partial(self._check_unchanged, f),
+            )
             return stream, size
         assert self.stream is not None
         assert self.known_size is not None
@@ -344,6 +355,14 @@ class UploadSource:
             self.stream, self.known_size, chunk, tracker, self._hashes()
         )
         return stream, self.known_size
+
+    async def _check_unchanged(self, f: aiofiles.threadpool.binary.AsyncBufferedReader) -> None:
+        """After the last block is read and before it is sent: a file written to
+        while it streamed shows another version, and its last bytes never
+        leave, so the server stores nothing torn."""
+        assert self.path is not None
+        info = await anyio.to_thread.run_sync(os.fstat, f.fileno())
+        _files.check_version(self.path, self.version, _files.version_of(info))
 
     def _feed(self, data: bytes) -> None:
         """A whole small body, sent in one piece: its CRC now, its MD5 only if asked."""
@@ -381,8 +400,9 @@ class UploadSource:
         path: str,
         *,
         hashes: _Hashes | None,
+        last: Callable[[], Awaitable[None]],
     ) -> AsyncIterator[bytes | memoryview]:
-        async for piece in _blocks(f.read, size, chunk, tracker, path, hashes=hashes):
+        async for piece in _blocks(f.read, size, chunk, tracker, path, hashes=hashes, last=last):
             yield piece
 
     @staticmethod
@@ -419,9 +439,11 @@ async def _blocks(
     path: str | None,
     *,
     hashes: _Hashes | None,
+    last: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes | memoryview]:
     """``size`` bytes read in blocks of at least ``IO_SIZE`` (a thread hop each),
-    handed to the network in ``chunk``-sized slices."""
+    handed to the network in ``chunk``-sized slices; ``last`` runs once the last
+    block is read, before it is handed on."""
     remaining = size
     block_size = max(chunk, _files.IO_SIZE)
     while remaining > 0:
@@ -436,6 +458,8 @@ async def _blocks(
                 f"upload source ended {remaining} bytes early (it shrank while uploading)", path
             )
         remaining -= len(block)
+        if not remaining and last is not None:
+            await last()
         if hashes is not None:
             hashes.update(block)
         async for piece in _slices(block, chunk, tracker):

@@ -26,6 +26,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "RetryPolicy",
         "Signer",
         "SigningError",
+        "SourceChangedError",
         "ThrottleState",
         "Timeout",
         "TransferEngine",
