@@ -53,7 +53,7 @@ from ._manifest import (
     read_manifest,
     write_manifest,
 )
-from ._models import BatchResult, Copy, Download, TransferResult, Upload
+from ._models import BatchResult, Copy, Download, OpenUpload, TransferResult, Upload
 from ._parts import plan_parts
 from ._progress import ProgressDisplay, human_bytes
 from ._retry import RetryPolicy
@@ -95,11 +95,15 @@ def parse_s3_uri(text: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _connection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection (credentials come from the AWS environment)")
     group.add_argument("--endpoint-url", help="an S3-compatible endpoint (default: AWS)")
     group.add_argument("--region", help="signing region (default: from the AWS config)")
     group.add_argument("--profile", help="a profile from the AWS config files")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _connection(parser)
     opts = parser.add_argument_group("transfer")
     opts.add_argument("--concurrency", type=int, default=64)
     opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
@@ -172,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="with put --manifest: start a multipart upload of FILE to the key "
                       "and write one presigned URL per part ('asyncpresign complete' ends it)")
     sign.add_argument("--part-size", type=parse_size, default=8 * 1024 * 1024)
+    sign.add_argument("--force", action="store_true",
+                      help="with --multipart: if the manifest holds the parts of an upload "
+                      "that is still open, abort that upload and replace the manifest "
+                      "(without it, such a manifest is not overwritten)")
     _common(sign)
 
     upload = sub.add_parser("upload", help="upload a folder to s3://bucket/prefix")
@@ -202,6 +210,20 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("manifest")
     complete.add_argument("--abort", action="store_true", help="abandon it instead")
     _common(complete)
+
+    uploads = sub.add_parser(
+        "uploads", help="list the open multipart uploads under s3://bucket/prefix, or --abort them"
+    )
+    uploads.add_argument("target", metavar="s3://bucket/prefix")
+    uploads.add_argument("--abort", action="store_true",
+                         help="abort them: their parts stop being stored (and billed)")
+    uploads.add_argument("--older-than", type=parse_duration, metavar="AGE",
+                         help="only those started longer ago than this, e.g. 7d, 12h")
+    uploads.add_argument("--dry-run", action="store_true",
+                         help="with --abort: say what would be aborted, abort nothing")
+    uploads.add_argument("--json", action="store_true", help="print JSON")
+    uploads.add_argument("--debug", action="store_true", help="show tracebacks")
+    _connection(uploads)
     return parser
 
 
@@ -290,8 +312,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="asyncpresign-demo-") as tmp:
             digests = _make_demo_files(Path(tmp, "src"), args.files, args.seed)
             return _run(_demo(Path(tmp), digests, args.concurrency, args.quiet))
+    if args.command == "sign" and (args.multipart or args.force):
+        return _run(_sign_parts(args))
     if args.command == "sign":
         return _run(_sign(args))
+    if args.command == "uploads":
+        return _run(_uploads(args))
     if args.command in ("transfer", "complete") and args.journal is None:
         args.journal = args.manifest + ".journal"
     if args.command == "complete":
@@ -345,14 +371,8 @@ async def _sign(args: argparse.Namespace) -> int:
     bucket, key = parse_s3_uri(args.target)
     async with _signer(args) as signer:
         if args.dry_run and args.manifest:
-            # Nothing is started (no multipart upload) and nothing written.
-            what = f"a multipart upload of {args.multipart}" if args.multipart else "jobs"
-            print(f"would sign {what} for s3://{bucket}/{key} into {args.manifest}",
+            print(f"would sign jobs for s3://{bucket}/{key} into {args.manifest}",
                   file=sys.stderr)
-            return EXIT_OK
-        if args.manifest and args.multipart:
-            count = await _sign_multipart(args, signer, bucket, key)
-            print(f"wrote {count} part URLs to {args.manifest}", file=sys.stderr)
             return EXIT_OK
         if args.manifest:
             if not args.source:
@@ -434,38 +454,199 @@ async def _sign_manifest(
     return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
 
 
+async def _sign_parts(args: argparse.Namespace) -> int:
+    """``sign put --multipart FILE --manifest M``: start the upload, write its part URLs."""
+    if not args.multipart:
+        raise InvalidArgumentError(
+            "--force goes with --multipart (it aborts the open upload a replaced manifest holds)"
+        )
+    if not args.manifest:
+        raise InvalidArgumentError("--multipart needs --manifest FILE, where the part URLs go")
+    bucket, key = parse_s3_uri(args.target)
+    async with _signer(args) as signer:
+        count = await _sign_multipart(args, signer, bucket, key)
+    if not args.dry_run:
+        print(f"wrote {count} part URLs to {args.manifest}", file=sys.stderr)
+    return EXIT_OK
+
+
 async def _sign_multipart(
     args: argparse.Namespace, signer: Signer, bucket: str, key: str
 ) -> int:
+    """Start a multipart upload and write its part URLs to ``args.manifest``; the
+    number of parts. A manifest it would replace that holds the parts of a
+    still-open upload is refused (that upload would stay open, its parts stored
+    and billed, with nothing left naming it) unless ``args.force``, which aborts
+    it first. A dry run starts, aborts and writes nothing."""
     if args.method != "put":
         raise InvalidArgumentError("--multipart signs put requests")
     path = str(await anyio.Path(args.multipart).absolute())
     size = await anyio.to_thread.run_sync(file_size, path)
     parts = plan_parts(size, args.part_size)
+    still_open = await _open_uploads(args.manifest, signer)
+    described = [
+        f"s3://{b}/{k} (upload id {upload_id}, {count} parts stored)"
+        for b, k, upload_id, count in still_open
+    ]
+    if still_open and not args.force:
+        raise InvalidArgumentError(
+            f"{args.manifest} holds the parts of a multipart upload that is still open: "
+            f"{'; '.join(described)}. Replacing it would leave that upload open, its parts "
+            f"stored and billed: finish it ('asyncpresign complete {args.manifest}'), abort "
+            f"it ('asyncpresign complete {args.manifest} --abort'), or pass --force to abort "
+            "it and sign anew"
+        )
+    for (b, k, upload_id, _), what in zip(still_open, described, strict=True):
+        if args.dry_run:
+            print(f"would abort {what}", file=sys.stderr)
+            continue
+        await signer.abort_multipart_upload(b, k, upload_id)
+        print(f"aborted {what}", file=sys.stderr)
+    if args.dry_run:
+        print(f"would sign a multipart upload of {args.multipart} ({human_bytes(size)}, "
+              f"{len(parts)} parts) for s3://{bucket}/{key} into {args.manifest}",
+              file=sys.stderr)
+        return len(parts)
     options = {"ContentType": args.content_type} if args.content_type else {}
     upload_id = await signer.create_multipart_upload(bucket, key, **options)
-    algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
-    entries = []
-    for part in parts:
-        checksum = (
-            (
-                algorithm,
-                await anyio.to_thread.run_sync(
-                    file_checksum, path, algorithm, part.offset, part.length
-                ),
+    try:
+        algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
+        entries = []
+        for part in parts:
+            checksum = (
+                (
+                    algorithm,
+                    await anyio.to_thread.run_sync(
+                        file_checksum, path, algorithm, part.offset, part.length
+                    ),
+                )
+                if algorithm
+                else None
             )
-            if algorithm
-            else None
-        )
-        request = await signer.presign_upload_part(
-            bucket, key, upload_id, part.number, expires_in=args.expires, checksum=checksum
-        )
-        entries.append(ManifestEntry(
-            op="put", url=request.url, headers=dict(request.headers), path=path,
-            size=part.length, offset=part.offset, part=part.number, upload_id=upload_id,
-            bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
-        ))
-    return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+            request = await signer.presign_upload_part(
+                bucket, key, upload_id, part.number, expires_in=args.expires, checksum=checksum
+            )
+            entries.append(ManifestEntry(
+                op="put", url=request.url, headers=dict(request.headers), path=path,
+                size=part.length, offset=part.offset, part=part.number, upload_id=upload_id,
+                bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
+            ))
+        return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+    except BaseException:
+        # No manifest names the new upload: abort it rather than leave it open.
+        with anyio.CancelScope(shield=True):
+            try:
+                await signer.abort_multipart_upload(bucket, key, upload_id)
+            except AsyncPresignError as exc:
+                print(f"asyncpresign: the upload just started is still open, s3://{bucket}/"
+                      f"{key} (upload id {upload_id}): {exc}; 'asyncpresign uploads "
+                      f"s3://{bucket}/{key} --abort' ends it", file=sys.stderr)
+        raise
+
+
+async def _open_uploads(manifest: str, signer: Signer) -> list[tuple[str, str, str, int]]:
+    """The multipart uploads ``manifest`` holds parts of that are still open, with
+    the number of parts each holds (bucket, key, upload id, parts)."""
+    uploads = await anyio.to_thread.run_sync(_manifest_uploads, manifest)
+    still_open = []
+    for bucket, key, upload_id in uploads:
+        count = await signer.count_parts(bucket, key, upload_id)
+        if count is not None:
+            still_open.append((bucket, key, upload_id, count))
+    return still_open
+
+
+def _manifest_uploads(manifest: str) -> list[tuple[str, str, str]]:
+    """The (bucket, key, upload id) of the multipart uploads an existing
+    ``manifest`` holds parts of. A file there that cannot be read as a manifest
+    is refused: it is not ours to overwrite."""
+    if not os.path.lexists(manifest):
+        return []
+    found: dict[tuple[str, str, str], None] = {}
+    try:
+        for entry in read_manifest(manifest):
+            if entry.upload_id is None:
+                continue
+            if not (entry.bucket and entry.key):
+                raise InvalidArgumentError(
+                    f"a part of upload {entry.upload_id} names no bucket and key"
+                )
+            found[(entry.bucket, entry.key, entry.upload_id)] = None
+    except (OSError, ValueError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise InvalidArgumentError(
+            f"{manifest} exists and is not a manifest whose uploads can be checked "
+            f"({reason}); not overwriting it: move it away or choose another --manifest"
+        ) from None
+    return list(found)
+
+
+async def _uploads(args: argparse.Namespace) -> int:
+    """``uploads s3://bucket/prefix``: list the open multipart uploads there, or
+    abort them (each failure reported, the others still tried)."""
+    bucket, prefix = parse_s3_uri(args.target)
+    rows: list[dict[str, Any]] = []
+    async with _signer(args) as signer:
+        if args.abort and not args.dry_run:
+            outcomes = await signer.abort_multipart_uploads(
+                bucket, prefix, older_than=args.older_than
+            )
+            for upload, error in outcomes:
+                rows.append(_upload_row(upload, "failed" if error else "aborted", error))
+        else:
+            status = "would abort" if args.abort else "open"
+            async for upload in signer.list_multipart_uploads(
+                bucket, prefix, older_than=args.older_than, with_parts=True
+            ):
+                rows.append(_upload_row(upload, status))
+    failed = [row for row in rows if row["status"] == "failed"]
+    if args.json:
+        print(json.dumps({
+            "command": "uploads", "bucket": bucket, "prefix": prefix,
+            "abort": args.abort, "dry_run": args.dry_run, "uploads": rows, "total": len(rows),
+            "aborted": sum(row["status"] == "aborted" for row in rows), "failed": len(failed),
+        }, indent=2))
+        return EXIT_FAILED if failed else EXIT_OK
+    for row in rows:
+        where = f"s3://{bucket}/{row['key']}  upload id {row['upload_id']}"
+        started = f"started {row['initiated']}"
+        parts = "" if row["parts"] is None else f", {row['parts']} parts"
+        if row["status"] == "failed":
+            print(f"could not abort {where}: {row['error']}", file=sys.stderr)
+        elif row["status"] == "open":
+            print(f"{where}  {started}{parts}")
+        else:
+            print(f"{row['status']} {where}  {started}{parts}")
+    age = f" started more than {_age(args.older_than)} ago" if args.older_than is not None else ""
+    plural = "" if len(rows) == 1 else "s"
+    summary = f"{len(rows)} open multipart upload{plural}{age} under s3://{bucket}/{prefix}"
+    if args.abort and args.dry_run:
+        summary += ": none aborted (dry run)"
+    elif args.abort:
+        summary += f": {len(rows) - len(failed)} aborted, {len(failed)} failed"
+    print(summary)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _upload_row(
+    upload: OpenUpload, status: str, error: BaseException | None = None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": upload.key, "upload_id": upload.upload_id,
+        "initiated": upload.initiated.isoformat(timespec="seconds"), "parts": upload.parts,
+        "status": status,
+    }
+    if error is not None:
+        row["error"] = f"{type(error).__name__}: {error}"
+    return row
+
+
+def _age(seconds: int) -> str:
+    """``604800`` → ``7d``: the largest unit that divides it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 async def _complete(args: argparse.Namespace) -> int:

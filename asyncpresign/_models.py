@@ -23,6 +23,7 @@ __all__ = [
     "Copy",
     "Download",
     "FilePart",
+    "OpenUpload",
     "PresignedPost",
     "PresignedRequest",
     "ProgressEvent",
@@ -222,6 +223,20 @@ class Copy:
 
 
 Job: TypeAlias = "Upload | Download | Copy"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenUpload:
+    """A multipart upload started and neither completed nor aborted: the parts
+    it holds are stored, and billed, until one of the two happens."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    #: When it was started, in UTC.
+    initiated: dt.datetime
+    #: How many parts it holds; None when not counted (one more request per upload).
+    parts: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,7 @@ import functools
 import inspect
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +34,7 @@ from ._exceptions import (
     SigningError,
     TransportError,
 )
-from ._models import PresignedPost, PresignedRequest, SignFunction
+from ._models import OpenUpload, PresignedPost, PresignedRequest, SignFunction
 from ._redact import install_log_redaction
 from ._sigv4 import BucketEndpoint, QuerySigner, SigningCredentials, s3_request_parts
 from ._validation import (
@@ -801,6 +801,79 @@ class Signer:
         with self._translate(f"abort the multipart upload of {bucket}/{key}"):
             await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
+    async def count_parts(self, bucket: str, key: str, upload_id: str) -> int | None:
+        """How many parts the upload ``upload_id`` of ``bucket/key`` holds, or None
+        when it is not open: completed, aborted, or never started for that key."""
+        check_bucket(bucket)
+        check_key(key)
+        count = 0
+        try:
+            with self._translate(f"list the parts of the multipart upload of {bucket}/{key}"):
+                pages = self.client.get_paginator("list_parts").paginate(
+                    Bucket=bucket, Key=key, UploadId=upload_id
+                )
+                async for page in pages:
+                    count += len(page.get("Parts", []))
+        except HTTPStatusError as exc:
+            if exc.code == "NoSuchUpload":
+                return None
+            raise
+        return count
+
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        older_than: float | dt.timedelta | None = None,
+        with_parts: bool = False,
+    ) -> AsyncIterator[OpenUpload]:
+        """The open multipart uploads of the keys under ``prefix``, page by page;
+        with ``older_than`` (seconds or a timedelta), only those started longer
+        ago than that. ``with_parts=True`` counts each one's parts (a request
+        per upload) and leaves out any completed or aborted since it was listed."""
+        check_bucket(bucket)
+        started_before = _started_before(older_than)
+        with self._translate(f"list the multipart uploads of s3://{bucket}/{prefix}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=bucket, Prefix=prefix
+            )
+            async for page in pages:
+                for item in page.get("Uploads", []):
+                    key, upload_id = item["Key"], item["UploadId"]
+                    initiated = item["Initiated"].astimezone(dt.timezone.utc)
+                    if started_before is not None and initiated >= started_before:
+                        continue
+                    parts = None
+                    if with_parts:
+                        parts = await self.count_parts(bucket, key, upload_id)
+                        if parts is None:
+                            continue
+                    yield OpenUpload(
+                        bucket=bucket, key=key, upload_id=upload_id, initiated=initiated,
+                        parts=parts,
+                    )
+
+    async def abort_multipart_uploads(
+        self, bucket: str, prefix: str = "", *, older_than: float | dt.timedelta | None = None
+    ) -> list[tuple[OpenUpload, AsyncPresignError | None]]:
+        """Abort the open multipart uploads of the keys under ``prefix`` (with
+        ``older_than``, only those started longer ago than that). All are listed
+        first, then aborted one by one; each comes back with None when it was
+        aborted, or with the error that kept it open (the others are still tried)."""
+        uploads = [
+            u async for u in self.list_multipart_uploads(bucket, prefix, older_than=older_than)
+        ]
+        outcomes: list[tuple[OpenUpload, AsyncPresignError | None]] = []
+        for upload in uploads:
+            try:
+                await self.abort_multipart_upload(bucket, upload.key, upload.upload_id)
+            except AsyncPresignError as exc:
+                outcomes.append((upload, exc))
+            else:
+                outcomes.append((upload, None))
+        return outcomes
+
     # -- bucket management -----------------------------------------------------------------
 
     async def ensure_bucket(
@@ -997,6 +1070,21 @@ def _now() -> dt.datetime:
 
 def _current_second() -> int:
     return int(time.time())
+
+
+def _started_before(older_than: float | dt.timedelta | None) -> dt.datetime | None:
+    """The moment an upload must have been started before to be ``older_than``."""
+    if older_than is None:
+        return None
+    seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise InvalidArgumentError(
+            f"older_than must be a timedelta or a number of seconds >= 0, not {older_than!r}"
+        )
+    try:
+        return _now() - dt.timedelta(seconds=seconds)
+    except OverflowError:  # older than anything a server can have started
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def _display_headers(params: Mapping[str, Any], signed: Mapping[str, str]) -> dict[str, str]:

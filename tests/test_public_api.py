@@ -19,6 +19,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "Journal",
         "LocalFileError",
         "NoCredentialsError",
+        "OpenUpload",
         "PresignedPost",
         "PresignedRequest",
         "ProgressEvent",
