@@ -11,13 +11,21 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
 import anyio.to_thread
 
-from ._engine import TransferEngine
+from ._engine import TransferEngine, _aiter
 from ._exceptions import InvalidArgumentError
 from ._files import is_partial_name
 from ._manifest import Journal, has_size, state_of
@@ -28,6 +36,7 @@ __all__ = ["Filters", "copy_objects", "download_prefix", "upload_tree"]
 
 T = TypeVar("T")
 ResultCallback = Callable[[TransferResult], Awaitable[None] | None]
+Pair = tuple[tuple[str, str], tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,7 +231,7 @@ async def download_prefix(
     plan = plan or sys.stdout  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
-    folders: set[str] = set()
+    folders = FolderCache()
     bad: list[TransferResult] = []
 
     async def jobs() -> AsyncIterator[Download]:
@@ -253,12 +262,7 @@ async def download_prefix(
                     if dry_run:
                         print(f"would download s3://{bucket}/{key} to {dest}", file=plan)
                         continue
-                    folder = os.path.dirname(dest)
-                    if folder not in folders:
-                        await anyio.to_thread.run_sync(make_folder, folder)
-                        folders.add(folder)
-                        if len(folders) > 10_000:
-                            folders.clear()
+                    await folders.make(os.path.dirname(dest))
                     tracker.pending[index] = (job_id, state)
                     index += 1
                     yield Download(
@@ -274,7 +278,7 @@ async def copy_objects(
     source_signer: Signer,
     dest_signer: Signer,
     engine: TransferEngine,
-    pairs: Iterable[tuple[tuple[str, str], tuple[str, str]]],
+    pairs: Iterable[Pair] | AsyncIterable[Pair],
     *,
     journal: Journal | None = None,
     expires_in: float = 3600,
@@ -282,16 +286,19 @@ async def copy_objects(
     on_result: ResultCallback | None = None,
 ) -> BatchResult:
     """Copy ``((src_bucket, src_key), (dst_bucket, dst_key))`` pairs, streaming each
-    GET into its PUT with no local file. The signers may be different servers."""
+    GET into its PUT with no local file. The signers may be different servers.
+    ``pairs`` may be an async iterable (a listing): copies start as it is read."""
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
 
     async def jobs() -> AsyncIterator[Copy]:
-        for index, ((src_bucket, src_key), (dst_bucket, dst_key)) in enumerate(pairs):
+        index = 0
+        async for (src_bucket, src_key), (dst_bucket, dst_key) in _aiter(pairs):
             # No source ETag is known here, so a journal cannot tell a changed
             # source from the copied one: every pair is copied again.
             job_id = f"copy {src_bucket}/{src_key} {dst_bucket}/{dst_key}"
             tracker.pending[index] = (job_id, None)
+            index += 1
             yield Copy(
                 None, None,
                 source_sign=source_signer.sign_later("GET", src_bucket, src_key,
@@ -322,6 +329,23 @@ async def list_objects(
 
 def make_folder(folder: str) -> None:
     os.makedirs(folder, exist_ok=True)
+
+
+@dataclass
+class FolderCache:
+    """Makes the folders downloads land in, each in a thread and once; it
+    remembers at most ``limit`` (then starts over), so memory stays flat."""
+
+    limit: int = 10_000
+    made: set[str] = field(default_factory=set)
+
+    async def make(self, folder: str) -> None:
+        if folder in self.made:
+            return
+        await anyio.to_thread.run_sync(make_folder, folder)
+        if len(self.made) >= self.limit:
+            self.made.clear()
+        self.made.add(folder)
 
 
 def _merge(batch: BatchResult, extra: Sequence[TransferResult], skipped: int) -> BatchResult:

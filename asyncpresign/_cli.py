@@ -30,12 +30,14 @@ import anyio.to_thread
 
 from ._bulk import (
     Filters,
+    FolderCache,
+    _in_thread_batches,
     copy_objects,
     download_prefix,
     list_keys,
     list_objects,
     local_path,
-    make_folder,
+    object_key,
     relative_key,
     upload_tree,
     walk_files,
@@ -739,17 +741,10 @@ async def _run_command(
         if args.command == "transfer":
             return await _transfer(args, engine, journal, display, filters)
         if args.command == "copy":
-            src_bucket, src_prefix = parse_s3_uri(args.source)
-            dst_bucket, dst_prefix = parse_s3_uri(args.target)
             async with _signer(args) as source, _signer(args, "dest_") as dest:
-                keys = [k async for k in list_keys(source, src_bucket, src_prefix)]
-                pairs = [
-                    ((src_bucket, k), (dst_bucket, _rebase(k, src_prefix, dst_prefix)))
-                    for k in keys
-                    if filters(relative_key(src_prefix, k))
-                ]
+                pairs = _copy_pairs(args, source, filters)
                 if args.dry_run:
-                    for (_, k), (_, d) in pairs:
+                    async for (src_bucket, k), (dst_bucket, d) in pairs:
                         print(f"would copy s3://{src_bucket}/{k} to s3://{dst_bucket}/{d}",
                               file=_plan_stream(args))
                     return _empty()
@@ -819,7 +814,8 @@ async def _transfer(
 
 async def _on_dask(args: argparse.Namespace) -> int:
     """The same commands with the transfers spread over a Dask cluster: this
-    process lists and signs, partition by partition; the workers move bytes."""
+    process lists and signs, partition by partition; the workers move bytes.
+    Listings and walks stream into the partitions, never all in memory."""
     try:  # the dask extra is optional: import it only for this flag
         from distributed import Client  # noqa: PLC0415
 
@@ -834,37 +830,26 @@ async def _on_dask(args: argparse.Namespace) -> int:
     options = {"concurrency": args.concurrency, "chunk_size": args.chunk_size,
                "retry": RetryPolicy(attempts=args.retries),
                "timeout": _timeout(args)}
+    bad: list[tuple[str, str]] = []  # (s3 URL, error) of keys no job can be made for
     client = await anyio.to_thread.run_sync(Client, args.dask_scheduler)
     started = time.monotonic()
     try:
         if args.command == "transfer":
-            jobs: Any = (entry.job() for entry in read_manifest(args.manifest))
-            summary = await transfer_on_dask(client, jobs, engine_options=options,
-                                             journal=args.journal)
+            summary = await transfer_on_dask(client, _dask_entries(args, filters),
+                                             engine_options=options, journal=args.journal)
         else:
             async with _signer(args) as signer:
                 if args.command == "upload":
                     bucket, prefix = parse_s3_uri(args.target)
-                    files = await anyio.to_thread.run_sync(
-                        lambda: list(walk_files(args.directory, filters))
-                    )
                     specs: Any = (
-                        ObjectJob(op="upload", bucket=bucket, path=path,
-                                  key=f"{prefix.strip('/')}/{rel}" if prefix.strip("/") else rel)
-                        for path, rel, _ in files
+                        ObjectJob(op="upload", bucket=bucket, key=object_key(prefix, rel),
+                                  path=path)
+                        async for path, rel, _ in _in_thread_batches(
+                            walk_files(args.directory, filters)
+                        )
                     )
                 elif args.command == "download":
-                    bucket, prefix = parse_s3_uri(args.source)
-                    keys = [k async for k in list_keys(signer, bucket, prefix)]
-                    specs = (
-                        ObjectJob(op="download", bucket=bucket, key=k,
-                                  path=local_path(args.directory, prefix, k))
-                        for k in keys
-                        if filters(relative_key(prefix, k))
-                    )
-                    for folder in {os.path.dirname(local_path(args.directory, prefix, k))
-                                   for k in keys}:
-                        await anyio.to_thread.run_sync(make_folder, folder)
+                    specs = _dask_downloads(args, signer, filters, bad)
                 else:
                     specs = _signed_copies(args, signer, filters)
                 summary = await transfer_on_dask(
@@ -876,15 +861,62 @@ async def _on_dask(args: argparse.Namespace) -> int:
     data = summary.as_dict()
     data["command"] = args.command
     data["seconds"] = round(time.monotonic() - started, 3)
+    data["total"] += len(bad)
+    data["failed"] += len(bad)
+    data["failures"] += [{"url": url, "status": None, "error": error} for url, error in bad]
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         print(f"{args.command} on Dask: {summary.succeeded} done ({summary.skipped} already "
-              f"done), {len(summary.failed)} failed of {summary.total}; "
+              f"done), {data['failed']} failed of {data['total']}; "
               f"{human_bytes(summary.nbytes)} in {data['seconds']} s")
-        for failure in summary.failed:
-            print(f"  failed: {failure.url}: {failure.error}")
-    return EXIT_OK if summary.ok else EXIT_FAILED
+        for failure in data["failures"]:
+            print(f"  failed: {failure['url']}: {failure['error']}")
+    return EXIT_OK if summary.ok and not bad else EXIT_FAILED
+
+
+async def _dask_entries(args: argparse.Namespace, filters: Filters) -> AsyncIterator[Any]:
+    """The manifest's entries that ``filters`` let through, read in a thread, with
+    the folders their downloads need made as they go."""
+    folders = FolderCache()
+    async for entry in _in_thread_batches(read_manifest(args.manifest)):
+        if filters(entry.key or entry.path):
+            if entry.op == "get":
+                await folders.make(os.path.dirname(entry.path))  # absolute: read_manifest
+            yield entry
+
+
+async def _dask_downloads(
+    args: argparse.Namespace, signer: Signer, filters: Filters, bad: list[tuple[str, str]]
+) -> AsyncIterator[Any]:
+    """Download specs as the listing pages come in, each with the ETag the journal
+    checks and its folder made (once); a key no local path fits fails alone."""
+    from .dask import ObjectJob  # noqa: PLC0415 - the optional extra
+
+    bucket, prefix = parse_s3_uri(args.source)
+    folders = FolderCache()
+    async for key, size, etag in list_objects(signer, bucket, prefix):
+        if (key.endswith("/") and size == 0) or not filters(relative_key(prefix, key)):
+            continue  # a "folder" marker, or excluded
+        try:
+            path = local_path(args.directory, prefix, key)
+        except InvalidArgumentError as exc:
+            bad.append((f"s3://{bucket}/{key}", f"{type(exc).__name__}: {exc}"))
+            continue
+        await folders.make(os.path.dirname(path))
+        yield ObjectJob(op="download", bucket=bucket, key=key, path=path, etag=etag)
+
+
+async def _copy_pairs(
+    args: argparse.Namespace, source: Signer, filters: Filters
+) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str]]]:
+    """``((source bucket, key), (target bucket, key))`` as the listing pages come
+    in: a copy starts before the listing ends, and memory stays flat."""
+    src_bucket, src_prefix = parse_s3_uri(args.source)
+    dst_bucket, dst_prefix = parse_s3_uri(args.target)
+    async for key in list_keys(source, src_bucket, src_prefix):
+        if filters(relative_key(src_prefix, key)):
+            yield (src_bucket, key), (dst_bucket, _rebase(key, src_prefix, dst_prefix))
 
 
 async def _signed_copies(
@@ -892,17 +924,12 @@ async def _signed_copies(
 ) -> AsyncIterator[Copy]:
     """Copy jobs for Dask workers, signed here as the partitions are pulled: the
     workers get a GET and a PUT URL per object, never either side's credentials."""
-    src_bucket, src_prefix = parse_s3_uri(args.source)
-    dst_bucket, dst_prefix = parse_s3_uri(args.target)
     async with _signer(args, "dest_") as dest:
-        async for key in list_keys(source, src_bucket, src_prefix):
-            if filters(relative_key(src_prefix, key)):
-                yield Copy(
-                    await source.presign_get(src_bucket, key, expires_in=args.expires),
-                    await dest.presign_put(
-                        dst_bucket, _rebase(key, src_prefix, dst_prefix), expires_in=args.expires
-                    ),
-                )
+        async for (src_bucket, key), (dst_bucket, dst_key) in _copy_pairs(args, source, filters):
+            yield Copy(
+                await source.presign_get(src_bucket, key, expires_in=args.expires),
+                await dest.presign_put(dst_bucket, dst_key, expires_in=args.expires),
+            )
 
 
 def _take(

@@ -197,6 +197,21 @@ def has_size(path: str, size: int | None) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
+def journal_state(
+    journal: Journal, job_id: str, op: Literal["put", "get"], path: str, etag: str | None
+) -> tuple[str | None, bool]:
+    """The state a job is in now, as ``journal`` records it, and whether the
+    journal says it is done in that state: an upload while its file is as it
+    was (size and mtime), a download while the object has the ETag it had
+    (none known: never) and the file is still there with the size written.
+    Stats the file: call it in a thread."""
+    if op == "put":
+        state = file_state(path)
+        return state, journal.is_done(job_id, state)
+    state = f"etag={etag}" if etag else None
+    return state, journal.is_done(job_id, state) and has_size(path, journal.size_of(job_id))
+
+
 class Journal:
     """Finished jobs, appended as they finish and flushed every few, so an
     interrupted run loses at most a few seconds of record.

@@ -22,12 +22,14 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 import anyio.to_thread
 
 try:
@@ -39,8 +41,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from ._engine import TransferEngine
 from ._exceptions import InvalidArgumentError
+from ._manifest import Journal, ManifestEntry, journal_state
 from ._models import Copy, Download, PresignedRequest, TransferResult, Upload
-from ._redact import redact_url
 from ._signer import Signer
 
 __all__ = ["DaskSummary", "JobOutcome", "ObjectJob", "transfer_on_dask"]
@@ -54,6 +56,9 @@ class ObjectJob:
     bucket: str
     key: str
     path: str
+    #: The object's ETag when it is known (from a listing): a journal skips the
+    #: download again only while the object keeps it. Without one, it never does.
+    etag: str | None = None
 
     def __post_init__(self) -> None:
         if self.op not in ("upload", "download"):
@@ -72,7 +77,7 @@ class JobOutcome:
     status: int | None = None
     attempts: int = 1
     error: str | None = None  # "TypeName: message"
-    skipped: bool = False  # done by an earlier attempt of the partition (journal)
+    etag: str | None = None  # what the server answered (a part's, for ``complete``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +112,7 @@ class DaskSummary:
         }
 
 
-JobLike = Upload | Download | Copy | ObjectJob
+JobLike = Upload | Download | Copy | ObjectJob | ManifestEntry
 _distributed_wait: Callable[..., Any] = distributed.wait
 
 
@@ -127,67 +132,141 @@ async def transfer_on_dask(
 
     ``jobs`` are presigned :class:`Upload`/:class:`Download`/:class:`Copy`
     jobs (requests or URLs, not signing functions, which would carry the
-    signer to the workers), or :class:`ObjectJob` specs that ``signer`` signs
-    on the driver, partition by partition, shortly before each one runs so
-    that long jobs never hand out stale URLs. At most ``window`` partitions
-    (default: twice the workers) are in flight, so the driver's memory does
-    not grow with the listing. ``journal`` is a file every worker can reach
-    (a shared folder): completed jobs are recorded there, and a partition
-    retried after a lost worker skips them. ``engine_options`` are
+    signer to the workers), manifest entries, or :class:`ObjectJob` specs that
+    ``signer`` signs on the driver, partition by partition, shortly before each
+    one runs so that long jobs never hand out stale URLs. At most ``window``
+    partitions (default: twice the workers) are in flight, so the driver's
+    memory does not grow with the listing. ``engine_options`` are
     :class:`TransferEngine` keyword arguments for the workers.
+
+    ``journal`` is a file on the driver (the format of :class:`Journal`): the
+    driver records each finished job by what it moves as its partition comes
+    back, and skips it on a re-run only while that is unchanged: an upload's
+    file with the size and mtime it had; a download's object with the ETag it
+    had (an ObjectJob's ``etag``, a manifest's), its file still there with the
+    size written. Jobs with nothing to compare (a download without an ETag, a
+    copy, an upload from memory) always run. A partition retried after a lost
+    worker runs whole again.
     """
     if partition_size < 1:
         raise InvalidArgumentError(f"partition_size must be >= 1, got {partition_size}")
     options = dict(engine_options or {})
     TransferEngine(**options)  # validate here, not in a hundred workers
     journal_path = os.fspath(journal) if journal is not None else None
+    tally = _Tally(await anyio.to_thread.run_sync(Journal, journal_path))
     if window is None:
         workers = await _maybe_await(client.scheduler_info())
         window = max(2, 2 * len(workers.get("workers", {})))
     started = time.perf_counter()
     pending: set[Any] = set()
-    totals = {"total": 0, "succeeded": 0, "skipped": 0, "nbytes": 0, "partitions": 0}
-    failed: list[JobOutcome] = []
-
-    def absorb(outcomes: list[JobOutcome]) -> None:
-        for outcome in outcomes:
-            totals["total"] += 1
-            if outcome.ok:
-                totals["succeeded"] += 1
-                totals["nbytes"] += outcome.nbytes
-                totals["skipped"] += outcome.skipped
-            else:
-                failed.append(outcome)
 
     async def collect(return_when: str) -> None:
         nonlocal pending
         done, pending = await _wait(client, pending, return_when)
         for future in done:
-            absorb(await _maybe_await(future.result()))
+            outcomes = await _maybe_await(future.result())
+            await anyio.to_thread.run_sync(tally.absorb, outcomes)
 
-    counter = itertools.count()
-    async for partition in _partitions(jobs, partition_size):
-        items = [(next(counter), job) for job in partition]
-        payload = await _sign_partition(items, signer, expires_in)
-        future = client.submit(
-            _run_partition, payload, options, journal_path, pure=False, retries=retries
+    try:
+        async for partition in _partitions(jobs, partition_size):
+            items = await anyio.to_thread.run_sync(tally.admit, partition)
+            if not items:
+                continue
+            payload = await _sign_partition(items, signer, expires_in)
+            future = client.submit(_run_partition, payload, options, pure=False, retries=retries)
+            pending.add(future)
+            tally.partitions += 1
+            while len(pending) >= window:
+                await collect("FIRST_COMPLETED")
+        if pending:
+            await collect("ALL_COMPLETED")
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(tally.journal.close)
+    return tally.summary(time.perf_counter() - started)
+
+
+@dataclass
+class _Tally:
+    """The driver's account of a run: counts, failures, and the journal records
+    of the jobs in flight (only those, so memory stays flat)."""
+
+    journal: Journal
+    total: int = 0
+    succeeded: int = 0
+    skipped: int = 0
+    nbytes: int = 0
+    partitions: int = 0
+    failed: list[JobOutcome] = field(default_factory=list)
+    #: index -> (job id, its state, a part?) for each job in flight the journal records
+    recording: dict[int, tuple[str, str, bool]] = field(default_factory=dict)
+    numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    def admit(self, partition: Sequence[JobLike]) -> list[tuple[int, JobLike]]:
+        """The jobs of ``partition`` the journal does not skip, numbered (stats
+        files: in a thread). Any doubt, and the job runs."""
+        items: list[tuple[int, JobLike]] = []
+        for job in partition:
+            identity = _identity(job) if self.journal.path is not None else None
+            state, done = None, False
+            if identity is not None:
+                job_id, op, path, etag = identity
+                state, done = journal_state(self.journal, job_id, op, path, etag)
+            if done:
+                self.total += 1
+                self.succeeded += 1
+                self.skipped += 1
+                continue
+            index = next(self.numbers)
+            items.append((index, job))
+            if identity is not None and state is not None:
+                part = isinstance(job, ManifestEntry) and job.part is not None
+                self.recording[index] = (identity[0], state, part)
+        return items
+
+    def absorb(self, outcomes: list[JobOutcome]) -> None:
+        """Count a partition's outcomes and journal its finished jobs (in a thread)."""
+        for outcome in outcomes:
+            self.total += 1
+            record = self.recording.pop(outcome.index, None)
+            if not outcome.ok:
+                self.failed.append(outcome)
+                continue
+            self.succeeded += 1
+            self.nbytes += outcome.nbytes
+            if record is not None:
+                job_id, state, part = record
+                self.journal.record(job_id, state, outcome.nbytes, outcome.etag if part else None)
+
+    def summary(self, seconds: float) -> DaskSummary:
+        return DaskSummary(
+            total=self.total,
+            succeeded=self.succeeded,
+            failed=tuple(sorted(self.failed, key=lambda o: o.index)),
+            skipped=self.skipped,
+            nbytes=self.nbytes,
+            seconds=seconds,
+            partitions=self.partitions,
         )
-        pending.add(future)
-        totals["partitions"] += 1
-        while len(pending) >= window:
-            await collect("FIRST_COMPLETED")
-    if pending:
-        await collect("ALL_COMPLETED")
-    failed.sort(key=lambda o: o.index)
-    return DaskSummary(
-        total=totals["total"],
-        succeeded=totals["succeeded"],
-        failed=tuple(failed),
-        skipped=totals["skipped"],
-        nbytes=totals["nbytes"],
-        seconds=time.perf_counter() - started,
-        partitions=totals["partitions"],
-    )
+
+
+def _identity(job: JobLike) -> tuple[str, Literal["put", "get"], str, str | None] | None:
+    """What a job moves, as a journal names it (the same ids as the CLI's and the
+    bulk helpers'): ``(id, op, local path, the object's ETag)``; None for a job
+    the journal cannot tell apart from another (it always runs)."""
+    if isinstance(job, ManifestEntry):
+        return job.id, job.op, job.path, job.etag
+    if isinstance(job, ObjectJob):
+        op: Literal["put", "get"] = "put" if job.op == "upload" else "get"
+        return f"{op} {job.bucket}/{job.key} {job.path}", op, job.path, job.etag
+    if isinstance(job, Upload) and isinstance(job.source, (str, os.PathLike)):
+        # A presigned URL without its query names the bucket and the key.
+        request = job.request
+        url = request.url if isinstance(request, PresignedRequest) else request
+        if isinstance(url, str):
+            path = os.fspath(job.source)
+            return f"put {url.split('?', 1)[0]} {path}", "put", path, None
+    return None
 
 
 async def _partitions(
@@ -216,7 +295,9 @@ async def _sign_partition(
     """Presigned jobs for the workers: ObjectJobs signed here, the rest checked."""
     payload: list[tuple[int, Upload | Download | Copy]] = []
     for index, job in items:
-        if isinstance(job, ObjectJob):
+        if isinstance(job, ManifestEntry):
+            payload.append((index, job.job()))
+        elif isinstance(job, ObjectJob):
             if signer is None:
                 raise InvalidArgumentError(
                     "ObjectJob needs signer= on the driver to be signed before it is sent"
@@ -240,7 +321,7 @@ async def _sign_partition(
             payload.append((index, job))
         else:
             raise InvalidArgumentError(
-                f"a Dask job must be an Upload, Download, Copy or ObjectJob, "
+                f"a Dask job must be an Upload, Download, Copy, ObjectJob or manifest entry, "
                 f"not {type(job).__name__}"
             )
     return payload
@@ -265,38 +346,22 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def _run_partition(
-    items: list[tuple[int, Upload | Download | Copy]],
-    engine_options: dict[str, Any],
-    journal: str | None,
+    items: list[tuple[int, Upload | Download | Copy]], engine_options: dict[str, Any]
 ) -> list[JobOutcome]:
     """A Dask task: run one partition in a fresh event loop on the worker."""
-    return asyncio.run(_run_partition_async(items, engine_options, journal))
+    return asyncio.run(_run_partition_async(items, engine_options))
 
 
 async def _run_partition_async(
-    items: list[tuple[int, Upload | Download | Copy]],
-    engine_options: dict[str, Any],
-    journal: str | None,
+    items: list[tuple[int, Upload | Download | Copy]], engine_options: dict[str, Any]
 ) -> list[JobOutcome]:
-    done = await anyio.to_thread.run_sync(_read_journal, journal) if journal else set()
-    outcomes = [
-        JobOutcome(index=i, ok=True, url=_url_of(job), skipped=True) for i, job in items
-        if i in done
-    ]
-    todo = [(i, job) for i, job in items if i not in done]
-    recorder = _JournalWriter(journal)
+    outcomes: list[JobOutcome] = []
     async with TransferEngine(**engine_options) as engine:
 
-        async def record(result: TransferResult) -> None:
-            index = todo[result.index or 0][0]
-            outcomes.append(_outcome(index, result))
-            if result.ok:
-                await recorder.add(index)
+        def record(result: TransferResult) -> None:
+            outcomes.append(_outcome(items[result.index or 0][0], result))
 
-        await engine.run(
-            (job for _, job in todo), on_result=record, keep_results=False
-        )
-    await recorder.flush()
+        await engine.run((job for _, job in items), on_result=record, keep_results=False)
     return outcomes
 
 
@@ -312,57 +377,5 @@ def _outcome(index: int, result: TransferResult) -> JobOutcome:
         status=result.status,
         attempts=result.attempts,
         error=error,
+        etag=result.etag,
     )
-
-
-def _url_of(job: Upload | Download | Copy) -> str:
-    request = job.dest if isinstance(job, Copy) else job.request
-    if isinstance(request, PresignedRequest):
-        return redact_url(request.url)
-    return redact_url(request) if isinstance(request, str) else ""
-
-
-@dataclass
-class _JournalWriter:
-    """Appends completed job numbers to a shared file, a few at a time."""
-
-    path: str | None
-    batch: list[int] = field(default_factory=list)
-    last_flush: float = field(default_factory=time.monotonic)
-
-    async def add(self, index: int) -> None:
-        if self.path is None:
-            return
-        self.batch.append(index)
-        if len(self.batch) >= 64 or time.monotonic() - self.last_flush > 0.5:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self.path is None or not self.batch:
-            return
-        lines, self.batch = self.batch, []
-        self.last_flush = time.monotonic()
-        await anyio.to_thread.run_sync(_append_journal, self.path, lines)
-
-
-def _append_journal(path: str, indexes: list[int]) -> None:
-    # One O_APPEND write per batch: appends from several workers never interleave
-    # inside a line on a local or POSIX shared filesystem.
-    data = "".join(f"{i}\n" for i in indexes).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_journal(path: str | None) -> set[int]:
-    if path is None:
-        return set()
-    try:
-        with open(path, encoding="ascii") as f:
-            return {int(line) for line in f if line.strip().isdigit()}
-    except FileNotFoundError:
-        return set()
-

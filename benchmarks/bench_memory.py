@@ -1,5 +1,6 @@
 """Peak memory of the engine for 10,000 and 100,000 small jobs: it must not grow,
-and jobs that fail must cost about what jobs that succeed do.
+and jobs that fail must cost about what jobs that succeed do; nor may a
+listing's length grow the ``copy`` command or a Dask download's driver.
 
     python benchmarks/bench_memory.py [--jobs 10000 100000]
 
@@ -10,6 +11,14 @@ from a generator, ``keep_results=False``) and reports its peak RSS. The same
 runs again with every job failing (the server answers 403 AccessDenied to
 each), whose failures the batch keeps: the row "failing" shows what that
 costs.
+
+The server also answers ListObjectsV2 with synthetic keys (prefix ``n<N>/``
+lists N keys of 100 bytes, 1,000 a page, 1,000 a folder), so two more rows
+run what a user runs over a bucket of N keys: ``asyncpresign copy`` (the
+command itself, in the client process: listing, filters, signing and the
+copies) and the driver's side of ``download --dask-scheduler`` (the listing
+streamed into download specs, their folders made, signed partition by
+partition as ``transfer_on_dask`` does; no cluster, so no bytes move).
 """
 
 from __future__ import annotations
@@ -32,7 +41,32 @@ from aiohttp import web
 BODY = b"y" * 100
 DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
           b'<Message>Access Denied</Message></Error>')
+PAGE = 1000
+def listing(request):
+    prefix = request.query.get("prefix", "")
+    count = int(prefix.strip("n/") or 0)
+    start = int(request.query.get("continuation-token", "0"))
+    stop = min(start + PAGE, count)
+    items = "".join(
+        f"<Contents><Key>{prefix}d{i // 1000:03d}/k{i:07d}</Key>"
+        "<LastModified>2026-01-01T00:00:00.000Z</LastModified>"
+        '<ETag>"0123456789abcdef0123456789abcdef"</ETag><Size>100</Size>'
+        "<StorageClass>STANDARD</StorageClass></Contents>"
+        for i in range(start, stop)
+    )
+    more = stop < count
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Name>bench</Name><Prefix>{prefix}</Prefix><KeyCount>{stop - start}</KeyCount>"
+        f"<MaxKeys>{PAGE}</MaxKeys><IsTruncated>{'true' if more else 'false'}</IsTruncated>"
+        + (f"<NextContinuationToken>{stop}</NextContinuationToken>" if more else "")
+        + items + "</ListBucketResult>"
+    )
+    return web.Response(body=body.encode(), content_type="application/xml")
 async def handle(request):
+    if "list-type" in request.query:
+        return listing(request)
     if request.path.startswith("/fail/"):
         await request.read()
         return web.Response(status=403, body=DENIED, content_type="application/xml")
@@ -85,14 +119,88 @@ def client(port: int, jobs: int, failing: bool) -> dict[str, float]:
     }
 
 
+def fake_credentials(port: int) -> None:
+    """This process's AWS settings: the trivial server, credentials of its own."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    })
+
+
+def copy_client(port: int, keys: int) -> dict[str, float]:
+    """``asyncpresign copy`` of a listing of ``keys`` keys, the command itself."""
+    import contextlib
+    import io
+
+    from asyncpresign._cli import main as cli
+
+    fake_credentials(port)
+    out = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = cli(["copy", f"s3://bench/n{keys}/", "s3://bench/copied/", "--json",
+                    "--concurrency", "64", "--checksum", "none"])
+    summary = json.loads(out.getvalue())
+    if code != 0 or summary["succeeded"] != keys:
+        raise SystemExit(f"unexpected: exit {code}, {summary['succeeded']} of {keys} copied")
+    return {
+        "jobs": float(keys),
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def dask_download_client(port: int, keys: int) -> dict[str, float]:
+    """The driver's side of ``download --dask-scheduler`` over ``keys`` keys."""
+    from asyncpresign import Filters, Signer
+    from asyncpresign._cli import _dask_downloads, _parser
+    from asyncpresign.dask import _partitions, _sign_partition
+
+    fake_credentials(port)
+
+    async def run() -> int:
+        signed = 0
+        with tempfile.TemporaryDirectory() as folder:
+            args = _parser().parse_args(["download", f"s3://bench/n{keys}/", folder])
+            bad: list[tuple[str, str]] = []
+            async with Signer() as signer:
+                specs = _dask_downloads(args, signer, Filters(), bad)
+                async for partition in _partitions(specs, 500):
+                    payload = await _sign_partition(list(enumerate(partition)), signer, 3600)
+                    signed += len(payload)
+            if bad:
+                raise SystemExit(f"unexpected: {bad[:3]}")
+        return signed
+
+    start = time.perf_counter()
+    signed = asyncio.run(run())
+    if signed != keys:
+        raise SystemExit(f"unexpected: {signed} of {keys} download specs signed")
+    return {
+        "jobs": float(keys),
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--client", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--listing-client", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         port, jobs, failing = args.client
         print(json.dumps(client(port, jobs, bool(failing))))
+        return
+    if args.listing_client:
+        kind, port, keys = args.listing_client
+        run = copy_client if kind == "copy" else dask_download_client
+        print(json.dumps(run(int(port), int(keys))))
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,6 +220,18 @@ def main() -> None:
                 row = json.loads(out.stdout)
                 outcome = "all fail (403, failures kept)" if failing else "all succeed"
                 print(f"| {jobs:,} | {outcome} | {row['seconds']} | {row['peak_rss_mib']} |")
+        print()
+        print("| keys listed | what runs | seconds | client peak RSS (MiB) |")
+        print("|---|---|---|---|")
+        for kind, what in (("copy", "`asyncpresign copy` (list, sign, copy)"),
+                           ("dask-download", "Dask download, the driver (list, folders, sign)")):
+            for jobs in args.jobs:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--listing-client", kind, str(port), str(jobs)],
+                    capture_output=True, text=True, check=True,
+                )
+                row = json.loads(out.stdout)
+                print(f"| {jobs:,} | {what} | {row['seconds']} | {row['peak_rss_mib']} |")
     finally:
         server.terminate()
         server.wait(5)
