@@ -37,30 +37,71 @@ def describe_os_error(exc: OSError) -> str:
 # -- sources -------------------------------------------------------------------------------
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular file is (from its ``st_mode``), for messages."""
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(path: str, mode: int) -> LocalFileError:
+    if stat.S_ISDIR(mode):
+        return LocalFileError(f"upload source {path!r} is a directory, not a file", path)
+    return LocalFileError(
+        f"upload source {path!r} is {kind_of(mode)}, not a regular file: not read", path
+    )
+
+
+def open_regular(path: str) -> int:
+    """A descriptor of ``path`` for reading, only if it is a regular file. Opened
+    with O_NONBLOCK, so a FIFO does not block the thread waiting for a writer
+    (nor a device), and refused by its ``fstat``; O_NONBLOCK changes nothing
+    for reads of a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):  # a socket cannot be opened (ENXIO): say what it is
+                raise _not_regular(path, mode) from None
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        os.close(fd)
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
+        ) from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return fd
+
+
+def regular_opener(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` (and aiofiles) in read mode: :func:`open_regular`."""
+    return open_regular(path)
+
+
 def open_source(
     path: str, small_limit: int, offset: int = 0, length: int | None = None
 ) -> tuple[int, bytes | None]:
     """Size up ``path`` (or its ``length`` bytes from ``offset``) for an upload: the
     size, and the whole content when it is at most ``small_limit`` bytes (so a
-    small file costs one hop). Only a regular file is read: the open does not
-    block on a FIFO (O_NONBLOCK), and anything but a regular file is refused."""
+    small file costs one hop). Only a regular file is read (:func:`open_regular`)."""
+    fd = open_regular(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except IsADirectoryError:
-        raise LocalFileError(f"upload source {path!r} is a directory, not a file", path) from None
-    except OSError as exc:
-        raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise LocalFileError(f"upload source {path!r} is a directory, not a file", path)
-        if not stat.S_ISREG(info.st_mode):
-            raise LocalFileError(
-                f"upload source {path!r} is not a regular file (a FIFO, socket or device)", path
-            )
-        file_size = info.st_size
+        file_size = os.fstat(fd).st_size
         size = file_size - offset if length is None else length
         if offset + size > file_size:
             raise LocalFileError(
@@ -74,9 +115,9 @@ def open_source(
         if len(data) != size:
             raise LocalFileError(f"upload source {path!r} changed size while being read", path)
         return size, data
-    except LocalFileError:
-        raise
     except OSError as exc:
+        if isinstance(exc, LocalFileError):
+            raise
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
@@ -85,12 +126,16 @@ def open_source(
 
 
 def file_size(path: str) -> int:
+    """The size of an upload source, which must be a regular file."""
     try:
-        return os.stat(path).st_size
+        info = os.stat(path)
     except OSError as exc:
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode)
+    return info.st_size
 
 
 def md5_base64_of_bytes(data: bytes) -> str:
@@ -131,7 +176,7 @@ def _feed_region(
     remaining = length
     fed = 0
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             f.seek(offset)
             while remaining is None or remaining > 0:
                 block = f.read(IO_SIZE if remaining is None else min(IO_SIZE, remaining))
@@ -141,6 +186,8 @@ def _feed_region(
                 fed += len(block)
                 if remaining is not None:
                     remaining -= len(block)
+    except LocalFileError:
+        raise
     except OSError as exc:
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
