@@ -8,9 +8,12 @@ a listing of millions is never signed, or held, all at once.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import sys
+import tempfile
+import unicodedata
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -26,13 +29,15 @@ from typing import TextIO, TypeVar
 import anyio.to_thread
 
 from ._engine import TransferEngine, _aiter
-from ._exceptions import InvalidArgumentError
-from ._files import is_partial_name
-from ._manifest import Journal, has_size, state_of
+from ._exceptions import AsyncPresignError, HTTPStatusError, InvalidArgumentError, LocalFileError
+from ._files import describe_os_error
+from ._manifest import Journal, has_size
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._signer import Signer
+from ._walk import walk_files, walk_tree
 
-__all__ = ["Filters", "copy_objects", "download_prefix", "upload_tree"]
+# walk_files and walk_tree live in _walk, and are imported from here too.
+__all__ = ["Filters", "copy_objects", "download_prefix", "upload_tree", "walk_files", "walk_tree"]
 
 T = TypeVar("T")
 ResultCallback = Callable[[TransferResult], Awaitable[None] | None]
@@ -51,6 +56,12 @@ class Filters:
             return False
         return not any(fnmatch.fnmatchcase(relative, p) for p in self.exclude)
 
+    def covers_folder(self, relative: str) -> bool:
+        """Whether the excludes drop every name under the folder ``relative``: tried
+        on a name no pattern spells out (a NUL), which only a wildcard matches."""
+        probe = f"{relative}/\0" if relative else "\0"
+        return any(fnmatch.fnmatchcase(probe, p) for p in self.exclude)
+
 
 @dataclass
 class _Tracker:
@@ -66,34 +77,7 @@ class _Tracker:
         job_id, state = self.pending.pop(result.index or 0, ("", None))
         if result.ok and job_id:
             self.journal.record(job_id, state, result.nbytes)
-        if self.on_result is not None:
-            outcome = self.on_result(result)
-            if outcome is not None:
-                await outcome
-
-
-def walk_files(directory: str, filters: Filters) -> Iterator[tuple[str, str, int]]:
-    """``(path, relative posix path, size)`` for every file under ``directory``, sorted."""
-    for path, relative, size, _ in walk_states(directory, filters):
-        yield path, relative, size
-
-
-def walk_states(directory: str, filters: Filters) -> Iterator[tuple[str, str, int, str | None]]:
-    """As :func:`walk_files`, with each file's state for a journal (size and mtime)."""
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            if is_partial_name(name):
-                continue  # a download in progress (or a dead one's), never an object
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, directory).replace(os.sep, "/")
-            if filters(relative):
-                try:
-                    info = os.stat(path)
-                except OSError:
-                    yield path, relative, -1, None  # vanished: the job reports it when it runs
-                    continue
-                yield path, relative, info.st_size, state_of(info)
+        await _notify(self.on_result, result)
 
 
 def object_key(prefix: str, relative: str) -> str:
@@ -114,15 +98,196 @@ def relative_key(prefix: str, key: str) -> str:
     return key[prefix.rfind("/") + 1 :].lstrip("/")
 
 
+def local_relative(prefix: str, key: str) -> str:
+    """Where ``key`` lands under the destination folder, as a posix path: its
+    path relative to ``prefix`` without empty or ``.`` segments (a file system
+    has no ``a//b``); refuses keys that would escape the folder."""
+    parts = [p for p in relative_key(prefix, key).split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or key.endswith("/"):
+        raise InvalidArgumentError(f"object key {key!r} does not map to a file in the folder")
+    return "/".join(parts)
+
+
 def local_path(directory: str, prefix: str, key: str) -> str:
     """Where ``key`` lands under ``directory``; refuses keys that would escape it."""
-    relative = relative_key(prefix, key)
-    parts = [p for p in relative.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or key.endswith("/"):
+    try:
+        relative = local_relative(prefix, key)
+    except InvalidArgumentError:
         raise InvalidArgumentError(
             f"object key {key!r} does not map to a file inside {directory!r}"
+        ) from None
+    return os.path.join(directory, *relative.split("/"))
+
+
+class SamePath:
+    """Finds the keys of one listing that land on the same local path (``a/b``,
+    ``a//b``, ``a/./b``; and ``A/B`` too on a file system that ignores case):
+    one of them is downloaded, each other one fails, and none overwrites another.
+
+    Holding every path of a listing of ten million keys would take gigabytes,
+    so only keys that *need* normalising are held. Every local path ``p`` has
+    one *plain* key, :meth:`plain` (``prefix/p``, or for keys beside a prefix
+    that is not a folder, like ``logs/2026-`` listing ``logs/2026-01.gz``,
+    ``logs/p``), and a key that is its path's plain key has nothing to
+    normalise: two plain keys never share a path. Every other key (``a//b``,
+    ``a/./b``, ``logs/2026-/2026-01.gz`` which lands where ``logs/2026-01.gz``
+    does; with ``fold_case`` any key with a capital) is remembered by its path,
+    and a collision is one of:
+
+    - an earlier remembered key: found in the table;
+    - a later plain key: it looks itself up in the table;
+    - an earlier plain key: S3 lists keys in UTF-8 byte order, so it was listed
+      before only if it sorts before; then :meth:`check` names it and the
+      caller asks the server whether it exists (one HEAD, for a rare key). A
+      server listing in another order (SeaweedFS goes folder by folder) may
+      miss only this case.
+
+    Memory grows with the keys that need normalising, not with the listing;
+    with ``fold_case`` (a case-insensitive destination) with the keys that
+    have capitals."""
+
+    def __init__(self, prefix: str, *, fold_case: bool = False) -> None:
+        self.prefix = prefix
+        self.fold_case = fold_case
+        folder = prefix.rstrip("/")
+        self._beside = prefix[: prefix.rfind("/") + 1]  # the folder of a prefix's last name
+        #: A prefix that is not a folder lists keys in its folder and beside it;
+        #: those beside it land on paths starting with its last name.
+        self._name = prefix[len(self._beside):] if folder and not prefix.endswith("/") else None
+        self._inside = prefix if prefix.endswith("/") or not folder else folder + "/"
+        self._held: dict[str, str] = {}  # path (folded) -> the first key landing there
+
+    def __len__(self) -> int:
+        """How many keys are held (those that needed normalising)."""
+        return len(self._held)
+
+    def plain(self, relative: str) -> str:
+        """The one key that lands on ``relative`` with nothing to normalise."""
+        if self._name is not None and relative.startswith(self._name):
+            return self._beside + relative
+        return self._inside + relative
+
+    def folded(self, relative: str) -> str:
+        """A path as the destination compares names: folded, if it ignores case
+        (and then, as macOS does, Unicode composition too)."""
+        if not self.fold_case:
+            return relative
+        return unicodedata.normalize("NFC", relative.casefold())
+
+    def check(self, key: str, relative: str) -> tuple[str | None, str | None]:
+        """``key``, landing on ``relative`` (from :func:`local_relative`), is new:
+        returns an earlier key that lands there too, or the plain key to ask the
+        server about (if it exists, :meth:`found` it), or ``(None, None)``."""
+        path = self.folded(relative)
+        earlier = self._held.get(path)
+        if earlier == key:
+            return None, None  # the plain key a later one was found to collide with
+        if earlier is not None:
+            return earlier, None
+        if path == relative and key == self.plain(relative):
+            return None, None
+        self._held[path] = key
+        twin = self.plain(path)
+        if twin.encode() < key.encode() and self._is_plain(twin, path):
+            return None, twin
+        return None, None
+
+    def found(self, key: str, relative: str) -> None:
+        """The plain key :meth:`check` named exists: it holds the path."""
+        self._held[self.folded(relative)] = key
+
+    def _is_plain(self, key: str, path: str) -> bool:
+        if not key.startswith(self.prefix):
+            return False  # not in this listing
+        try:
+            relative = local_relative(self.prefix, key)
+        except InvalidArgumentError:
+            return False
+        return relative == path and key == self.plain(relative)
+
+
+def ignores_case(folder: str, *, dry_run: bool = False) -> bool:
+    """Whether file names in ``folder`` (or the nearest folder above it that
+    exists) ignore case: probed once, by a temporary file whose name is looked
+    up with its case swapped. A dry run creates nothing: it looks up the
+    folder's own name instead, if it has letters."""
+    path = os.path.abspath(folder)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not dry_run:
+        with contextlib.suppress(OSError):
+            fd, probe = tempfile.mkstemp(prefix=".asyncpresign-case-", dir=path)
+            os.close(fd)
+            try:
+                head, name = os.path.split(probe)
+                return os.path.exists(os.path.join(head, name.swapcase()))
+            finally:
+                os.unlink(probe)
+    head, name = os.path.split(path)
+    try:
+        return name != name.swapcase() and os.path.samestat(
+            os.stat(path), os.stat(os.path.join(head, name.swapcase()))
         )
-    return os.path.join(directory, *parts)
+    except OSError:
+        return False
+
+
+def listed_by(
+    signer: Signer, bucket: str, prefix: str, filters: Filters
+) -> Callable[[str], Awaitable[bool]]:
+    """Whether a key is in the listing being downloaded: it passes ``filters``
+    and the server has it (a HEAD). Any answer but 404 counts as yes: in doubt,
+    a later key does not overwrite an earlier one's file."""
+    async def listed(key: str) -> bool:
+        if not filters(relative_key(prefix, key)):
+            return False
+        try:
+            with signer._translate(f"look up s3://{bucket}/{key}"):
+                await signer.client.head_object(Bucket=bucket, Key=key)
+        except HTTPStatusError as exc:
+            return exc.status != 404
+        except AsyncPresignError:
+            return True
+        return True
+
+    return listed
+
+
+async def same_path_as(
+    paths: SamePath, key: str, listed: Callable[[str], Awaitable[bool]]
+) -> str | None:
+    """The key listed before ``key`` that lands on the same local path, if any;
+    ``listed`` says whether a key is in the listing (:func:`listed_by`)."""
+    relative = local_relative(paths.prefix, key)
+    earlier, twin = paths.check(key, relative)
+    if twin is not None and await listed(twin):
+        paths.found(twin, relative)
+        return twin
+    return earlier
+
+
+def same_path_error(bucket: str, key: str, earlier: str, dest: str) -> LocalFileError:
+    return LocalFileError(
+        f"s3://{bucket}/{key} lands on {dest!r}, as s3://{bucket}/{earlier} does: not "
+        "downloaded, so neither overwrites the other",
+        dest,
+    )
+
+
+def folder_problem(folder: str) -> str | None:
+    """Make ``folder`` and those above it; None, or why it cannot be made."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        reason = describe_os_error(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            blocker = folder  # the file in the way: the nearest path that exists
+            while not os.path.exists(blocker) and os.path.dirname(blocker) != blocker:
+                blocker = os.path.dirname(blocker)
+            if not os.path.isdir(blocker):
+                reason = f"{blocker!r} is a file, not a folder"
+        return f"cannot create folder {folder!r}: {reason}"
+    return None
 
 
 async def _in_thread_batches(items: Iterator[T]) -> AsyncIterator[T]:
@@ -154,11 +319,16 @@ async def upload_tree(
     on_result: ResultCallback | None = None,
     dry_run: bool = False,
     plan: TextIO | None = None,
+    follow_symlinks: bool = True,
 ) -> BatchResult:
     """Upload every file under ``directory`` to ``bucket`` under ``prefix``.
 
     Files above the engine's ``multipart_threshold`` go as multipart uploads.
     With a ``journal``, files it records as uploaded (same size) are skipped.
+    What the walk will not send (see :func:`walk_tree`: an unreadable folder, a
+    link loop, a FIFO, a name that is not UTF-8 ...) fails as its own job;
+    symbolic links are followed, or with ``follow_symlinks=False`` listed in
+    the result's ``not_followed``.
     """
     root = os.fspath(directory)
     plan = plan or sys.stdout  # where a dry run says what it would do
@@ -167,12 +337,24 @@ async def upload_tree(
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
     large: list[tuple[str, str, str | None]] = []
+    refused: list[TransferResult] = []
+    not_followed: list[str] = []
     threshold = engine.multipart_threshold
 
     async def jobs() -> AsyncIterator[Upload]:
         index = 0
-        async for path, relative, size, state in _in_thread_batches(walk_states(root, filters)):
-            key = object_key(prefix, relative)
+        walk = walk_tree(root, filters, follow_symlinks=follow_symlinks)
+        async for entry in _in_thread_batches(walk):
+            path, size, state = entry.path, entry.size, entry.state
+            key = object_key(prefix, entry.relative)
+            if entry.not_followed:
+                not_followed.append(path)
+                continue
+            if entry.problem is not None:
+                shown = f"s3://{bucket}/{key}".encode("utf-8", "backslashreplace").decode()
+                refused.append(TransferResult(url=shown, error=entry.error()))
+                await _notify(on_result, refused[-1])
+                continue
             job_id = f"put {bucket}/{key} {path}"
             if journal.is_done(job_id, state):
                 tracker.skipped += 1
@@ -189,7 +371,7 @@ async def upload_tree(
                                                             expires_in=expires_in))
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)
-    extra: list[TransferResult] = []
+    extra: list[TransferResult] = refused
     for path, key, state in large:
         if dry_run:
             print(f"would upload {path} to s3://{bucket}/{key} (multipart)", file=plan)
@@ -204,11 +386,8 @@ async def upload_tree(
         else:
             journal.record(f"put {bucket}/{key} {path}", state, result.nbytes)
         extra.append(result)
-        if on_result is not None:
-            outcome = on_result(result)
-            if outcome is not None:
-                await outcome
-    return _merge(batch, extra, tracker.skipped)
+        await _notify(on_result, result)
+    return _merge(batch, extra, tracker.skipped, not_followed)
 
 
 async def download_prefix(
@@ -226,49 +405,63 @@ async def download_prefix(
     dry_run: bool = False,
     plan: TextIO | None = None,
 ) -> BatchResult:
-    """Download every object under ``prefix`` into ``directory`` (listing paginated)."""
+    """Download every object under ``prefix`` into ``directory`` (listing paginated).
+
+    Keys that land on the same local path (``a/b``, ``a//b``, ``a/./b``; on a
+    file system that ignores case, ``A/b``) do not overwrite each other: one is
+    downloaded, each other one fails naming it (:class:`SamePath`). A key whose
+    folder cannot be made fails alone."""
     root = os.fspath(directory)
     plan = plan or sys.stdout  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
     folders = FolderCache()
     bad: list[TransferResult] = []
+    fold_case = await anyio.to_thread.run_sync(lambda: ignores_case(root, dry_run=dry_run))
+    paths = SamePath(prefix, fold_case=fold_case)
+    listed = listed_by(signer, bucket, prefix, filters)
+
+    async def refuse(key: str, error: AsyncPresignError) -> None:
+        bad.append(TransferResult(url=f"s3://{bucket}/{key}", error=error))
+        await _notify(on_result, bad[-1])
 
     async def jobs() -> AsyncIterator[Download]:
         index = 0
-        paginator = signer.client.get_paginator("list_objects_v2")
-        with signer._translate(f"list s3://{bucket}/{prefix}"):
-            pages = paginator.paginate(Bucket=bucket, Prefix=prefix)
-            async for page in pages:
-                for item in page.get("Contents", []):
-                    key, size, etag = item["Key"], item["Size"], item.get("ETag")
-                    relative = relative_key(prefix, key)
-                    if key.endswith("/") and size == 0:
-                        continue  # a "folder" marker, not a file
-                    if not filters(relative):
-                        continue
-                    state = f"etag={etag} size={size}" if etag else None
-                    try:
-                        dest = local_path(root, prefix, key)
-                    except InvalidArgumentError as exc:
-                        bad.append(TransferResult(url=f"s3://{bucket}/{key}", error=exc))
-                        continue
-                    job_id = f"get {bucket}/{key} {dest}"
-                    if journal.is_done(job_id, state) and await anyio.to_thread.run_sync(
-                        has_size, dest, size
-                    ):
-                        tracker.skipped += 1
-                        continue
-                    if dry_run:
-                        print(f"would download s3://{bucket}/{key} to {dest}", file=plan)
-                        continue
-                    await folders.make(os.path.dirname(dest))
-                    tracker.pending[index] = (job_id, state)
-                    index += 1
-                    yield Download(
-                        None, dest, sign=signer.sign_later("GET", bucket, key,
-                                                           expires_in=expires_in)
-                    )
+        async for key, size, etag in list_objects(signer, bucket, prefix):
+            if key.endswith("/") and size == 0:
+                continue  # a "folder" marker, not a file
+            if not filters(relative_key(prefix, key)):
+                continue
+            state = f"etag={etag} size={size}" if etag else None
+            try:
+                dest = local_path(root, prefix, key)
+            except InvalidArgumentError as exc:
+                await refuse(key, exc)
+                continue
+            earlier = await same_path_as(paths, key, listed)
+            if earlier is not None:
+                await refuse(key, same_path_error(bucket, key, earlier, dest))
+                continue
+            job_id = f"get {bucket}/{key} {dest}"
+            if journal.is_done(job_id, state) and await anyio.to_thread.run_sync(
+                has_size, dest, size
+            ):
+                tracker.skipped += 1
+                continue
+            if dry_run:
+                print(f"would download s3://{bucket}/{key} to {dest}", file=plan)
+                continue
+            problem = await folders.make(os.path.dirname(dest))
+            if problem is not None:
+                await refuse(key, LocalFileError(f"{problem}, so {dest!r} cannot be written",
+                                                 dest))
+                continue
+            tracker.pending[index] = (job_id, state)
+            index += 1
+            yield Download(
+                None, dest, sign=signer.sign_later("GET", bucket, key,
+                                                   expires_in=expires_in)
+            )
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)
     return _merge(batch, bad, tracker.skipped)
@@ -333,22 +526,34 @@ def make_folder(folder: str) -> None:
 
 @dataclass
 class FolderCache:
-    """Makes the folders downloads land in, each in a thread and once; it
-    remembers at most ``limit`` (then starts over), so memory stays flat."""
+    """Makes the folders downloads land in, each in a thread and once, and
+    remembers why one could not be made; it remembers at most ``limit`` (then
+    starts over), so memory stays flat."""
 
     limit: int = 10_000
-    made: set[str] = field(default_factory=set)
+    made: dict[str, str | None] = field(default_factory=dict)
 
-    async def make(self, folder: str) -> None:
-        if folder in self.made:
-            return
-        await anyio.to_thread.run_sync(make_folder, folder)
-        if len(self.made) >= self.limit:
-            self.made.clear()
-        self.made.add(folder)
+    async def make(self, folder: str) -> str | None:
+        """Make ``folder``: None once it is there, else why it cannot be."""
+        if folder not in self.made:
+            if len(self.made) >= self.limit:
+                self.made.clear()
+            self.made[folder] = await anyio.to_thread.run_sync(folder_problem, folder)
+        return self.made[folder]
 
 
-def _merge(batch: BatchResult, extra: Sequence[TransferResult], skipped: int) -> BatchResult:
+async def _notify(on_result: ResultCallback | None, result: TransferResult) -> None:
+    """Tell ``on_result`` of a result the engine did not produce."""
+    if on_result is not None:
+        outcome = on_result(result)
+        if outcome is not None:
+            await outcome
+
+
+def _merge(
+    batch: BatchResult, extra: Sequence[TransferResult], skipped: int,
+    not_followed: Sequence[str] = (),
+) -> BatchResult:
     failed = tuple(batch.failed) + tuple(r for r in extra if not r.ok)
     return BatchResult(
         results=batch.results + tuple(extra),
@@ -358,5 +563,6 @@ def _merge(batch: BatchResult, extra: Sequence[TransferResult], skipped: int) ->
         nbytes=batch.nbytes + sum(r.nbytes for r in extra),
         seconds=batch.seconds,
         skipped=skipped,
+        not_followed=tuple(not_followed),
     )
 

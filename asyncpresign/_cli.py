@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -31,21 +31,28 @@ import anyio.to_thread
 from ._bulk import (
     Filters,
     FolderCache,
+    SamePath,
     _in_thread_batches,
     copy_objects,
     download_prefix,
+    folder_problem,
+    ignores_case,
     list_keys,
     list_objects,
+    listed_by,
     local_path,
     object_key,
     relative_key,
+    same_path_as,
+    same_path_error,
     upload_tree,
     walk_files,
+    walk_tree,
 )
 from ._checksums import ALGORITHMS, combine_parts, header_name
 from ._config import Timeout
 from ._engine import TransferEngine
-from ._exceptions import AsyncPresignError, InvalidArgumentError
+from ._exceptions import AsyncPresignError, InvalidArgumentError, LocalFileError
 from ._files import file_checksum, file_size
 from ._manifest import (
     Journal,
@@ -53,11 +60,13 @@ from ._manifest import (
     file_state,
     has_size,
     read_manifest,
+    read_manifest_lines,
     write_manifest,
 )
 from ._models import BatchResult, Copy, Download, OpenUpload, TransferResult, Upload
 from ._parts import plan_parts
 from ._progress import ProgressDisplay, human_bytes
+from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._signer import Signer
 from .testing import LocalS3
@@ -139,6 +148,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _follow_symlinks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--follow-symlinks", action=argparse.BooleanOptionalAction, default=True,
+        help="send what symbolic links in the folder lead to (the default; a link back up "
+        "the tree fails as a loop), or with --no-follow-symlinks list them as not followed",
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -182,11 +199,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="with --multipart: if the manifest holds the parts of an upload "
                       "that is still open, abort that upload and replace the manifest "
                       "(without it, such a manifest is not overwritten)")
+    _follow_symlinks(sign)
     _common(sign)
 
     upload = sub.add_parser("upload", help="upload a folder to s3://bucket/prefix")
     upload.add_argument("directory")
     upload.add_argument("target")
+    _follow_symlinks(upload)
     _common(upload)
 
     download = sub.add_parser("download", help="download s3://bucket/prefix into a folder")
@@ -213,6 +232,11 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("--abort", action="store_true", help="abandon it instead")
     _common(complete)
 
+    _uploads_parser(sub)
+    return parser
+
+
+def _uploads_parser(sub: Any) -> None:
     uploads = sub.add_parser(
         "uploads", help="list the open multipart uploads under s3://bucket/prefix, or --abort them"
     )
@@ -226,7 +250,6 @@ def _parser() -> argparse.ArgumentParser:
     uploads.add_argument("--json", action="store_true", help="print JSON")
     uploads.add_argument("--debug", action="store_true", help="show tracebacks")
     _connection(uploads)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,9 +402,13 @@ async def _sign(args: argparse.Namespace) -> int:
         if args.manifest:
             if not args.source:
                 raise InvalidArgumentError("--manifest needs --from PATH")
-            count = await _sign_manifest(args, signer, bucket, key)
+            count, left_out, links = await _sign_manifest(args, signer, bucket, key)
             print(f"wrote {count} jobs to {args.manifest}", file=sys.stderr)
-            return EXIT_OK
+            for line in left_out:
+                print(f"  not signed: {line}", file=sys.stderr)
+            for link in links:
+                print(f"  not followed: {link!r} (a symbolic link)", file=sys.stderr)
+            return EXIT_FAILED if left_out else EXIT_OK
         if args.method == "post":
             post = await signer.presign_post(
                 bucket, key, expires_in=args.expires,
@@ -413,23 +440,40 @@ async def _sign(args: argparse.Namespace) -> int:
 
 async def _sign_manifest(
     args: argparse.Namespace, signer: Signer, bucket: str, prefix: str
-) -> int:
+) -> tuple[int, list[str], list[str]]:
+    """Write the manifest; returns how many jobs it holds, why each path or key
+    left out of it was (a FIFO, an unreadable folder, a key landing where
+    another does ...: reported, and the run exits 1), and the symbolic links
+    not followed (``--no-follow-symlinks``: reported, not failures)."""
     filters = Filters(include=args.include, exclude=args.exclude)
     entries: list[ManifestEntry] = []
+    left_out: list[str] = []
+    links: list[str] = []
     if args.method == "put":
-        files = await anyio.to_thread.run_sync(
-            lambda: list(walk_files(args.source, filters))
-        )
+        walked = await anyio.to_thread.run_sync(lambda: list(walk_tree(
+            args.source, filters, follow_symlinks=args.follow_symlinks
+        )))
         algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
-        for path, relative, size in files:
+        for found in walked:
+            if found.not_followed:
+                links.append(found.path)
+                continue
+            if found.problem is not None:
+                left_out.append(str(found.error()))
+                continue
+            path, relative, size = found.path, found.relative, found.size
             key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
             # The file's checksum, signed in: whoever sends it, the server
             # refuses bytes that are not this file's.
-            checksum = (
-                (algorithm, await anyio.to_thread.run_sync(file_checksum, path, algorithm))
-                if algorithm
-                else None
-            )
+            try:
+                checksum = (
+                    (algorithm, await anyio.to_thread.run_sync(file_checksum, path, algorithm))
+                    if algorithm
+                    else None
+                )
+            except LocalFileError as exc:
+                left_out.append(str(exc))
+                continue
             request = await signer.presign_put(
                 bucket, key, expires_in=args.expires, content_type=args.content_type,
                 checksum=checksum,
@@ -440,20 +484,31 @@ async def _sign_manifest(
                 expires_at=request.expires_at.isoformat(),
             ))
     elif args.method == "get":
+        paths = SamePath(prefix, fold_case=await anyio.to_thread.run_sync(
+            ignores_case, args.source
+        ))
+        listed = listed_by(signer, bucket, prefix, filters)
         async for key, _, etag in list_objects(signer, bucket, prefix):
-            relative = relative_key(prefix, key)
-            if not filters(relative):
+            if not filters(relative_key(prefix, key)):
+                continue
+            try:
+                dest = local_path(args.source, prefix, key)
+                earlier = await same_path_as(paths, key, listed)
+                if earlier is not None:
+                    raise same_path_error(bucket, key, earlier, dest)
+            except AsyncPresignError as exc:
+                left_out.append(f"s3://{bucket}/{key}: {exc}")
                 continue
             request = await signer.presign_get(bucket, key, expires_in=args.expires)
             entries.append(ManifestEntry(
-                op="get", url=request.url, headers=dict(request.headers),
-                path=local_path(args.source, prefix, key),
+                op="get", url=request.url, headers=dict(request.headers), path=dest,
                 bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
                 etag=etag,
             ))
     else:
         raise InvalidArgumentError("a manifest holds get or put jobs, not post")
-    return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+    count = await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
+    return count, left_out, links
 
 
 async def _sign_parts(args: argparse.Namespace) -> int:
@@ -758,7 +813,7 @@ async def _run_command(
                 return await upload_tree(
                     signer, engine, args.directory, bucket, prefix, filters=filters,
                     journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                    plan=_plan_stream(args),
+                    plan=_plan_stream(args), follow_symlinks=args.follow_symlinks,
                     **callbacks,
                 )
             bucket, prefix = parse_s3_uri(args.source)
@@ -775,15 +830,21 @@ async def _transfer(
 ) -> BatchResult:
     pending: dict[int, tuple[ManifestEntry, str | None]] = {}
     skipped = 0
+    refused: list[TransferResult] = []  # malformed lines, folders that cannot be made
 
     async def jobs() -> AsyncIterator[Upload | Download]:
         nonlocal skipped
         index = 0
-        entries = read_manifest(args.manifest)
-        while batch := await anyio.to_thread.run_sync(
-            _take, entries, 500, journal, filters, args.dry_run
-        ):
-            for entry, state, done in batch:
+        entries = read_manifest_lines(args.manifest)
+        while batch := await anyio.to_thread.run_sync(lambda: _take(
+            entries, 500, journal, filters, dry_run=args.dry_run, manifest=args.manifest
+        )):
+            for taken in batch:
+                if isinstance(taken, TransferResult):
+                    refused.append(taken)
+                    display.on_result(taken)
+                    continue
+                entry, state, done = taken
                 if done:
                     skipped += 1
                     continue
@@ -806,7 +867,8 @@ async def _transfer(
         jobs(), progress=display.on_bytes, on_result=record, keep_results=False
     )
     return BatchResult(
-        results=(), failed=result.failed, total=result.total + skipped,
+        results=(), failed=result.failed + tuple(refused),
+        total=result.total + skipped + len(refused),
         succeeded=result.succeeded + skipped, nbytes=result.nbytes, seconds=result.seconds,
         skipped=skipped,
     )
@@ -895,15 +957,23 @@ async def _dask_downloads(
 
     bucket, prefix = parse_s3_uri(args.source)
     folders = FolderCache()
+    fold_case = await anyio.to_thread.run_sync(ignores_case, args.directory)
+    paths = SamePath(prefix, fold_case=fold_case)
+    listed = listed_by(signer, bucket, prefix, filters)
     async for key, size, etag in list_objects(signer, bucket, prefix):
         if (key.endswith("/") and size == 0) or not filters(relative_key(prefix, key)):
             continue  # a "folder" marker, or excluded
         try:
             path = local_path(args.directory, prefix, key)
-        except InvalidArgumentError as exc:
+            earlier = await same_path_as(paths, key, listed)
+            if earlier is not None:
+                raise same_path_error(bucket, key, earlier, path)
+            problem = await folders.make(os.path.dirname(path))
+            if problem is not None:
+                raise LocalFileError(f"{problem}, so {path!r} cannot be written", path)
+        except AsyncPresignError as exc:
             bad.append((f"s3://{bucket}/{key}", f"{type(exc).__name__}: {exc}"))
             continue
-        await folders.make(os.path.dirname(path))
         yield ObjectJob(op="download", bucket=bucket, key=key, path=path, etag=etag)
 
 
@@ -933,34 +1003,42 @@ async def _signed_copies(
 
 
 def _take(
-    entries: Any, count: int, journal: Journal, filters: Filters, dry_run: bool
-) -> list[tuple[ManifestEntry, str | None, bool]]:
+    entries: Iterator[ManifestEntry | InvalidArgumentError], count: int, journal: Journal,
+    filters: Filters, *, dry_run: bool, manifest: str,
+) -> list[tuple[ManifestEntry, str | None, bool] | TransferResult]:
     """The next ``count`` entries that ``filters`` let through (on the key, else
     the path; in a thread), each with the state a journal records it in and
     whether the journal says it is done: an upload while its file is as it was
     (size and mtime), a download while the object has the ETag it had and the
     file is still there with the size written. The folders downloads need are
-    made, unless this is a dry run."""
-    batch = []
-    folders: set[str] = set()
+    made, unless this is a dry run. A malformed line, or a download whose
+    folder cannot be made, comes as its failed result: it fails alone."""
+    batch: list[tuple[ManifestEntry, str | None, bool] | TransferResult] = []
+    folders: dict[str, str | None] = {}  # folder -> why it cannot be made, or None
     for entry in entries:
-        if not filters(entry.key or entry.path):
+        if isinstance(entry, InvalidArgumentError):
+            batch.append(TransferResult(url=manifest, error=entry))
+        elif not filters(entry.key or entry.path):
             continue
-        if entry.op == "put":
+        elif entry.op == "put":
             state = file_state(entry.path)
-            done = journal.is_done(entry.id, state)
+            batch.append((entry, state, journal.is_done(entry.id, state)))
         else:
             state = f"etag={entry.etag}" if entry.etag else None
             done = journal.is_done(entry.id, state) and has_size(
                 entry.path, journal.size_of(entry.id)
             )
-            folders.add(os.path.dirname(os.path.abspath(entry.path)))
-        batch.append((entry, state, done))
+            folder = os.path.dirname(os.path.abspath(entry.path))
+            if not (done or dry_run) and folder not in folders:
+                folders[folder] = folder_problem(folder)
+            if folders.get(folder) is not None:
+                batch.append(TransferResult(url=redact_url(entry.url), error=LocalFileError(
+                    f"{folders[folder]}, so {entry.path!r} cannot be written", entry.path
+                )))
+            else:
+                batch.append((entry, state, done))
         if len(batch) == count:
             break
-    if not dry_run:
-        for folder in folders:
-            os.makedirs(folder, exist_ok=True)
     return batch
 
 
@@ -980,11 +1058,13 @@ def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> N
          "error": f"{type(r.error).__name__}: {r.error}" if r.error else None}
         for r in result.failed
     ]
+    # Paths of links not followed may hold bytes that are not UTF-8.
+    links = [path.encode("utf-8", "backslashreplace").decode() for path in result.not_followed]
     if args.json:
         print(json.dumps({
             "command": args.command, "total": result.total, "succeeded": result.succeeded,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
-            "seconds": round(seconds, 3), "failures": failures,
+            "seconds": round(seconds, 3), "failures": failures, "not_followed": links,
         }, indent=2))
         return
     rate = human_bytes(result.nbytes / seconds) if seconds > 0 else "-"
@@ -992,9 +1072,12 @@ def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> N
         f"{args.command}: {result.succeeded - result.skipped} done, {result.skipped} already "
         f"done, {len(result.failed)} failed of {result.total}; "
         f"{human_bytes(result.nbytes)} in {seconds:.1f} s ({rate}/s)"
+        + (f"; {len(links)} symbolic links not followed" if links else "")
     )
     for failure in failures:
         print(f"  failed: {failure['url']}: {failure['error']}")
+    for link in links:
+        print(f"  not followed: {link} (a symbolic link; --follow-symlinks sends its target)")
 
 
 def _demo_web() -> int:

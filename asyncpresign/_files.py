@@ -58,6 +58,68 @@ def check_version(path: str, before: Version | None, now: Version) -> Version:
     return now
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular file is (from its ``st_mode``), for messages."""
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(path: str, mode: int) -> LocalFileError:
+    if stat.S_ISDIR(mode):
+        return LocalFileError(f"upload source {path!r} is a directory, not a file", path)
+    return LocalFileError(
+        f"upload source {path!r} is {kind_of(mode)}, not a regular file: not read", path
+    )
+
+
+def open_regular(path: str) -> int:
+    """A descriptor of ``path`` for reading, only if it is a regular file (see
+    :func:`open_regular_stat`)."""
+    return open_regular_stat(path)[0]
+
+
+def open_regular_stat(path: str) -> tuple[int, os.stat_result]:
+    """A descriptor of ``path`` for reading, only if it is a regular file, and its
+    ``fstat``. Opened with O_NONBLOCK, so a FIFO does not block the thread
+    waiting for a writer (nor a device), and refused by its ``fstat``;
+    O_NONBLOCK changes nothing for reads of a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):  # a socket cannot be opened (ENXIO): say what it is
+                raise _not_regular(path, mode) from None
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
+        ) from None
+    try:
+        info = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise LocalFileError(
+            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _not_regular(path, info.st_mode)
+    return fd, info
+
+
+def regular_opener(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` (and aiofiles) in read mode: :func:`open_regular`."""
+    return open_regular(path)
+
+
 def open_source(
     path: str,
     small_limit: int,
@@ -70,24 +132,9 @@ def open_source(
     size, the whole content when it is at most ``small_limit`` bytes (so a
     small file costs one hop), and the file's version, which must be
     ``before`` when given (and must not change during the read). Only a
-    regular file is read: the open does not block on a FIFO (O_NONBLOCK), and
-    anything but a regular file is refused."""
+    regular file is read (:func:`open_regular`)."""
+    fd, info = open_regular_stat(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except IsADirectoryError:
-        raise LocalFileError(f"upload source {path!r} is a directory, not a file", path) from None
-    except OSError as exc:
-        raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise LocalFileError(f"upload source {path!r} is a directory, not a file", path)
-        if not stat.S_ISREG(info.st_mode):
-            raise LocalFileError(
-                f"upload source {path!r} is not a regular file (a FIFO, socket or device)", path
-            )
         version = check_version(path, before, version_of(info))
         file_size = info.st_size
         size = file_size - offset if length is None else length
@@ -105,9 +152,9 @@ def open_source(
         # A write during the read shows in the version: what was read may be torn.
         check_version(path, version, version_of(os.fstat(fd)))
         return size, data, version
-    except LocalFileError:
-        raise
     except OSError as exc:
+        if isinstance(exc, LocalFileError):
+            raise
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
@@ -116,22 +163,22 @@ def open_source(
 
 
 def source_version(path: str) -> Version:
-    """The version of an upload source now (see :func:`open_source`)."""
+    """The version of an upload source now (see :func:`open_source`); it must be
+    a regular file."""
     try:
-        return version_of(os.stat(path))
+        info = os.stat(path)
     except OSError as exc:
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode)
+    return version_of(info)
 
 
 def file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError as exc:
-        raise LocalFileError(
-            f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
-        ) from None
+    """The size of an upload source, which must be a regular file."""
+    return source_version(path)[0]
 
 
 def md5_base64_of_bytes(data: bytes) -> str:
@@ -180,7 +227,7 @@ def _feed_region(
     remaining = length
     fed = 0
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             f.seek(offset)
             while remaining is None or remaining > 0:
                 block = f.read(IO_SIZE if remaining is None else min(IO_SIZE, remaining))
@@ -190,6 +237,8 @@ def _feed_region(
                 fed += len(block)
                 if remaining is not None:
                     remaining -= len(block)
+    except LocalFileError:
+        raise
     except OSError as exc:
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno

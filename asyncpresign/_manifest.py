@@ -60,7 +60,9 @@ class ManifestEntry:
             value = getattr(self, name)
             if value or (value == 0 and name in ("size", "offset")):
                 data[name] = value
-        return json.dumps(data, ensure_ascii=False)
+        # ASCII, escaped: a path may hold bytes that are not UTF-8 (as lone
+        # surrogates), which no UTF-8 file can hold raw; they load back the same.
+        return json.dumps(data)
 
     def job(self) -> Upload | Download:
         expires = dt.datetime.fromisoformat(self.expires_at) if self.expires_at else _FAR
@@ -100,40 +102,91 @@ def parse_entry(line: str, number: int) -> ManifestEntry:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise InvalidArgumentError(f"manifest line {number}: headers must map str to str")
-    size = data.get("size")
-    if size is not None and (not isinstance(size, int) or size < 0):
-        raise InvalidArgumentError(f"manifest line {number}: size must be an int >= 0")
-    for name in ("part", "offset"):
+    for name in ("size", "part", "offset"):
         value = data.get(name)
-        if value is not None and (not isinstance(value, int) or value < 0):
+        if value is not None and (type(value) is not int or value < 0):
             raise InvalidArgumentError(f"manifest line {number}: {name} must be an int >= 0")
+    size = data.get("size")
     if data.get("offset") is not None and size is None:
         raise InvalidArgumentError(f"manifest line {number}: a part (offset) needs its size")
+    for name in ("bucket", "key", "expires_at", "upload_id", "etag"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise InvalidArgumentError(f"manifest line {number}: {name} must be a string")
+    expires_at = data.get("expires_at")
+    if expires_at is not None and not _is_aware_time(expires_at):
+        raise InvalidArgumentError(
+            f"manifest line {number}: expires_at must be an ISO 8601 time with its time zone"
+        )
     return ManifestEntry(
         op=op, url=url, path=path, headers=headers, size=size,
-        bucket=data.get("bucket"), key=data.get("key"), expires_at=data.get("expires_at"),
+        bucket=data.get("bucket"), key=data.get("key"), expires_at=expires_at,
         upload_id=data.get("upload_id"), part=data.get("part"), offset=data.get("offset"),
-        etag=data.get("etag") if isinstance(data.get("etag"), str) else None,
+        etag=data.get("etag"),
     )
 
 
+def _is_aware_time(text: str) -> bool:
+    try:
+        return dt.datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
+
+
 def read_manifest(path: str) -> Iterator[ManifestEntry]:
-    """Entries one at a time (a manifest may hold millions); blank lines are skipped.
+    """Entries one at a time (a manifest may hold millions); blank lines are
+    skipped; the first malformed line raises its InvalidArgumentError (for
+    whoever needs every line, as ``complete`` does: a part missing would
+    complete a torn object). :func:`read_manifest_lines` reports it instead."""
+    for item in read_manifest_lines(path):
+        if isinstance(item, InvalidArgumentError):
+            raise item
+        yield item
+
+
+def read_manifest_lines(path: str) -> Iterator[ManifestEntry | InvalidArgumentError]:
+    """Each line's entry, or the error saying why it is not one ("manifest line
+    800: not JSON ..."), so one bad line fails one job and the others run.
+
+    A file whose first line is not a JSON object (not UTF-8 either, say a
+    binary file or a CSV) is not a manifest at all: refused whole, with an
+    InvalidArgumentError, before any job is run.
 
     A relative ``path`` in an entry is relative to the manifest's own folder,
     so a manifest works from wherever it is run."""
     base = os.path.dirname(os.path.abspath(path))
     try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 - a generator closes it when done
+        f = open(path, "rb")  # noqa: SIM115 - a generator closes it when done
     except OSError as exc:
         raise LocalFileError(f"cannot read manifest {path!r}: {exc.strerror}", path) from None
     with f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                entry = parse_entry(line, number)
-                if not os.path.isabs(entry.path):
-                    entry = replace(entry, path=os.path.join(base, entry.path))
-                yield entry
+        first = True
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                entry = parse_entry(raw.decode("utf-8"), number)
+            except (UnicodeDecodeError, InvalidArgumentError) as exc:
+                if first and not _json_object(raw):
+                    raise InvalidArgumentError(
+                        f"{path!r} is not a manifest: its line {number} is not a JSON object"
+                    ) from None
+                first = False
+                yield (
+                    exc if isinstance(exc, InvalidArgumentError)
+                    else InvalidArgumentError(f"manifest line {number}: not UTF-8 text")
+                )
+                continue
+            first = False
+            if not os.path.isabs(entry.path):
+                entry = replace(entry, path=os.path.join(base, entry.path))
+            yield entry
+
+
+def _json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return False
 
 
 def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
@@ -307,7 +360,7 @@ class Journal:
         item: dict[str, Any] = {"id": job_id, "state": state, "size": size}
         if etag is not None:
             item["etag"] = etag
-        self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
+        self._file.write(json.dumps(item) + "\n")  # ASCII, as to_json, for the same reason
         self.done[job_id] = (state, size)
         self._unflushed += 1
         if self._unflushed >= 32:

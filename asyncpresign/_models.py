@@ -278,6 +278,9 @@ class BatchResult:
     seconds: float
     #: Jobs a journal said were already done (counted in ``succeeded`` too).
     skipped: int = 0
+    #: Symbolic links a folder walk found and left alone (``follow_symlinks=False``):
+    #: not sent, and counted neither as done nor as failed.
+    not_followed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

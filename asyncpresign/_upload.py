@@ -333,10 +333,14 @@ class UploadSource:
                 self._feed(data)
                 return data, size
             try:
-                f = await aiofiles.open(self.path, "rb")
+                # It was a regular file a moment ago; a FIFO put in its place
+                # must not block this open either.
+                f = await aiofiles.open(self.path, "rb", opener=_files.regular_opener)
                 self._open_file = f
                 if self.offset:
                     await f.seek(self.offset)
+            except LocalFileError:
+                raise
             except OSError as exc:
                 raise LocalFileError(
                     f"cannot read upload source {self.path!r}: {_files.describe_os_error(exc)}",

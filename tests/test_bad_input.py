@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from asyncpresign import (
     Download,
     InvalidArgumentError,
     LocalFileError,
+    PresignedRequest,
     TransferEngine,
     Upload,
 )
@@ -147,3 +151,38 @@ async def test_using_an_engine_that_is_not_open_says_so() -> None:
     engine = TransferEngine()
     with pytest.raises(AsyncPresignError, match="not open"):
         await engine.upload("http://127.0.0.1:9/k", b"x")
+
+
+def release_after(fifo: Path, seconds: float) -> threading.Thread:
+    """Opens the FIFO's other end after ``seconds``, so a reader blocked in its
+    open (the bug this guards against) is let go and the test ends either way."""
+    def release() -> None:
+        time.sleep(seconds)
+        with contextlib.suppress(OSError):  # ENXIO: nobody is reading, as it should be
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("content_md5", [False, True])
+async def test_an_upload_of_a_fifo_fails_at_once_without_opening_it(
+    tmp_path: Path, content_md5: bool
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    release_after(fifo, 5)
+    async with FaultServer() as server, TransferEngine() as engine:
+
+        async def sign(**_: object) -> PresignedRequest:
+            return server.request("PUT", "k")
+
+        started = time.monotonic()
+        batch = await engine.run([Upload(None, fifo, sign=sign, content_md5=content_md5)])
+        took = time.monotonic() - started
+    assert took < 4  # not blocked waiting for a writer
+    error = batch.failed[0].error
+    assert isinstance(error, LocalFileError)
+    assert "is a FIFO (named pipe), not a regular file" in str(error)
+    assert server.requests.total() == 0

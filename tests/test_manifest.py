@@ -1,0 +1,65 @@
+"""Reading manifests: a malformed line is one failed job, the rest are read;
+a file that is not a manifest at all is refused whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asyncpresign import InvalidArgumentError
+from asyncpresign._manifest import read_manifest, read_manifest_lines
+
+GOOD = {"op": "put", "url": "https://s3.example.com/b/k?X-Amz-Signature=x", "path": "a.txt",
+        "bucket": "b", "key": "k", "expires_at": "2030-01-01T00:00:00+00:00"}
+
+
+def line(**changes: object) -> str:
+    return json.dumps({k: v for k, v in {**GOOD, **changes}.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b'["a list"]', "expected an object"),
+        (line(path=None).encode(), "needs 'url' and 'path' strings"),
+        (line(op="delete").encode(), "op must be 'put' or 'get'"),
+        (line(size=True).encode(), "size must be an int >= 0"),
+        (line(part="3").encode(), "part must be an int >= 0"),
+        (line(bucket=5).encode(), "bucket must be a string"),
+        (line(etag=["x"]).encode(), "etag must be a string"),
+        (line(expires_at="soon").encode(), "expires_at must be an ISO 8601 time"),
+        (line(expires_at="2030-01-01T00:00:00").encode(), "with its time zone"),
+        (line(url="ftp://x/y").encode(), "manifest line 2:"),
+        (line().encode().replace(b"a.txt", b"caf\xe9.txt"), "not UTF-8 text"),
+    ],
+)
+def test_a_malformed_line_is_reported_as_that_line_and_the_others_are_read(
+    tmp_path: Path, bad: bytes, reason: str
+) -> None:
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_bytes(b"\n".join([line().encode(), bad, b"", line(key="k2").encode()]) + b"\n")
+    items = list(read_manifest_lines(str(manifest)))
+    assert len(items) == 3
+    error = items[1]
+    assert isinstance(error, InvalidArgumentError)
+    assert str(error).startswith("manifest line 2: ")
+    assert reason in str(error)
+    assert [getattr(item, "key", None) for item in (items[0], items[2])] == ["k", "k2"]
+    assert getattr(items[0], "path", None) == str(tmp_path / "a.txt")
+    with pytest.raises(InvalidArgumentError, match="manifest line 2"):
+        list(read_manifest(str(manifest)))  # for complete: every part or nothing
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x89PNG\r\n\x1a\n\x00\x00binary", b"op,url,path\nput,https://x/y,a.txt\n",
+     b"\n\n[1, 2]\n" + line().encode()],
+)
+def test_a_file_that_is_not_a_manifest_is_refused_whole(tmp_path: Path, content: bytes) -> None:
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_bytes(content)
+    with pytest.raises(InvalidArgumentError, match="is not a manifest"):
+        list(read_manifest_lines(str(manifest)))
