@@ -34,6 +34,7 @@ from ._models import (
     TransferResult,
     Upload,
 )
+from ._plan import Plan
 from ._retry import RetryPolicy
 from ._signer import CredentialLifetimeWarning, Signer
 from ._throttle import ThrottleState
@@ -56,6 +57,7 @@ __all__ = [
     "LocalFileError",
     "NoCredentialsError",
     "OpenUpload",
+    "Plan",
     "PresignedPost",
     "PresignedRequest",
     "ProgressEvent",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import sys
 import tempfile
 import unicodedata
 from collections.abc import (
@@ -24,7 +23,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from typing import TextIO, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 
@@ -33,6 +32,7 @@ from ._exceptions import AsyncPresignError, HTTPStatusError, InvalidArgumentErro
 from ._files import describe_os_error
 from ._manifest import Journal, has_size
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
+from ._plan import Plan
 from ._signer import Signer
 from ._walk import walk_files, walk_tree
 
@@ -318,7 +318,7 @@ async def upload_tree(
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
     dry_run: bool = False,
-    plan: TextIO | None = None,
+    plan: Plan | None = None,
     follow_symlinks: bool = True,
 ) -> BatchResult:
     """Upload every file under ``directory`` to ``bucket`` under ``prefix``.
@@ -328,15 +328,16 @@ async def upload_tree(
     What the walk will not send (see :func:`walk_tree`: an unreadable folder, a
     link loop, a FIFO, a name that is not UTF-8 ...) fails as its own job;
     symbolic links are followed, or with ``follow_symlinks=False`` listed in
-    the result's ``not_followed``.
+    the result's ``not_followed``. With ``dry_run=True`` nothing is sent:
+    each upload it would make goes to ``plan`` (by default, a line on stdout).
     """
     root = os.fspath(directory)
-    plan = plan or sys.stdout  # where a dry run says what it would do
+    plan = plan or Plan()  # where a dry run says what it would do
     if not await anyio.to_thread.run_sync(os.path.isdir, root):
         raise InvalidArgumentError(f"{root!r} is not a folder")
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
-    large: list[tuple[str, str, str | None]] = []
+    large: list[tuple[str, str, str | None, int]] = []
     refused: list[TransferResult] = []
     not_followed: list[str] = []
     threshold = engine.multipart_threshold
@@ -360,10 +361,10 @@ async def upload_tree(
                 tracker.skipped += 1
                 continue
             if threshold is not None and size > threshold:
-                large.append((path, key, state))
+                large.append((path, key, state, size))
                 continue
             if dry_run:
-                print(f"would upload {path} to s3://{bucket}/{key}", file=plan)
+                plan.add("upload", path, f"s3://{bucket}/{key}", size)
                 continue
             tracker.pending[index] = (job_id, state)
             index += 1
@@ -372,9 +373,9 @@ async def upload_tree(
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)
     extra: list[TransferResult] = refused
-    for path, key, state in large:
+    for path, key, state, size in large:
         if dry_run:
-            print(f"would upload {path} to s3://{bucket}/{key} (multipart)", file=plan)
+            plan.add("upload", path, f"s3://{bucket}/{key}", size)
             continue
         try:
             result = await engine.upload_large(
@@ -403,7 +404,7 @@ async def download_prefix(
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
     dry_run: bool = False,
-    plan: TextIO | None = None,
+    plan: Plan | None = None,
 ) -> BatchResult:
     """Download every object under ``prefix`` into ``directory`` (listing paginated).
 
@@ -412,7 +413,7 @@ async def download_prefix(
     downloaded, each other one fails naming it (:class:`SamePath`). A key whose
     folder cannot be made fails alone."""
     root = os.fspath(directory)
-    plan = plan or sys.stdout  # where a dry run says what it would do
+    plan = plan or Plan()  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
     folders = FolderCache()
@@ -449,7 +450,7 @@ async def download_prefix(
                 tracker.skipped += 1
                 continue
             if dry_run:
-                print(f"would download s3://{bucket}/{key} to {dest}", file=plan)
+                plan.add("download", f"s3://{bucket}/{key}", dest, size)
                 continue
             problem = await folders.make(os.path.dirname(dest))
             if problem is not None:

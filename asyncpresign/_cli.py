@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
@@ -37,7 +37,6 @@ from ._bulk import (
     download_prefix,
     folder_problem,
     ignores_case,
-    list_keys,
     list_objects,
     listed_by,
     local_path,
@@ -65,6 +64,7 @@ from ._manifest import (
 )
 from ._models import BatchResult, Copy, Download, OpenUpload, TransferResult, Upload
 from ._parts import plan_parts
+from ._plan import Plan
 from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
 from ._retry import RetryPolicy
@@ -372,12 +372,6 @@ def _timeout(args: argparse.Namespace) -> Timeout:
     if total <= 0:
         raise InvalidArgumentError("--timeout must be more than 0 seconds")
     return Timeout(total=total)
-
-
-def _plan_stream(args: argparse.Namespace) -> TextIO:
-    """Where a dry run's "would ..." lines go: stderr under ``--json``, so stdout
-    holds nothing but the JSON."""
-    return sys.stderr if args.json else sys.stdout
 
 
 def _engine(args: argparse.Namespace) -> TransferEngine:
@@ -772,20 +766,28 @@ async def _bulk(args: argparse.Namespace) -> int:
         return await _on_dask(args)
     journal = Journal(args.journal)
     filters = Filters(include=args.include, exclude=args.exclude)
-    mode = "quiet" if args.quiet or args.json else "auto"
+    mode = "quiet" if args.quiet or args.json or args.dry_run else "auto"
     display = ProgressDisplay(args.command, mode=mode)
+    # A dry run's plan streams to stdout: lines, or under --json one document.
+    plan = Plan(sys.stdout, as_json=args.json)
+    if args.dry_run and args.json:
+        plan.open_json({"command": args.command})
     started = time.monotonic()
     try:
         with display:
-            result = await _run_command(args, journal, filters, display)
+            result = await _run_command(args, journal, filters, display, plan)
     finally:
         await anyio.to_thread.run_sync(journal.close)
-    _summary(args, result, time.monotonic() - started)
+    if args.dry_run:
+        _plan_summary(args, plan, result)
+    else:
+        _summary(args, result, time.monotonic() - started)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
 async def _run_command(
-    args: argparse.Namespace, journal: Journal, filters: Filters, display: ProgressDisplay
+    args: argparse.Namespace, journal: Journal, filters: Filters, display: ProgressDisplay,
+    plan: Plan,
 ) -> BatchResult:
     callbacks: dict[str, Any] = {
         "progress": display.on_bytes, "on_result": display.on_result,
@@ -794,15 +796,17 @@ async def _run_command(
         display.in_flight = lambda: engine.statistics().in_flight
         display.rate_limit = engine.rate_limit
         if args.command == "transfer":
-            return await _transfer(args, engine, journal, display, filters)
+            return await _transfer(args, engine, journal, display, filters, plan=plan)
         if args.command == "copy":
             async with _signer(args) as source, _signer(args, "dest_") as dest:
-                pairs = _copy_pairs(args, source, filters)
                 if args.dry_run:
-                    async for (src_bucket, k), (dst_bucket, d) in pairs:
-                        print(f"would copy s3://{src_bucket}/{k} to s3://{dst_bucket}/{d}",
-                              file=_plan_stream(args))
+                    async for (src_bucket, k), (dst_bucket, d), size in _copy_listing(
+                        args, source, filters
+                    ):
+                        plan.add("copy", f"s3://{src_bucket}/{k}", f"s3://{dst_bucket}/{d}",
+                                 size)
                     return _empty()
+                pairs = _copy_pairs(args, source, filters)
                 return await copy_objects(
                     source, dest, engine, pairs, journal=journal,
                     expires_in=args.expires, **callbacks,
@@ -813,20 +817,20 @@ async def _run_command(
                 return await upload_tree(
                     signer, engine, args.directory, bucket, prefix, filters=filters,
                     journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                    plan=_plan_stream(args), follow_symlinks=args.follow_symlinks,
+                    plan=plan, follow_symlinks=args.follow_symlinks,
                     **callbacks,
                 )
             bucket, prefix = parse_s3_uri(args.source)
             return await download_prefix(
                 signer, engine, bucket, prefix, args.directory, filters=filters,
                 journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                plan=_plan_stream(args), **callbacks,
+                plan=plan, **callbacks,
             )
 
 
 async def _transfer(
     args: argparse.Namespace, engine: TransferEngine, journal: Journal,
-    display: ProgressDisplay, filters: Filters,
+    display: ProgressDisplay, filters: Filters, *, plan: Plan,
 ) -> BatchResult:
     pending: dict[int, tuple[ManifestEntry, str | None]] = {}
     skipped = 0
@@ -849,8 +853,14 @@ async def _transfer(
                     skipped += 1
                     continue
                 if args.dry_run:
-                    print(f"would {entry.op} {entry.path}",
-                          file=_plan_stream(args))
+                    remote = (
+                        f"s3://{entry.bucket}/{entry.key}" if entry.bucket and entry.key
+                        else redact_url(entry.url)
+                    )
+                    if entry.op == "put":
+                        plan.add("upload", entry.path, remote, entry.size)
+                    else:
+                        plan.add("download", remote, entry.path, None)
                     continue
                 pending[index] = (entry, state)
                 index += 1
@@ -982,11 +992,19 @@ async def _copy_pairs(
 ) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str]]]:
     """``((source bucket, key), (target bucket, key))`` as the listing pages come
     in: a copy starts before the listing ends, and memory stays flat."""
+    async for source_object, target, _ in _copy_listing(args, source, filters):
+        yield source_object, target
+
+
+async def _copy_listing(
+    args: argparse.Namespace, source: Signer, filters: Filters
+) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], int]]:
+    """What ``copy`` copies, with each object's size, as the listing pages come in."""
     src_bucket, src_prefix = parse_s3_uri(args.source)
     dst_bucket, dst_prefix = parse_s3_uri(args.target)
-    async for key in list_keys(source, src_bucket, src_prefix):
+    async for key, size, _ in list_objects(source, src_bucket, src_prefix):
         if filters(relative_key(src_prefix, key)):
-            yield (src_bucket, key), (dst_bucket, _rebase(key, src_prefix, dst_prefix))
+            yield (src_bucket, key), (dst_bucket, _rebase(key, src_prefix, dst_prefix)), size
 
 
 async def _signed_copies(
@@ -1052,14 +1070,36 @@ def _empty() -> BatchResult:
     return BatchResult(results=(), failed=(), total=0, succeeded=0, nbytes=0, seconds=0.0)
 
 
-def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> None:
-    failures = [
+def _failures(result: BatchResult) -> list[dict[str, Any]]:
+    return [
         {"url": r.url, "status": r.status, "attempts": r.attempts,
          "error": f"{type(r.error).__name__}: {r.error}" if r.error else None}
         for r in result.failed
     ]
+
+
+def _links(result: BatchResult) -> list[str]:
     # Paths of links not followed may hold bytes that are not UTF-8.
-    links = [path.encode("utf-8", "backslashreplace").decode() for path in result.not_followed]
+    return [path.encode("utf-8", "backslashreplace").decode() for path in result.not_followed]
+
+
+def _plan_summary(args: argparse.Namespace, plan: Plan, result: BatchResult) -> None:
+    """A dry run's totals: what would move, what the journal says is done, and
+    what would fail (a file the walk cannot send, keys that collide ...)."""
+    failures, links = _failures(result), _links(result)
+    if args.json:
+        plan.close_json({"skipped": result.skipped, "failed": len(failures),
+                         "failures": failures, "not_followed": links})
+        return
+    print(f"{plan.totals()}; {result.skipped} already done, {len(failures)} would fail"
+          + (f"; {len(links)} symbolic links not followed" if links else "")
+          + " (dry run: nothing was changed)")
+    for failure in failures:
+        print(f"  would fail: {failure['url']}: {failure['error']}")
+
+
+def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> None:
+    failures, links = _failures(result), _links(result)
     if args.json:
         print(json.dumps({
             "command": args.command, "total": result.total, "succeeded": result.succeeded,

@@ -38,9 +38,11 @@ CONFIGS = [
 
 @pytest.fixture(scope="module")
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    runner = asyncio.Runner()
-    yield runner.get_loop()
-    runner.close()
+    # One loop for the module's signers (asyncio.Runner is 3.11+; 3.10 is supported).
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -177,7 +177,8 @@ async def test_a_dry_run_of_a_download_manifest_creates_no_folder(
     cli("sign", "get", f"s3://{bucket}/dry", "--manifest", str(tmp_path / "get.jsonl"),
         "--from", str(tmp_path / "out"), env=env)
     done = cli("transfer", str(tmp_path / "get.jsonl"), "--dry-run", env=env)
-    assert "would get" in done.stdout
+    assert f"would download s3://{bucket}/dry/deep/f to " in done.stdout
+    assert "would download 1 object" in done.stdout
     assert not (tmp_path / "out").exists()
 
 
@@ -219,8 +220,11 @@ async def test_transfer_honours_exclude_and_a_json_dry_run_prints_only_json(
     cli("sign", "put", f"s3://{bucket}/e", "--manifest", manifest, "--from",
         str(tmp_path / "src"), env=env)
     dry = cli("transfer", manifest, "--dry-run", "--json", env=env)
-    json.loads(dry.stdout)  # nothing but the JSON on stdout
-    assert "would put" in dry.stderr
+    plan = json.loads(dry.stdout)  # nothing but the JSON on stdout
+    assert plan["dry_run"] is True
+    assert sorted(p["target"] for p in plan["plan"]) == [f"s3://{bucket}/e/a.csv",
+                                                          f"s3://{bucket}/e/b.log"]
+    assert (plan["objects"], plan["bytes"]) == (2, 2)
     ran = summary(cli("transfer", manifest, "--exclude", "*.log", "--json", env=env))
     assert ran["succeeded"] == 1
 
@@ -237,3 +241,29 @@ async def test_an_excluded_download_creates_no_folder(
                       "--json", env=env))
     assert ran["succeeded"] == 0
     assert not (tmp_path / "out").exists()
+
+
+async def test_dry_runs_print_the_plan_and_its_totals_and_change_nothing(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "src" / "a.bin").write_bytes(b"x" * 1024)
+    (tmp_path / "src" / "sub" / "b.bin").write_bytes(b"y" * 2048)
+    up = cli("upload", str(tmp_path / "src"), f"s3://{bucket}/plan", "--dry-run", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "would upload 2 objects, 3.0 KiB" in up.stdout
+    listing = await signer.client.list_objects_v2(Bucket=bucket, Prefix="plan")
+    assert listing.get("KeyCount", 0) == 0
+
+    cli("upload", str(tmp_path / "src"), f"s3://{bucket}/plan", "--quiet", env=env)
+    down = cli("download", f"s3://{bucket}/plan", str(tmp_path / "out"), "--dry-run",
+               "--json", env=env)
+    plan = json.loads(down.stdout)
+    assert (plan["objects"], plan["bytes"], plan["failed"]) == (2, 3072, 0)
+    assert {p["op"] for p in plan["plan"]} == {"download"}
+    assert not (tmp_path / "out").exists()
+
+    copy = cli("copy", f"s3://{bucket}/plan", f"s3://{bucket}/copied", "--dry-run", env=env)
+    assert "would copy 2 objects, 3.0 KiB" in copy.stdout
+    listing = await signer.client.list_objects_v2(Bucket=bucket, Prefix="copied")
+    assert listing.get("KeyCount", 0) == 0

@@ -20,6 +20,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "LocalFileError",
         "NoCredentialsError",
         "OpenUpload",
+        "Plan",
         "PresignedPost",
         "PresignedRequest",
         "ProgressEvent",

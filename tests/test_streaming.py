@@ -21,6 +21,7 @@ from asyncpresign import (
     copy_objects,
 )
 from asyncpresign._bulk import list_keys, list_objects
+from asyncpresign._plan import Plan
 from asyncpresign._progress import ProgressDisplay
 from asyncpresign.testing import LocalS3
 
@@ -87,18 +88,18 @@ async def test_cli_copy_starts_copying_before_the_listing_ends(
     bucket = objects
     listing = Listing()
 
-    async def counted(source: Signer, bucket: str, prefix: str) -> AsyncIterator[str]:
-        async for key in list_keys(source, bucket, prefix):
+    async def counted(source: Signer, bucket: str, prefix: str) -> AsyncIterator[Any]:
+        async for item in list_objects(source, bucket, prefix):
             listing.read += 1
-            yield key
+            yield item
 
-    monkeypatch.setattr(_cli, "list_keys", counted)
+    monkeypatch.setattr(_cli, "list_objects", counted)
     args = _cli._parser().parse_args(
         ["copy", f"s3://{bucket}/src", f"s3://{bucket}/dst", "--concurrency", "2", "--quiet"]
     )
     display = ProgressDisplay("copy", mode="quiet")
     display.on_result = listing.on_result  # type: ignore[method-assign]
-    result = await _cli._run_command(args, Journal(None), Filters(), display)
+    result = await _cli._run_command(args, Journal(None), Filters(), display, Plan())
     assert result.succeeded == OBJECTS
     assert listing.at_first_result is not None
     assert listing.at_first_result < OBJECTS // 2

@@ -1,0 +1,77 @@
+"""What a dry run would do: each transfer as it is planned, then the totals.
+
+A dry run changes nothing anywhere; what it shows must be what the real run
+would do, so the bulk helpers hand it the same jobs they would run. The plan
+streams (a listing of millions is never held): lines as they come, or, for
+``--json``, one JSON document written piece by piece.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from ._progress import human_bytes
+
+__all__ = ["Plan"]
+
+
+class Plan:
+    """Where a dry run reports what it would do, and how much.
+
+    Each planned transfer is written to ``out`` (standard output by default)
+    as it is found: a line such as ``would upload a.txt to s3://b/a.txt``, or
+    with ``as_json=True`` an element of the ``"plan"`` list of one JSON
+    document that :meth:`close` completes with the totals. ``objects`` and
+    ``nbytes`` count what would move; ``unknown_sizes`` the transfers whose
+    size is not known before they run (a manifest's downloads)."""
+
+    def __init__(self, out: TextIO | None = None, *, as_json: bool = False) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.objects = 0
+        self.nbytes = 0
+        self.unknown_sizes = 0
+        self.verbs: dict[str, int] = {}
+        self._opened = False
+
+    def add(self, verb: str, source: str, target: str, size: int | None) -> None:
+        """``verb`` (upload, download, copy, ...) ``source`` to ``target``."""
+        self.objects += 1
+        self.verbs[verb] = self.verbs.get(verb, 0) + 1
+        if size is None or size < 0:
+            self.unknown_sizes += 1
+        else:
+            self.nbytes += size
+        out = self.out or sys.stdout
+        if not self.as_json:
+            print(f"would {verb} {source} to {target}", file=out)
+            return
+        item = json.dumps({"op": verb, "source": source, "target": target, "size": size})
+        out.write(f"{',' if self._opened else ''}\n    {item}")
+        self._opened = True
+
+    def totals(self) -> str:
+        """``would upload 2,003 objects, 249.7 MiB`` (sizes not known are said so)."""
+        verb = next(iter(self.verbs)) if len(self.verbs) == 1 else "transfer"
+        noun = "object" if self.objects == 1 else "objects"
+        text = f"would {verb} {self.objects:,} {noun}, {human_bytes(self.nbytes)}"
+        if self.unknown_sizes:
+            text += f" (and {self.unknown_sizes:,} of unknown size)"
+        return text
+
+    def open_json(self, header: dict[str, Any]) -> None:
+        """Start the JSON document: ``header``'s fields, then the plan's list."""
+        out = self.out or sys.stdout
+        fields = json.dumps({**header, "dry_run": True}, indent=2)[:-2]  # drop "\n}"
+        out.write(f"{fields},\n  \"plan\": [")
+
+    def close_json(self, totals: dict[str, Any]) -> None:
+        """End the JSON document with the totals (and ``totals``' fields)."""
+        out = self.out or sys.stdout
+        tail = {"objects": self.objects, "bytes": self.nbytes,
+                "unknown_sizes": self.unknown_sizes, **totals}
+        body = json.dumps(tail, indent=2)[1:]  # drop "{"
+        out.write(f"{chr(10) + '  ' if self._opened else ''}],{body}\n")
+        out.flush()

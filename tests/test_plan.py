@@ -1,0 +1,48 @@
+"""A dry run's plan: streamed lines or one JSON document, and honest totals."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from asyncpresign._plan import Plan
+
+
+def test_plan_lines_and_totals_count_objects_and_bytes() -> None:
+    out = io.StringIO()
+    plan = Plan(out)
+    plan.add("upload", "a.txt", "s3://b/a.txt", 1024)
+    plan.add("upload", "b.txt", "s3://b/b.txt", 2 * 1024 * 1024)
+    assert out.getvalue().splitlines() == [
+        "would upload a.txt to s3://b/a.txt", "would upload b.txt to s3://b/b.txt",
+    ]
+    assert plan.totals() == "would upload 2 objects, 2.0 MiB"
+
+
+def test_plan_totals_say_when_sizes_are_unknown_and_when_verbs_differ() -> None:
+    plan = Plan(io.StringIO())
+    plan.add("upload", "a", "s3://b/a", 10)
+    plan.add("download", "s3://b/c", "c", None)
+    assert plan.totals() == "would transfer 2 objects, 10 B (and 1 of unknown size)"
+
+
+def test_plan_as_json_is_one_document_with_the_plan_and_the_totals() -> None:
+    out = io.StringIO()
+    plan = Plan(out, as_json=True)
+    plan.open_json({"command": "upload"})
+    for i in range(3):
+        plan.add("upload", f"f{i}", f"s3://b/f{i}", i)
+    plan.close_json({"skipped": 4})
+    document = json.loads(out.getvalue())
+    assert document["command"] == "upload"
+    assert document["dry_run"] is True
+    assert [p["source"] for p in document["plan"]] == ["f0", "f1", "f2"]
+    assert (document["objects"], document["bytes"], document["skipped"]) == (3, 3, 4)
+
+
+def test_an_empty_plan_as_json_is_still_one_document() -> None:
+    out = io.StringIO()
+    plan = Plan(out, as_json=True)
+    plan.open_json({"command": "download"})
+    plan.close_json({})
+    assert json.loads(out.getvalue())["plan"] == []
