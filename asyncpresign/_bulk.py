@@ -41,7 +41,9 @@ __all__ = ["Filters", "copy_objects", "download_prefix", "upload_tree", "walk_fi
 
 T = TypeVar("T")
 ResultCallback = Callable[[TransferResult], Awaitable[None] | None]
-Pair = tuple[tuple[str, str], tuple[str, str]]
+#: ((source bucket, key), (target bucket, key)), optionally with the source's
+#: ETag as listed, which lets a journal skip a copy of an unchanged source.
+Pair = tuple[tuple[str, str], tuple[str, str]] | tuple[tuple[str, str], tuple[str, str], str | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -481,17 +483,24 @@ async def copy_objects(
 ) -> BatchResult:
     """Copy ``((src_bucket, src_key), (dst_bucket, dst_key))`` pairs, streaming each
     GET into its PUT with no local file. The signers may be different servers.
-    ``pairs`` may be an async iterable (a listing): copies start as it is read."""
+    ``pairs`` may be an async iterable (a listing): copies start as it is read.
+    A pair may carry the source's ETag as a third item: with a ``journal``, a
+    copy it records of that same ETag is skipped; a pair without one is
+    always copied again (a changed source could not be told apart)."""
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result)
 
     async def jobs() -> AsyncIterator[Copy]:
         index = 0
-        async for (src_bucket, src_key), (dst_bucket, dst_key) in _aiter(pairs):
-            # No source ETag is known here, so a journal cannot tell a changed
-            # source from the copied one: every pair is copied again.
+        async for pair in _aiter(pairs):
+            (src_bucket, src_key), (dst_bucket, dst_key) = pair[0], pair[1]
+            etag = pair[2] if len(pair) > 2 else None
+            state = f"etag={etag}" if etag else None
             job_id = f"copy {src_bucket}/{src_key} {dst_bucket}/{dst_key}"
-            tracker.pending[index] = (job_id, None)
+            if journal.is_done(job_id, state):
+                tracker.skipped += 1
+                continue
+            tracker.pending[index] = (job_id, state)
             index += 1
             yield Copy(
                 None, None,

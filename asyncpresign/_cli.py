@@ -800,7 +800,7 @@ async def _run_command(
         if args.command == "copy":
             async with _signer(args) as source, _signer(args, "dest_") as dest:
                 if args.dry_run:
-                    async for (src_bucket, k), (dst_bucket, d), size in _copy_listing(
+                    async for (src_bucket, k), (dst_bucket, d), size, _ in _copy_listing(
                         args, source, filters
                     ):
                         plan.add("copy", f"s3://{src_bucket}/{k}", f"s3://{dst_bucket}/{d}",
@@ -989,22 +989,25 @@ async def _dask_downloads(
 
 async def _copy_pairs(
     args: argparse.Namespace, source: Signer, filters: Filters
-) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str]]]:
-    """``((source bucket, key), (target bucket, key))`` as the listing pages come
-    in: a copy starts before the listing ends, and memory stays flat."""
-    async for source_object, target, _ in _copy_listing(args, source, filters):
-        yield source_object, target
+) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], str | None]]:
+    """``((source bucket, key), (target bucket, key), source ETag)`` as the
+    listing pages come in: a copy starts before the listing ends, and memory
+    stays flat; the ETag lets a journal skip an unchanged source."""
+    async for source_object, target, _, etag in _copy_listing(args, source, filters):
+        yield source_object, target, etag
 
 
 async def _copy_listing(
     args: argparse.Namespace, source: Signer, filters: Filters
-) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], int]]:
-    """What ``copy`` copies, with each object's size, as the listing pages come in."""
+) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], int, str | None]]:
+    """What ``copy`` copies, with each object's size and ETag, as the listing
+    pages come in."""
     src_bucket, src_prefix = parse_s3_uri(args.source)
     dst_bucket, dst_prefix = parse_s3_uri(args.target)
-    async for key, size, _ in list_objects(source, src_bucket, src_prefix):
+    async for key, size, etag in list_objects(source, src_bucket, src_prefix):
         if filters(relative_key(src_prefix, key)):
-            yield (src_bucket, key), (dst_bucket, _rebase(key, src_prefix, dst_prefix)), size
+            target = (dst_bucket, _rebase(key, src_prefix, dst_prefix))
+            yield (src_bucket, key), target, size, etag
 
 
 async def _signed_copies(
@@ -1013,7 +1016,9 @@ async def _signed_copies(
     """Copy jobs for Dask workers, signed here as the partitions are pulled: the
     workers get a GET and a PUT URL per object, never either side's credentials."""
     async with _signer(args, "dest_") as dest:
-        async for (src_bucket, key), (dst_bucket, dst_key) in _copy_pairs(args, source, filters):
+        async for (src_bucket, key), (dst_bucket, dst_key), _ in _copy_pairs(
+            args, source, filters
+        ):
             yield Copy(
                 await source.presign_get(src_bucket, key, expires_in=args.expires),
                 await dest.presign_put(dst_bucket, dst_key, expires_in=args.expires),

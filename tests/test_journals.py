@@ -267,3 +267,24 @@ async def test_dry_runs_print_the_plan_and_its_totals_and_change_nothing(
     assert "would copy 2 objects, 3.0 KiB" in copy.stdout
     listing = await signer.client.list_objects_v2(Bucket=bucket, Prefix="copied")
     assert listing.get("KeyCount", 0) == 0
+
+
+async def test_a_journalled_copy_skips_unchanged_sources_and_copies_changed_ones_again(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    for name in ("a", "b", "c"):
+        await signer.client.put_object(Bucket=bucket, Key=f"from/{name}", Body=b"old")
+    journal = str(tmp_path / "copy.journal")
+    first = summary(cli("copy", f"s3://{bucket}/from", f"s3://{bucket}/to", "--journal",
+                        journal, "--json", env=env))
+    assert (first["succeeded"], first["skipped"]) == (3, 0)
+    again = summary(cli("copy", f"s3://{bucket}/from", f"s3://{bucket}/to", "--journal",
+                        journal, "--json", env=env))
+    assert (again["succeeded"], again["skipped"]) == (3, 3)
+    await signer.client.put_object(Bucket=bucket, Key="from/b", Body=b"new")
+    changed = summary(cli("copy", f"s3://{bucket}/from", f"s3://{bucket}/to", "--journal",
+                          journal, "--json", env=env))
+    assert (changed["succeeded"], changed["skipped"]) == (3, 2)
+    answer = await signer.client.get_object(Bucket=bucket, Key="to/b")
+    async with answer["Body"] as body:
+        assert await body.read() == b"new"
