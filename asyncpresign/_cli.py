@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -51,7 +53,12 @@ from ._bulk import (
 from ._checksums import ALGORITHMS, combine_parts, header_name
 from ._config import Timeout
 from ._engine import TransferEngine
-from ._exceptions import AsyncPresignError, InvalidArgumentError, LocalFileError
+from ._exceptions import (
+    AsyncPresignError,
+    InvalidArgumentError,
+    LocalFileError,
+    NoCredentialsError,
+)
 from ._files import file_checksum, file_size
 from ._manifest import (
     Journal,
@@ -69,6 +76,7 @@ from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._signer import Signer
+from ._version import __version__
 from .testing import LocalS3
 
 EXIT_OK = 0
@@ -76,6 +84,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
@@ -98,6 +107,17 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _DURATIONS[match.group(2)]
 
 
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (a count of files, of transfers in flight)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parse_s3_uri(text: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` → ``("bucket", "some/prefix")``."""
     if not text.startswith("s3://") or len(text) <= 5:
@@ -106,17 +126,23 @@ def parse_s3_uri(text: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
+def _connection(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """The connection options: given before the command (``top``, where they
+    default to None) or after it (where they keep what was given before)."""
+    default = None if top else argparse.SUPPRESS
     group = parser.add_argument_group("connection (credentials come from the AWS environment)")
-    group.add_argument("--endpoint-url", help="an S3-compatible endpoint (default: AWS)")
-    group.add_argument("--region", help="signing region (default: from the AWS config)")
-    group.add_argument("--profile", help="a profile from the AWS config files")
+    group.add_argument("--endpoint-url", default=default,
+                       help="an S3-compatible endpoint (default: AWS)")
+    group.add_argument("--region", default=default,
+                       help="signing region (default: from the AWS config)")
+    group.add_argument("--profile", default=default, help="a profile from the AWS config files")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     _connection(parser)
     opts = parser.add_argument_group("transfer")
-    opts.add_argument("--concurrency", type=int, default=64)
+    opts.add_argument("--concurrency", type=positive_int, default=64,
+                      help="transfers in flight at once (default %(default)s)")
     opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
     opts.add_argument(
         "--retries", type=int, default=RetryPolicy().attempts,
@@ -139,9 +165,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--exclude", action="append", default=[], help="glob to exclude")
     opts.add_argument("--journal", help="record finished jobs here; re-runs skip them")
     opts.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
-    opts.add_argument("--json", action="store_true", help="print a JSON summary")
-    opts.add_argument("--quiet", action="store_true", help="print only the summary")
-    opts.add_argument("--debug", action="store_true", help="show tracebacks")
+    opts.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                      help="print a JSON summary (only JSON on stdout)")
+    opts.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="print only the summary")
+    opts.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                      help="show tracebacks and retries")
     opts.add_argument(
         "--dask-scheduler", metavar="ADDRESS",
         help="run on a Dask cluster (tcp://host:8786); workers get URLs, never credentials",
@@ -164,16 +193,25 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="asyncpresign", description="Move data through S3 presigned URLs.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"asyncpresign {__version__}")
+    # Global options, before or after the command (the commands' own copies
+    # default to SUPPRESS, so they never undo what was given before).
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and retries")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--json", action="store_true", help="print JSON (only JSON on stdout)")
+    _connection(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser(
         "demo", help="start a local S3 server, move a few hundred files both ways, verify them"
     )
-    demo.add_argument("--files", type=int, default=300, help="how many files (default 300)")
-    demo.add_argument("--concurrency", type=int, default=64)
+    demo.add_argument("--files", type=positive_int, default=300,
+                      help="how many files (default %(default)s)")
+    demo.add_argument("--concurrency", type=positive_int, default=64,
+                      help="transfers in flight at once (default %(default)s)")
     demo.add_argument("--seed", type=int, default=7, help="seed for the file sizes")
-    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="no progress display")
     demo.add_argument(
         "--web", action="store_true",
         help="instead: serve the browser-upload example app on 127.0.0.1 (Ctrl-C stops it)",
@@ -247,13 +285,18 @@ def _uploads_parser(sub: Any) -> None:
                          help="only those started longer ago than this, e.g. 7d, 12h")
     uploads.add_argument("--dry-run", action="store_true",
                          help="with --abort: say what would be aborted, abort nothing")
-    uploads.add_argument("--json", action="store_true", help="print JSON")
-    uploads.add_argument("--debug", action="store_true", help="show tracebacks")
+    uploads.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="print JSON")
+    uploads.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks")
     _connection(uploads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # no command: the overview of them
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if args.debug:
         # Retries and their reasons on stderr; failed jobs keep their tracebacks.
@@ -261,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("asyncpresign").setLevel(logging.DEBUG)
     try:
         return _dispatch(args)
-    except InvalidArgumentError as exc:
+    except (InvalidArgumentError, LocalFileError, NoCredentialsError) as exc:
+        # Raised before any job ran: a bad argument, a manifest, folder or
+        # journal that cannot be read, no credentials. Job failures never
+        # come here: they are in the summary.
         if args.debug:
             raise
         print(f"asyncpresign: error: {exc}", file=sys.stderr)
@@ -271,6 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"asyncpresign: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader of stdout went away (``asyncpresign ... | head``): stop
+        # quietly, as a shell tool does (128 + SIGPIPE), with no flush error at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (KeyboardInterrupt, _Terminated) as exc:
         journal = getattr(args, "journal", None)
         hint = (
@@ -355,13 +407,18 @@ def _checksum(args: argparse.Namespace) -> str | None:
     return None if value == "none" else str(value)
 
 
-def _signer(args: argparse.Namespace, prefix: str = "") -> Signer:
-    return Signer(
+@contextlib.asynccontextmanager
+async def _signer(args: argparse.Namespace, prefix: str = "") -> AsyncIterator[Signer]:
+    """The Signer for ``args`` (or its ``dest_`` options), opened, with credentials
+    found: without any, the run stops here, before its first transfer (exit 2)."""
+    async with Signer(
         endpoint_url=getattr(args, f"{prefix}endpoint_url", None) or args.endpoint_url,
         region=getattr(args, f"{prefix}region", None) or args.region,
         profile=getattr(args, f"{prefix}profile", None) or args.profile,
         checksum=_checksum(args),
-    )
+    ) as signer:
+        await signer.check_credentials()
+        yield signer
 
 
 def _timeout(args: argparse.Namespace) -> Timeout:
@@ -866,18 +923,25 @@ async def _transfer(
                 index += 1
                 yield entry.job()
 
+    named: dict[int, str] = {}  # a failed job's s3://bucket/key, from its entry
+
     def record(result: TransferResult) -> None:
         entry, state = pending.pop(result.index or 0, (None, None))
         if entry is not None and result.ok:
             journal.record(entry.id, state, result.nbytes,
                            result.etag if entry.part is not None else None)
+        elif entry is not None and entry.bucket and entry.key:
+            named[result.index or 0] = f"s3://{entry.bucket}/{entry.key}"
         display.on_result(result)
 
     result = await engine.run(
         jobs(), progress=display.on_bytes, on_result=record, keep_results=False
     )
+    failed = tuple(
+        dataclasses.replace(r, url=named.get(r.index or 0, r.url)) for r in result.failed
+    )
     return BatchResult(
-        results=(), failed=result.failed + tuple(refused),
+        results=(), failed=failed + tuple(refused),
         total=result.total + skipped + len(refused),
         succeeded=result.succeeded + skipped, nbytes=result.nbytes, seconds=result.seconds,
         skipped=skipped,
@@ -939,7 +1003,8 @@ async def _on_dask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"{args.command} on Dask: {summary.succeeded} done ({summary.skipped} already "
+        print(f"{args.command} on Dask: {summary.succeeded - summary.skipped} done "
+              f"({summary.skipped} already "
               f"done), {data['failed']} failed of {data['total']}; "
               f"{human_bytes(summary.nbytes)} in {data['seconds']} s")
         for failure in data["failures"]:
@@ -1075,12 +1140,28 @@ def _empty() -> BatchResult:
     return BatchResult(results=(), failed=(), total=0, succeeded=0, nbytes=0, seconds=0.0)
 
 
-def _failures(result: BatchResult) -> list[dict[str, Any]]:
-    return [
-        {"url": r.url, "status": r.status, "attempts": r.attempts,
-         "error": f"{type(r.error).__name__}: {r.error}" if r.error else None}
-        for r in result.failed
-    ]
+#: The operation of a command's jobs, for failures that do not say.
+_COMMAND_OPS = {"upload": "upload", "download": "download", "copy": "copy"}
+
+
+def _failures(result: BatchResult, command: str) -> list[dict[str, Any]]:
+    """Each failure with what a script needs to retry it: the operation, the
+    bucket and key, the local file, and why."""
+    failures = []
+    for r in result.failed:
+        bucket = key = None
+        if r.url.startswith("s3://"):
+            bucket, _, key = r.url[5:].partition("/")
+        path = r.path or getattr(r.error, "path", None)
+        failures.append({
+            "op": r.op or _COMMAND_OPS.get(command), "bucket": bucket, "key": key,
+            "path": os.fsdecode(path).encode("utf-8", "backslashreplace").decode()
+            if path else None,
+            "url": r.url, "status": r.status, "code": getattr(r.error, "code", None),
+            "attempts": r.attempts,
+            "error": f"{type(r.error).__name__}: {r.error}" if r.error else None,
+        })
+    return failures
 
 
 def _links(result: BatchResult) -> list[str]:
@@ -1091,7 +1172,7 @@ def _links(result: BatchResult) -> list[str]:
 def _plan_summary(args: argparse.Namespace, plan: Plan, result: BatchResult) -> None:
     """A dry run's totals: what would move, what the journal says is done, and
     what would fail (a file the walk cannot send, keys that collide ...)."""
-    failures, links = _failures(result), _links(result)
+    failures, links = _failures(result, args.command), _links(result)
     if args.json:
         plan.close_json({"skipped": result.skipped, "failed": len(failures),
                          "failures": failures, "not_followed": links})
@@ -1104,10 +1185,12 @@ def _plan_summary(args: argparse.Namespace, plan: Plan, result: BatchResult) -> 
 
 
 def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> None:
-    failures, links = _failures(result), _links(result)
+    failures, links = _failures(result, args.command), _links(result)
     if args.json:
+        # succeeded, skipped and failed are disjoint and add up to total.
         print(json.dumps({
-            "command": args.command, "total": result.total, "succeeded": result.succeeded,
+            "command": args.command, "total": result.total,
+            "succeeded": result.succeeded - result.skipped,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
             "seconds": round(seconds, 3), "failures": failures, "not_followed": links,
         }, indent=2))

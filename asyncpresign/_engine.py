@@ -487,6 +487,8 @@ class TransferEngine:
                 attempts=getattr(exc, "attempts", 1),
                 error=exc,
                 index=index,
+                op=_JOB_OPS.get(type(job)),
+                path=_job_path(job),
             )
         return replace(result, index=index)
 
@@ -506,13 +508,30 @@ def _compact(error: BaseException) -> None:
     error.__suppress_context__ = True
 
 
+_JOB_OPS: dict[type, str] = {Upload: "upload", Download: "download", Copy: "copy"}
+
+
 def _job_url(job: Any) -> str:
-    request = getattr(job, "request", None)
+    """A failed job's URL, redacted; for a job signed on demand whose signing
+    failed, ``s3://bucket/key`` of what it was to sign."""
+    request = getattr(job, "request", None) or getattr(job, "dest", None)
     if isinstance(request, PresignedRequest):
         return redact_url(request.url)
-    if isinstance(request, str):
+    if isinstance(request, str) and "://" in request:
         return redact_url(request)
+    sign = getattr(job, "sign", None) or getattr(job, "dest_sign", None)
+    target = getattr(sign, "target", None)
+    if isinstance(target, tuple):
+        return f"s3://{target[0]}/{target[1]}"
     return ""
+
+
+def _job_path(job: Any) -> str | None:
+    """A job's local file, when it has one."""
+    local = job.source if isinstance(job, Upload) else getattr(job, "dest", None)
+    if isinstance(local, (str, os.PathLike)) and not isinstance(job, Copy):
+        return os.fspath(local)
+    return None
 
 
 async def _aiter(jobs: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

@@ -289,6 +289,7 @@ class Journal:
         self._unflushed = 0
         if path is not None:
             self._load(path)
+            _check_writable(path)
 
     def _load(self, path: str) -> None:
         try:
@@ -377,6 +378,18 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _check_writable(path: str) -> None:
+    """Refuse, before any job runs, a journal that could not be written (the
+    first record would fail mid-run); nothing is created, for dry runs."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise LocalFileError(
+            f"cannot write journal {path!r}: the folder {folder!r} does not exist", path
+        )
+    if not os.access(path if os.path.lexists(path) else folder, os.W_OK):
+        raise LocalFileError(f"cannot write journal {path!r}: permission denied", path)
 
 
 def _open_private(path: str) -> Any:

@@ -255,6 +255,10 @@ class TransferResult:
     #: "crc32c", "crc32"), its MD5 ("md5"), or None when none could run (the
     #: server gave no checksum and the ETag is not an MD5, or checks are off).
     verified: str | None = None
+    #: A failed job's operation ("upload", "download", "copy") and local file
+    #: (its upload source or download destination), to report or retry it by.
+    op: str | None = None
+    path: str | None = None
 
     @property
     def ok(self) -> bool:

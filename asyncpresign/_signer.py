@@ -369,6 +369,7 @@ class Signer:
             )
 
         sign.signs_checksums = True  # type: ignore[attr-defined]
+        sign.target = (bucket, key)  # type: ignore[attr-defined] # what a failure names
         return sign
 
     async def _presign(
@@ -635,6 +636,22 @@ class Signer:
         if query_signer is None or query_signer.service != service:
             query_signer = self._query_signers[region] = QuerySigner(region, service)
         return (endpoint, query_signer)
+
+    async def check_credentials(self) -> None:
+        """Raise :class:`NoCredentialsError` now if the credential chain (keys,
+        environment, profile, role, SSO) yields no credentials, instead of at
+        the first signature: a bulk job then stops before its first transfer."""
+        with self._translate("find AWS credentials"):
+            credentials = self.client._request_signer._credentials
+            frozen = None if credentials is None else credentials.get_frozen_credentials()
+            if inspect.isawaitable(frozen):
+                frozen = await frozen
+        if frozen is None or not frozen.access_key or not frozen.secret_key:
+            raise NoCredentialsError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "choose a profile (AWS_PROFILE or --profile), or configure a role or SSO "
+                "session in ~/.aws/config"
+            )
 
     def _static_credentials(self) -> SigningCredentials | None:
         """The cached snapshot, when the credentials cannot change (plain keys,
@@ -1146,6 +1163,10 @@ def _client_error(exc: Any, action: str) -> AsyncPresignError:
     code = error.get("Code")
     message = error.get("Message")
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code == str(status):
+        # An answer without a body (HEAD) has no S3 code: botocore puts the
+        # status there, which would read "HTTP 403 403: Forbidden".
+        code = None
     return HTTPStatusError(
         f"could not {action}: HTTP {status} {code or ''}{': ' + message if message else ''}",
         status=status,

@@ -97,9 +97,10 @@ class DaskSummary:
         return not self.failed
 
     def as_dict(self) -> dict[str, Any]:
+        """The CLI's ``--json`` fields: succeeded, skipped and failed are disjoint."""
         return {
             "total": self.total,
-            "succeeded": self.succeeded,
+            "succeeded": self.succeeded - self.skipped,
             "failed": len(self.failed),
             "skipped": self.skipped,
             "bytes": self.nbytes,
