@@ -59,10 +59,14 @@ class Filters:
         return not any(fnmatch.fnmatchcase(relative, p) for p in self.exclude)
 
     def covers_folder(self, relative: str) -> bool:
-        """Whether the excludes drop every name under the folder ``relative``: tried
-        on a name no pattern spells out (a NUL), which only a wildcard matches."""
-        probe = f"{relative}/\0" if relative else "\0"
-        return any(fnmatch.fnmatchcase(probe, p) for p in self.exclude)
+        """Whether one exclude drops every name under the folder ``relative``, so
+        a problem with the folder itself need not be reported: tried on names no
+        pattern spells out, of every shape (one character or many, deep or not,
+        any last character), which only a pattern such as ``*`` or ``dir/*``
+        matches all of. When in doubt, the folder is reported."""
+        base = f"{relative}/" if relative else ""
+        probes = [f"{base}\0", f"{base}\0\0/\0.v", f"{base}Z/\x01/a", f"{base}.x"]
+        return any(all(fnmatch.fnmatchcase(probe, p) for probe in probes) for p in self.exclude)
 
 
 @dataclass
@@ -80,6 +84,16 @@ class _Tracker:
         if result.ok and job_id:
             self.journal.record(job_id, state, result.nbytes)
         await _notify(self.on_result, result)
+
+
+def copy_id(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> str:
+    """A copy's identity in a journal: what is copied where."""
+    return f"copy {src_bucket}/{src_key} {dst_bucket}/{dst_key}"
+
+
+def is_folder_marker(key: str, size: int) -> bool:
+    """An empty ``photos/`` object, made by consoles to show a folder: not a file."""
+    return size == 0 and key.endswith("/")
 
 
 def object_key(prefix: str, relative: str) -> str:
@@ -431,7 +445,7 @@ async def download_prefix(
     async def jobs() -> AsyncIterator[Download]:
         index = 0
         async for key, size, etag in list_objects(signer, bucket, prefix):
-            if key.endswith("/") and size == 0:
+            if is_folder_marker(key, size):
                 continue  # a "folder" marker, not a file
             if not filters(relative_key(prefix, key)):
                 continue
@@ -496,7 +510,7 @@ async def copy_objects(
             (src_bucket, src_key), (dst_bucket, dst_key) = pair[0], pair[1]
             etag = pair[2] if len(pair) > 2 else None
             state = f"etag={etag}" if etag else None
-            job_id = f"copy {src_bucket}/{src_key} {dst_bucket}/{dst_key}"
+            job_id = copy_id(src_bucket, src_key, dst_bucket, dst_key)
             if journal.is_done(job_id, state):
                 tracker.skipped += 1
                 continue
@@ -528,10 +542,6 @@ async def list_objects(
         async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield item["Key"], item["Size"], item.get("ETag")
-
-
-def make_folder(folder: str) -> None:
-    os.makedirs(folder, exist_ok=True)
 
 
 @dataclass

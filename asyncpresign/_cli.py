@@ -35,10 +35,12 @@ from ._bulk import (
     FolderCache,
     SamePath,
     _in_thread_batches,
+    copy_id,
     copy_objects,
     download_prefix,
     folder_problem,
     ignores_case,
+    is_folder_marker,
     list_objects,
     listed_by,
     local_path,
@@ -47,7 +49,6 @@ from ._bulk import (
     same_path_as,
     same_path_error,
     upload_tree,
-    walk_files,
     walk_tree,
 )
 from ._checksums import ALGORITHMS, combine_parts, header_name
@@ -59,7 +60,7 @@ from ._exceptions import (
     LocalFileError,
     NoCredentialsError,
 )
-from ._files import file_checksum, file_size
+from ._files import file_checksum, source_version
 from ._manifest import (
     Journal,
     ManifestEntry,
@@ -539,8 +540,8 @@ async def _sign_manifest(
             ignores_case, args.source
         ))
         listed = listed_by(signer, bucket, prefix, filters)
-        async for key, _, etag in list_objects(signer, bucket, prefix):
-            if not filters(relative_key(prefix, key)):
+        async for key, size, etag in list_objects(signer, bucket, prefix):
+            if is_folder_marker(key, size) or not filters(relative_key(prefix, key)):
                 continue
             try:
                 dest = local_path(args.source, prefix, key)
@@ -589,7 +590,9 @@ async def _sign_multipart(
     if args.method != "put":
         raise InvalidArgumentError("--multipart signs put requests")
     path = str(await anyio.Path(args.multipart).absolute())
-    size = await anyio.to_thread.run_sync(file_size, path)
+    # Each part line carries this version: a part read from another fails.
+    version = await anyio.to_thread.run_sync(source_version, path)
+    size = version[0]
     parts = plan_parts(size, args.part_size)
     still_open = await _open_uploads(args.manifest, signer)
     described = [
@@ -638,6 +641,7 @@ async def _sign_multipart(
                 op="put", url=request.url, headers=dict(request.headers), path=path,
                 size=part.length, offset=part.offset, part=part.number, upload_id=upload_id,
                 bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
+                version=version,
             ))
         return await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
     except BaseException:
@@ -857,12 +861,20 @@ async def _run_command(
         if args.command == "copy":
             async with _signer(args) as source, _signer(args, "dest_") as dest:
                 if args.dry_run:
-                    async for (src_bucket, k), (dst_bucket, d), size, _ in _copy_listing(
+                    skipped = 0
+                    async for (src_bucket, k), (dst_bucket, d), size, etag in _copy_listing(
                         args, source, filters
                     ):
+                        # As copy_objects decides: an unchanged source it recorded is skipped.
+                        if etag and journal.is_done(
+                            copy_id(src_bucket, k, dst_bucket, d), f"etag={etag}"
+                        ):
+                            skipped += 1
+                            continue
                         plan.add("copy", f"s3://{src_bucket}/{k}", f"s3://{dst_bucket}/{d}",
                                  size)
-                    return _empty()
+                    return dataclasses.replace(_empty(), total=skipped, succeeded=skipped,
+                                               skipped=skipped)
                 pairs = _copy_pairs(args, source, filters)
                 return await copy_objects(
                     source, dest, engine, pairs, journal=journal,
@@ -955,7 +967,7 @@ async def _on_dask(args: argparse.Namespace) -> int:
     try:  # the dask extra is optional: import it only for this flag
         from distributed import Client  # noqa: PLC0415
 
-        from .dask import ObjectJob, transfer_on_dask  # noqa: PLC0415
+        from .dask import transfer_on_dask  # noqa: PLC0415
     except ImportError:
         raise InvalidArgumentError(
             "--dask-scheduler needs Dask: pip install 'asyncpresign[dask]'"
@@ -971,19 +983,12 @@ async def _on_dask(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         if args.command == "transfer":
-            summary = await transfer_on_dask(client, _dask_entries(args, filters),
+            summary = await transfer_on_dask(client, _dask_entries(args, filters, bad),
                                              engine_options=options, journal=args.journal)
         else:
             async with _signer(args) as signer:
                 if args.command == "upload":
-                    bucket, prefix = parse_s3_uri(args.target)
-                    specs: Any = (
-                        ObjectJob(op="upload", bucket=bucket, key=object_key(prefix, rel),
-                                  path=path)
-                        async for path, rel, _ in _in_thread_batches(
-                            walk_files(args.directory, filters)
-                        )
-                    )
+                    specs: Any = _dask_uploads(args, filters, bad)
                 elif args.command == "download":
                     specs = _dask_downloads(args, signer, filters, bad)
                 else:
@@ -1012,15 +1017,47 @@ async def _on_dask(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.ok and not bad else EXIT_FAILED
 
 
-async def _dask_entries(args: argparse.Namespace, filters: Filters) -> AsyncIterator[Any]:
+async def _dask_entries(
+    args: argparse.Namespace, filters: Filters, bad: list[tuple[str, str]]
+) -> AsyncIterator[Any]:
     """The manifest's entries that ``filters`` let through, read in a thread, with
-    the folders their downloads need made as they go."""
+    the folders their downloads need made as they go; a malformed line, or a
+    download whose folder cannot be made, fails alone (into ``bad``)."""
     folders = FolderCache()
-    async for entry in _in_thread_batches(read_manifest(args.manifest)):
-        if filters(entry.key or entry.path):
-            if entry.op == "get":
-                await folders.make(os.path.dirname(entry.path))  # absolute: read_manifest
-            yield entry
+    async for entry in _in_thread_batches(read_manifest_lines(args.manifest)):
+        if isinstance(entry, InvalidArgumentError):
+            bad.append((args.manifest, f"{type(entry).__name__}: {entry}"))
+            continue
+        if not filters(entry.key or entry.path):
+            continue
+        if entry.op == "get":
+            problem = await folders.make(os.path.dirname(entry.path))  # absolute
+            if problem is not None:
+                bad.append((redact_url(entry.url), f"LocalFileError: {problem}"))
+                continue
+        yield entry
+
+
+async def _dask_uploads(
+    args: argparse.Namespace, filters: Filters, bad: list[tuple[str, str]]
+) -> AsyncIterator[Any]:
+    """Upload specs as the walk goes, in a thread; what the walk will not send
+    (see ``walk_tree``) fails alone, into ``bad``."""
+    from .dask import ObjectJob  # noqa: PLC0415 - the optional extra
+
+    bucket, prefix = parse_s3_uri(args.target)
+    if not await anyio.to_thread.run_sync(os.path.isdir, args.directory):
+        raise InvalidArgumentError(f"{args.directory!r} is not a folder")
+    walk = walk_tree(args.directory, filters, follow_symlinks=args.follow_symlinks)
+    async for entry in _in_thread_batches(walk):
+        key = object_key(prefix, entry.relative)
+        shown = f"s3://{bucket}/{key}".encode("utf-8", "backslashreplace").decode()
+        if entry.not_followed:
+            continue
+        if entry.problem is not None:
+            bad.append((shown, f"LocalFileError: {entry.error()}"))
+            continue
+        yield ObjectJob(op="upload", bucket=bucket, key=key, path=entry.path)
 
 
 async def _dask_downloads(
@@ -1036,7 +1073,7 @@ async def _dask_downloads(
     paths = SamePath(prefix, fold_case=fold_case)
     listed = listed_by(signer, bucket, prefix, filters)
     async for key, size, etag in list_objects(signer, bucket, prefix):
-        if (key.endswith("/") and size == 0) or not filters(relative_key(prefix, key)):
+        if is_folder_marker(key, size) or not filters(relative_key(prefix, key)):
             continue  # a "folder" marker, or excluded
         try:
             path = local_path(args.directory, prefix, key)

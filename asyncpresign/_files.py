@@ -95,10 +95,12 @@ def open_regular_stat(path: str) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
+        mode = None
         with contextlib.suppress(OSError):
             mode = os.stat(path).st_mode
-            if not stat.S_ISREG(mode):  # a socket cannot be opened (ENXIO): say what it is
-                raise _not_regular(path, mode) from None
+        if mode is not None and not stat.S_ISREG(mode):
+            # A socket cannot be opened (ENXIO): say what it is.
+            raise _not_regular(path, mode) from None
         raise LocalFileError(
             f"cannot read upload source {path!r}: {describe_os_error(exc)}", path, errno=exc.errno
         ) from None

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -45,18 +46,24 @@ class ManifestEntry:
     #: The object's ETag when the GET was signed: a journal skips the download
     #: again only while it is the same object.
     etag: str | None = None
+    #: A part's file as it was signed, ``[size, st_mtime_ns]``: every part must
+    #: be read from that version, or the parts would make a torn object.
+    version: tuple[int, int] | None = None
 
     @property
     def id(self) -> str:
         """Stable identity for the journal: what moves where, not the signature.
         A part names its upload: a re-signed manifest is a new upload."""
         part = f" part {self.upload_id}:{self.part}" if self.part is not None else ""
-        return f"{self.op} {self.bucket or ''}/{self.key or ''} {self.path}{part}"
+        if self.bucket and self.key:
+            return f"{self.op} {self.bucket}/{self.key} {self.path}{part}"
+        # Without them (a hand-written manifest), the URL names the object.
+        return f"{self.op} {self.url.partition('?')[0]} {self.path}{part}"
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"op": self.op, "url": self.url, "path": self.path}
         for name in ("headers", "size", "bucket", "key", "expires_at", "upload_id", "part",
-                     "offset", "etag"):
+                     "offset", "etag", "version"):
             value = getattr(self, name)
             if value or (value == 0 and name in ("size", "offset")):
                 data[name] = value
@@ -74,7 +81,8 @@ class ManifestEntry:
         )
         if self.op == "put":
             if self.offset is not None and self.size is not None:
-                return Upload(request, FilePart(self.path, self.offset, self.size))
+                return Upload(request, FilePart(self.path, self.offset, self.size,
+                                                version=self.version))
             return Upload(request, self.path)
         return Download(request, self.path)
 
@@ -91,8 +99,10 @@ def parse_entry(line: str, number: int) -> ManifestEntry:
     if op not in ("put", "get"):
         raise InvalidArgumentError(f"manifest line {number}: op must be 'put' or 'get'")
     url, path = data.get("url"), data.get("path")
-    if not isinstance(url, str) or not isinstance(path, str) or not path:
-        raise InvalidArgumentError(f"manifest line {number}: needs 'url' and 'path' strings")
+    if not isinstance(url, str) or not isinstance(path, str) or not path or "\0" in path:
+        raise InvalidArgumentError(
+            f"manifest line {number}: needs 'url' and 'path' strings (a path without NUL)"
+        )
     try:
         check_http_url(url)
     except InvalidArgumentError as exc:
@@ -121,8 +131,22 @@ def parse_entry(line: str, number: int) -> ManifestEntry:
         op=op, url=url, path=path, headers=headers, size=size,
         bucket=data.get("bucket"), key=data.get("key"), expires_at=expires_at,
         upload_id=data.get("upload_id"), part=data.get("part"), offset=data.get("offset"),
-        etag=data.get("etag"),
+        etag=data.get("etag"), version=_version_field(data.get("version"), number),
     )
+
+
+def _version_field(value: object, number: int) -> tuple[int, int] | None:
+    """A part's ``version``: ``[size, mtime_ns]``, two ints >= 0, or absent."""
+    if value is None:
+        return None
+    if not (
+        isinstance(value, list) and len(value) == 2
+        and all(type(v) is int and v >= 0 for v in value)
+    ):
+        raise InvalidArgumentError(
+            f"manifest line {number}: version must be [size, mtime_ns], two ints >= 0"
+        )
+    return value[0], value[1]
 
 
 def _is_aware_time(text: str) -> bool:
@@ -195,10 +219,12 @@ def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
     atomically: a temporary file renamed over ``path`` once complete."""
     base = os.path.dirname(os.path.abspath(path))
     folder, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    temporary = ""
     count = 0
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A fresh name, created 0600 with O_EXCL: never a file or a link that
+        # someone else placed there (its mode or target would be kept).
+        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for entry in entries:
                 relative = os.path.relpath(os.path.abspath(entry.path), base)
@@ -209,13 +235,15 @@ def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
         os.replace(temporary, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            if temporary:
+                os.unlink(temporary)
         raise LocalFileError(
             f"cannot write manifest {path!r}: {exc.strerror or exc}", path
         ) from None
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            if temporary:
+                os.unlink(temporary)
         raise
     return count
 
@@ -400,6 +428,8 @@ def _open_private(path: str) -> Any:
         raise LocalFileError(
             f"cannot write journal {path!r}: {exc.strerror or exc}", path
         ) from None
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)  # one made before, by hand or an older version
     f = os.fdopen(fd, "a", encoding="utf-8")
     if os.fstat(fd).st_size == 0:
         f.write(json.dumps(JOURNAL_HEADER) + "\n")

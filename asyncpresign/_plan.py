@@ -35,6 +35,7 @@ class Plan:
         self.unknown_sizes = 0
         self.verbs: dict[str, int] = {}
         self._opened = False
+        self._header: dict[str, Any] | None = None
 
     def add(self, verb: str, source: str, target: str, size: int | None) -> None:
         """``verb`` (upload, download, copy, ...) ``source`` to ``target``."""
@@ -49,6 +50,7 @@ class Plan:
             print(f"would {verb} {source} to {target}", file=out)
             return
         item = json.dumps({"op": verb, "source": source, "target": target, "size": size})
+        self._start_json(out)
         out.write(f"{',' if self._opened else ''}\n    {item}")
         self._opened = True
 
@@ -62,14 +64,21 @@ class Plan:
         return text
 
     def open_json(self, header: dict[str, Any]) -> None:
-        """Start the JSON document: ``header``'s fields, then the plan's list."""
-        out = self.out or sys.stdout
-        fields = json.dumps({**header, "dry_run": True}, indent=2)[:-2]  # drop "\n}"
-        out.write(f"{fields},\n  \"plan\": [")
+        """The JSON document's first fields. It is written with the first
+        planned transfer (or :meth:`close_json`), so a run that fails before
+        either leaves stdout empty, never half a document."""
+        self._header = {**header, "dry_run": True}
+
+    def _start_json(self, out: TextIO) -> None:
+        if self._header is not None:
+            fields = json.dumps(self._header, indent=2)[:-2]  # drop "\n}"
+            out.write(f"{fields},\n  \"plan\": [")
+            self._header = None
 
     def close_json(self, totals: dict[str, Any]) -> None:
         """End the JSON document with the totals (and ``totals``' fields)."""
         out = self.out or sys.stdout
+        self._start_json(out)
         tail = {"objects": self.objects, "bytes": self.nbytes,
                 "unknown_sizes": self.unknown_sizes, **totals}
         body = json.dumps(tail, indent=2)[1:]  # drop "{"

@@ -200,7 +200,7 @@ class UploadSource:
         if isinstance(source, FilePart):
             return cls(
                 path=fspath(source.path, "upload source"), size=source.length,
-                offset=source.offset, version=version,
+                offset=source.offset, version=version or source.version,
             )
         if hasattr(source, "read"):
             known = _files.stream_size(source)

@@ -182,3 +182,38 @@ async def test_a_failed_download_names_its_object_and_file(
     failure = done["failures"][0]
     assert (failure["op"], failure["bucket"], failure["key"]) == ("download", bucket, "d/blocked/f")
     assert failure["path"] == str(out / "blocked" / "f")
+
+
+def test_a_json_dry_run_that_cannot_start_leaves_stdout_empty(tmp_path: Path) -> None:
+    env = {**base_env(tmp_path), "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+           "AWS_SECRET_ACCESS_KEY": "x" * 40, "AWS_DEFAULT_REGION": "us-east-1"}
+    done = cli("upload", str(tmp_path / "nowhere"), "s3://some-bucket/p", "--dry-run",
+               "--json", env=env, check=2)
+    assert done.stdout == ""  # never half a JSON document
+
+
+async def test_sign_get_leaves_folder_markers_out_without_failing(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    await signer.client.put_object(Bucket=bucket, Key="m/folder/", Body=b"")
+    await signer.client.put_object(Bucket=bucket, Key="m/folder/f", Body=b"x")
+    manifest = tmp_path / "get.jsonl"
+    cli("sign", "get", f"s3://{bucket}/m", "--manifest", str(manifest), "--from",
+        str(tmp_path / "out"), env=env)
+    lines = manifest.read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["m/folder/f"]
+
+
+async def test_a_copy_dry_run_counts_what_the_journal_would_skip(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    for name in ("a", "b"):
+        await signer.client.put_object(Bucket=bucket, Key=f"cp/{name}", Body=b"x")
+    journal = str(tmp_path / "j")
+    cli("copy", f"s3://{bucket}/cp", f"s3://{bucket}/out", "--journal", journal, "--quiet",
+        env=env)
+    await signer.client.put_object(Bucket=bucket, Key="cp/b", Body=b"changed")
+    dry = cli("copy", f"s3://{bucket}/cp", f"s3://{bucket}/out", "--journal", journal,
+              "--dry-run", env=env)
+    assert "would copy 1 object" in dry.stdout
+    assert "1 already done" in dry.stdout

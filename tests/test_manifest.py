@@ -63,3 +63,41 @@ def test_a_file_that_is_not_a_manifest_is_refused_whole(tmp_path: Path, content:
     manifest.write_bytes(content)
     with pytest.raises(InvalidArgumentError, match="is not a manifest"):
         list(read_manifest_lines(str(manifest)))
+
+
+def test_a_manifest_is_written_0600_through_a_fresh_temporary_file(tmp_path: Path) -> None:
+    import os
+
+    from asyncpresign._manifest import ManifestEntry, write_manifest
+
+    target = tmp_path / "jobs.jsonl"
+    target.write_text("old\n")
+    target.chmod(0o644)
+    # A link at the name an older version used for its temporary file: never followed.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    (tmp_path / f".jobs.jsonl.{os.getpid()}.tmp").symlink_to(victim)
+    entry = ManifestEntry(op="put", url="https://b.s3.amazonaws.com/k", path=str(tmp_path / "f"))
+    assert write_manifest(str(target), [entry]) == 1
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert victim.read_text() == "untouched"
+    leftovers = [p for p in tmp_path.iterdir() if p.suffix == ".tmp" and not p.is_symlink()]
+    assert leftovers == []
+
+
+def test_a_path_with_a_nul_is_a_malformed_line(tmp_path: Path) -> None:
+    from asyncpresign._manifest import parse_entry
+
+    line = json.dumps({"op": "put", "url": "https://b.s3.amazonaws.com/k", "path": "a\u0000b"})
+    with pytest.raises(InvalidArgumentError, match="manifest line 7"):
+        parse_entry(line, 7)
+
+
+def test_entries_without_bucket_and_key_are_told_apart_by_their_urls() -> None:
+    from asyncpresign._manifest import ManifestEntry
+
+    one = ManifestEntry(op="put", url="https://h/b/one?X-Amz-Signature=1", path="a.csv")
+    two = ManifestEntry(op="put", url="https://h/b/two?X-Amz-Signature=2", path="a.csv")
+    again = ManifestEntry(op="put", url="https://h/b/one?X-Amz-Signature=3", path="a.csv")
+    assert one.id != two.id
+    assert one.id == again.id  # re-signed: the same job

@@ -148,3 +148,22 @@ async def test_a_key_no_local_path_fits_fails_alone_in_a_dask_download_stream(
     assert specs == ["p/a", "p/b"]  # the folder marker is no file
     assert [url for url, _ in bad] == ["s3://b/p/../escape"]
     assert "does not map to a file" in bad[0][1]
+
+
+async def test_dask_upload_specs_fail_what_the_walk_will_not_send_and_keep_the_rest(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("distributed")
+    import os
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "good.txt").write_bytes(b"x")
+    os.mkfifo(tmp_path / "src" / "pipe")
+    args = _cli._parser().parse_args(
+        ["upload", str(tmp_path / "src"), "s3://some-bucket/p", "--dask-scheduler", "tcp://x"]
+    )
+    bad: list[tuple[str, str]] = []
+    specs = [spec async for spec in _cli._dask_uploads(args, Filters(), bad)]
+    assert [spec.key for spec in specs] == ["p/good.txt"]
+    assert [url for url, _ in bad] == ["s3://some-bucket/p/pipe"]
+    assert "FIFO" in bad[0][1]

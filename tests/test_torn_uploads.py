@@ -205,3 +205,28 @@ async def test_a_file_that_keeps_changing_during_a_multipart_upload_is_aborted(
             )
     assert not await object_exists(signer, bucket, "parts.bin")
     assert await _open_uploads(signer, bucket) == []
+
+
+async def test_parts_of_a_multipart_manifest_are_sent_only_from_the_version_signed(
+    s3: object, bucket: str, tmp_path: Path
+) -> None:
+    # Without signed checksums (--checksum none), only the version recorded in
+    # each part line stops parts of two versions of the file making one object.
+    import json as json_module
+
+    from .test_cli import base_env, cli
+
+    env = {**base_env(tmp_path), **s3.env()}  # type: ignore[attr-defined]
+    path = old_file(tmp_path / "big.bin", os.urandom(11 * MiB))
+    manifest = str(tmp_path / "parts.jsonl")
+    cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(path), "--part-size", "5MiB",
+        "--manifest", manifest, "--checksum", "none", env=env)
+    path.write_bytes(os.urandom(11 * MiB))  # rewritten, same size, after signing
+    ran = json_module.loads(
+        cli("transfer", manifest, "--json", "--checksum", "none", env=env, check=1).stdout
+    )
+    assert ran["failed"] == 3
+    assert all("changed while being uploaded" in f["error"] for f in ran["failures"])
+    refused = cli("complete", manifest, env=env, check=1)
+    assert "not uploaded yet" in refused.stderr
+    cli("complete", manifest, "--abort", env=env)

@@ -163,3 +163,27 @@ async def test_upload_tree_lists_links_it_does_not_follow(
     assert batch.ok
     assert (batch.succeeded, batch.total) == (1, 1)
     assert batch.not_followed == (str(root / "link"),)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "covers"),
+    [("*", True), ("sub/*", True), ("sub*", True), ("*[!v]", False), ("*/?", False),
+     ("sub/*.csv", False), ("*.tmp", False)],
+)
+def test_only_an_exclude_that_drops_everything_under_a_folder_covers_it(
+    pattern: str, covers: bool
+) -> None:
+    assert Filters(exclude=[pattern]).covers_folder("sub") is covers
+
+
+def test_a_socket_is_named_as_a_socket_and_not_read(tmp_path: Path) -> None:
+    import socket
+
+    from asyncpresign import LocalFileError
+    from asyncpresign._files import open_regular
+
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(LocalFileError, match="is a socket"):
+            open_regular(str(path))
