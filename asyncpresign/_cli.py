@@ -139,14 +139,15 @@ def _connection(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     group.add_argument("--profile", default=default, help="a profile from the AWS config files")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    _connection(parser)
+def _transfer_options(parser: argparse.ArgumentParser) -> None:
+    """How the engine moves bytes: for the commands that transfer."""
     opts = parser.add_argument_group("transfer")
     opts.add_argument("--concurrency", type=positive_int, default=64,
                       help="transfers in flight at once (default %(default)s)")
-    opts.add_argument("--chunk-size", type=parse_size, default=65536, help="e.g. 4KiB, 1MiB")
+    opts.add_argument("--chunk-size", type=parse_size, default=65536,
+                      help="network read and write size, e.g. 4KiB, 1MiB (default 64KiB)")
     opts.add_argument(
-        "--retries", type=int, default=RetryPolicy().attempts,
+        "--retries", type=positive_int, default=RetryPolicy().attempts,
         help="attempts per transfer (default %(default)s; retries also stop once the "
         "endpoint has failed for 60 s straight)",
     )
@@ -155,30 +156,67 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="give up on a transfer (every attempt included) after this long, e.g. 10m "
         "(default: none; a transfer slower than 1 KiB/s for 60 s fails anyway)",
     )
-    opts.add_argument(
+    _checksum_option(opts)
+
+
+def _checksum_option(group: Any) -> None:
+    group.add_argument(
         "--checksum", choices=["crc64nvme", "crc32c", "crc32", "md5", "none"],
         default="crc64nvme",
-        help="integrity check of every body (default crc64nvme, signed into each PUT; "
+        help="integrity check of every body (default %(default)s, signed into each PUT; "
         "'md5' or 'none' for servers without S3's flexible checksums)",
     )
-    opts.add_argument("--expires", type=parse_duration, default=3600, help="URL lifetime")
-    opts.add_argument("--include", action="append", default=[], help="glob to include")
-    opts.add_argument("--exclude", action="append", default=[], help="glob to exclude")
-    opts.add_argument("--journal", help="record finished jobs here; re-runs skip them")
-    opts.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
-    opts.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                      help="print a JSON summary (only JSON on stdout)")
-    opts.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                      help="print only the summary")
-    opts.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                      help="show tracebacks and retries")
-    opts.add_argument(
-        "--dask-scheduler", metavar="ADDRESS",
-        help="run on a Dask cluster (tcp://host:8786); workers get URLs, never credentials",
+
+
+def _expires_option(group: Any) -> None:
+    group.add_argument("--expires", type=parse_duration, default=3600, metavar="DURATION",
+                       help="lifetime of each presigned URL, e.g. 15m, 12h, 7d (default 1h)")
+
+
+def _selection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection (globs on the path under the folder or prefix)")
+    group.add_argument("--include", action="append", default=[], metavar="GLOB",
+                       help="only these (repeatable), e.g. '*.csv'")
+    group.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="not these (repeatable; excludes win), e.g. 'tmp/*'")
+
+
+def _run_options(
+    parser: argparse.ArgumentParser, *, journal: str | None = None, dask: bool = True
+) -> None:
+    """Journal, dry run and output: ``journal`` says where the journal is by default."""
+    group = parser.add_argument_group("run")
+    group.add_argument(
+        "--journal", metavar="FILE",
+        help="record finished jobs here; a re-run skips them while unchanged "
+        f"(default: {journal or 'none'})",
     )
+    group.add_argument("--dry-run", action="store_true",
+                       help="print what would be done and its totals; change nothing")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print a JSON summary (only JSON on stdout)")
+    group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress display, only the summary")
+    group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks and retries")
+    if dask:
+        group.add_argument(
+            "--dask-scheduler", metavar="ADDRESS",
+            help="run on a Dask cluster (tcp://host:8786); workers get URLs, never "
+            "credentials",
+        )
 
 
-def _follow_symlinks(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
+    """Everything a bulk command (upload, download, copy) honours."""
+    _connection(parser)
+    _transfer_options(parser)
+    _expires_option(parser.add_argument_group("signing"))
+    _selection(parser)
+    _run_options(parser)
+
+
+def _follow_symlinks(parser: Any) -> None:
     parser.add_argument(
         "--follow-symlinks", action=argparse.BooleanOptionalAction, default=True,
         help="send what symbolic links in the folder lead to (the default; a link back up "
@@ -192,8 +230,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"asyncpresign: error: {message}\n")
 
 
+_OVERVIEW = """\
+Move data through S3 presigned URLs: the credentials stay here; whoever holds
+a URL (a worker, a browser, another machine) needs none.
+
+credentials come from the AWS environment (AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE or --profile, roles, SSO), never from
+arguments. Exit status: 0 all done, 1 some jobs failed (each listed), 2 bad
+input, 130 interrupted, 141 stdout closed, 143 terminated (SIGTERM).
+"""
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(sub: Any, name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=summary, epilog=_examples(*examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="asyncpresign", description="Move data through S3 presigned URLs.")
+    parser = _Parser(prog="asyncpresign", description=_OVERVIEW,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"asyncpresign {__version__}")
     # Global options, before or after the command (the commands' own copies
     # default to SUPPRESS, so they never undo what was given before).
@@ -201,16 +263,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument("--json", action="store_true", help="print JSON (only JSON on stdout)")
     _connection(parser, top=True)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                title="commands", metavar="COMMAND")
+    _demo_parser(sub)
+    _sign_parser(sub)
+    _bulk_parsers(sub)
+    _manifest_parsers(sub)
+    _uploads_parser(sub)
+    return parser
 
-    demo = sub.add_parser(
-        "demo", help="start a local S3 server, move a few hundred files both ways, verify them"
+
+def _demo_parser(sub: Any) -> None:
+    demo = _command(
+        sub, "demo", "start a local S3 server, move a few hundred files both ways, verify them",
+        "asyncpresign demo", "asyncpresign demo --files 2000 --concurrency 128",
     )
     demo.add_argument("--files", type=positive_int, default=300,
                       help="how many files (default %(default)s)")
     demo.add_argument("--concurrency", type=positive_int, default=64,
                       help="transfers in flight at once (default %(default)s)")
-    demo.add_argument("--seed", type=int, default=7, help="seed for the file sizes")
+    demo.add_argument("--seed", type=int, default=7,
+                      help="seed for the file sizes (default %(default)s)")
     demo.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                       help="no progress display")
     demo.add_argument(
@@ -218,68 +291,125 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: serve the browser-upload example app on 127.0.0.1 (Ctrl-C stops it)",
     )
 
-    sign = sub.add_parser("sign", help="print a presigned URL, or write a manifest of them")
-    sign.add_argument("method", choices=["get", "put", "post"])
+
+def _sign_parser(sub: Any) -> None:
+    sign = _command(
+        sub, "sign", "print a presigned URL, or write a manifest of them",
+        "asyncpresign sign get s3://my-bucket/report.pdf --expires 1h",
+        "asyncpresign sign post 's3://my-bucket/in/${filename}' --max-size 10MiB",
+        "asyncpresign sign put s3://my-bucket/in --manifest jobs.jsonl --from ./outbox",
+    )
+    sign.add_argument("method", choices=["get", "put", "post"],
+                      help="the request to sign: get (download), put (upload) or post "
+                      "(a browser form upload)")
     sign.add_argument("target", help="s3://bucket/key (with --manifest: s3://bucket/prefix)")
-    sign.add_argument("--content-type")
-    sign.add_argument("--max-size", type=parse_size, help="POST: largest upload accepted")
-    sign.add_argument(
+    sign.add_argument("--content-type", help="put/post: the Content-Type to store")
+    sign.add_argument("--max-size", type=parse_size, help="post: largest upload accepted")
+    manifests = sign.add_argument_group("manifests")
+    manifests.add_argument(
         "--manifest", metavar="FILE",
         help="write a JSON Lines manifest for --from (a folder to upload, or a folder to "
         "download into) instead of printing one URL",
     )
-    sign.add_argument("--from", dest="source", metavar="PATH",
-                      help="with --manifest: a folder (put) or a destination folder (get)")
-    sign.add_argument("--multipart", metavar="FILE",
-                      help="with put --manifest: start a multipart upload of FILE to the key "
-                      "and write one presigned URL per part ('asyncpresign complete' ends it)")
-    sign.add_argument("--part-size", type=parse_size, default=8 * 1024 * 1024)
-    sign.add_argument("--force", action="store_true",
-                      help="with --multipart: if the manifest holds the parts of an upload "
-                      "that is still open, abort that upload and replace the manifest "
-                      "(without it, such a manifest is not overwritten)")
-    _follow_symlinks(sign)
-    _common(sign)
+    manifests.add_argument("--from", dest="source", metavar="PATH",
+                           help="with --manifest: a folder (put) or a destination folder (get)")
+    manifests.add_argument(
+        "--multipart", metavar="FILE",
+        help="with put --manifest: start a multipart upload of FILE to the key and write one "
+        "presigned URL per part ('asyncpresign complete' ends it)")
+    manifests.add_argument("--part-size", type=parse_size, default=8 * 1024 * 1024,
+                           help="with --multipart: bytes per part (default 8MiB)")
+    manifests.add_argument(
+        "--force", action="store_true",
+        help="with --multipart: if the manifest holds the parts of an upload that is still "
+        "open, abort that upload and replace the manifest (without it, it is kept)")
+    _follow_symlinks(manifests)
+    _connection(sign)
+    signing = sign.add_argument_group("signing")
+    _expires_option(signing)
+    _checksum_option(signing)
+    _selection(sign)
+    out = sign.add_argument_group("output")
+    out.add_argument("--dry-run", action="store_true",
+                     help="with --manifest: say what would be signed; start and write nothing")
+    out.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                     help="print the request as JSON (url, headers, expiry)")
+    out.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show tracebacks")
 
-    upload = sub.add_parser("upload", help="upload a folder to s3://bucket/prefix")
-    upload.add_argument("directory")
-    upload.add_argument("target")
+
+def _bulk_parsers(sub: Any) -> None:
+    upload = _command(
+        sub, "upload", "upload a folder to s3://bucket/prefix",
+        "asyncpresign upload ./photos s3://my-bucket/photos",
+        "asyncpresign upload ./logs s3://my-bucket/logs --include '*.gz' --journal up.journal",
+        "asyncpresign upload ./data s3://my-bucket/data --dry-run",
+    )
+    upload.add_argument("directory", help="the folder to upload (files above 8 MiB go "
+                        "as multipart uploads)")
+    upload.add_argument("target", help="s3://bucket/prefix the files go under")
     _follow_symlinks(upload)
     _common(upload)
 
-    download = sub.add_parser("download", help="download s3://bucket/prefix into a folder")
-    download.add_argument("source")
-    download.add_argument("directory")
+    download = _command(
+        sub, "download", "download s3://bucket/prefix into a folder",
+        "asyncpresign download s3://my-bucket/photos ./restore",
+        "asyncpresign download s3://my-bucket/logs ./logs --journal down.journal --json",
+    )
+    download.add_argument("source", help="s3://bucket/prefix to download (listed page by page)")
+    download.add_argument("directory", help="the folder to download into (made if needed)")
     _common(download)
 
-    copy = sub.add_parser("copy", help="copy s3://a/prefix to s3://b/prefix, no local files")
-    copy.add_argument("source")
-    copy.add_argument("target")
-    copy.add_argument("--dest-endpoint-url", help="the destination's endpoint, if another")
-    copy.add_argument("--dest-region")
-    copy.add_argument("--dest-profile")
+    copy = _command(
+        sub, "copy", "copy s3://a/prefix to s3://b/prefix, no local files",
+        "asyncpresign copy s3://old-bucket/data s3://new-bucket/data --journal copy.journal",
+        "asyncpresign copy s3://a/x s3://b/x --dest-endpoint-url https://other.example.com",
+    )
+    copy.add_argument("source", help="s3://bucket/prefix to copy from")
+    copy.add_argument("target", help="s3://bucket/prefix to copy to")
+    dest = copy.add_argument_group("destination, when it is another server or account")
+    dest.add_argument("--dest-endpoint-url", help="the destination's endpoint")
+    dest.add_argument("--dest-region", help="the destination's signing region")
+    dest.add_argument("--dest-profile", help="the destination's AWS profile")
     _common(copy)
 
-    transfer = sub.add_parser("transfer", help="run a manifest (needs no credentials)")
-    transfer.add_argument("manifest")
-    _common(transfer)
 
-    complete = sub.add_parser(
-        "complete", help="finish (or --abort) a multipart upload whose parts a manifest ran"
+def _manifest_parsers(sub: Any) -> None:
+    transfer = _command(
+        sub, "transfer", "run a manifest (needs no credentials)",
+        "asyncpresign transfer jobs.jsonl",
+        "asyncpresign transfer /mnt/share/jobs.jsonl --concurrency 128 --json",
     )
-    complete.add_argument("manifest")
-    complete.add_argument("--abort", action="store_true", help="abandon it instead")
-    _common(complete)
+    transfer.add_argument("manifest", help="a JSON Lines manifest ('sign ... --manifest')")
+    _transfer_options(transfer)
+    _selection(transfer)
+    _run_options(transfer, journal="MANIFEST.journal")
 
-    _uploads_parser(sub)
-    return parser
+    complete = _command(
+        sub, "complete", "finish (or --abort) a multipart upload whose parts a manifest ran",
+        "asyncpresign complete parts.jsonl", "asyncpresign complete parts.jsonl --abort",
+    )
+    complete.add_argument("manifest", help="the manifest 'sign put --multipart' wrote")
+    complete.add_argument("--abort", action="store_true",
+                          help="abort the upload instead: its parts stop being stored")
+    complete.add_argument("--journal", metavar="FILE",
+                          help="where 'transfer' recorded the parts' ETags "
+                          "(default: MANIFEST.journal)")
+    complete.add_argument("--dry-run", action="store_true",
+                          help="say what would be completed or aborted; do nothing")
+    complete.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks")
+    _connection(complete)
 
 
 def _uploads_parser(sub: Any) -> None:
-    uploads = sub.add_parser(
-        "uploads", help="list the open multipart uploads under s3://bucket/prefix, or --abort them"
+    uploads = _command(
+        sub, "uploads", "list the open multipart uploads under s3://bucket/prefix, or abort them",
+        "asyncpresign uploads s3://my-bucket",
+        "asyncpresign uploads s3://my-bucket --abort --older-than 7d --dry-run",
     )
-    uploads.add_argument("target", metavar="s3://bucket/prefix")
+    uploads.add_argument("target", metavar="s3://bucket/prefix",
+                         help="where to look for open multipart uploads")
     uploads.add_argument("--abort", action="store_true",
                          help="abort them: their parts stop being stored (and billed)")
     uploads.add_argument("--older-than", type=parse_duration, metavar="AGE",

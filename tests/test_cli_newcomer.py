@@ -217,3 +217,35 @@ async def test_a_copy_dry_run_counts_what_the_journal_would_skip(
               "--dry-run", env=env)
     assert "would copy 1 object" in dry.stdout
     assert "1 already done" in dry.stdout
+
+
+def _subcommands() -> dict[str, object]:
+    import argparse
+
+    from asyncpresign._cli import _parser
+
+    parser = _parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_option_and_positional_has_a_help_line_and_every_command_examples() -> None:
+    for name, command in _subcommands().items():
+        for action in command._actions:  # type: ignore[attr-defined]
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+        assert "examples:" in command.format_help(), name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("command", "absent"),
+    [
+        ("transfer", ["--endpoint-url", "--expires", "--profile"]),
+        ("complete", ["--concurrency", "--include", "--json", "--expires", "--dask-scheduler"]),
+        ("sign", ["--concurrency", "--journal", "--retries", "--dask-scheduler", "--quiet"]),
+        ("uploads", ["--concurrency", "--include", "--journal"]),
+    ],
+)
+def test_a_command_offers_only_the_options_it_honours(command: str, absent: list[str]) -> None:
+    shown = _subcommands()[command].format_help()  # type: ignore[attr-defined]
+    for option in absent:
+        assert option not in shown, f"{command} offers {option}"
