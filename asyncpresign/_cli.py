@@ -592,6 +592,12 @@ async def _sign(args: argparse.Namespace) -> int:
                 print(f"  not followed: {link!r} (a symbolic link)", file=sys.stderr)
             return EXIT_FAILED if left_out else EXIT_OK
         if args.method == "post":
+            if key.endswith("/") and "${filename}" not in key:
+                # What an unquoted 's3://b/in/${filename}' becomes in a shell.
+                print(f"asyncpresign: warning: the key {key!r} ends in '/': every upload "
+                      "would overwrite that one key. For the browser's file name, quote "
+                      "the target so the shell leaves ${filename} alone: "
+                      f"'s3://{bucket}/{key}${{filename}}'", file=sys.stderr)
             post = await signer.presign_post(
                 bucket, key, expires_in=args.expires,
                 fields={"Content-Type": args.content_type} if args.content_type else None,

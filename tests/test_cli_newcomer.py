@@ -249,3 +249,15 @@ def test_a_command_offers_only_the_options_it_honours(command: str, absent: list
     shown = _subcommands()[command].format_help()  # type: ignore[attr-defined]
     for option in absent:
         assert option not in shown, f"{command} offers {option}"
+
+
+def test_signing_a_post_for_a_key_ending_in_a_slash_warns_of_the_shell(tmp_path: Path) -> None:
+    env = {**base_env(tmp_path), "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+           "AWS_SECRET_ACCESS_KEY": "x" * 40}
+    # What `sign post s3://my-bucket/in/${filename}` is after an unquoting shell.
+    done = cli("sign", "post", "s3://my-bucket/in/", "--region", "us-east-1", env=env)
+    assert "${filename}" in done.stderr
+    assert json.loads(done.stdout)["fields"]["key"] == "in/"
+    quoted = cli("sign", "post", "s3://my-bucket/in/${filename}", "--region", "us-east-1",
+                 env=env)
+    assert "warning" not in quoted.stderr
