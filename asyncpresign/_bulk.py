@@ -533,6 +533,18 @@ async def list_keys(signer: Signer, bucket: str, prefix: str) -> AsyncIterator[s
         yield key
 
 
+async def object_exists(signer: Signer, bucket: str, key: str) -> bool:
+    """Whether ``key`` is an object (a HEAD); not found, or not allowed to tell, is no."""
+    try:
+        with signer._translate(f"look up s3://{bucket}/{key}"):
+            await signer.client.head_object(Bucket=bucket, Key=key)
+    except HTTPStatusError as exc:
+        if exc.status in (403, 404):
+            return False
+        raise
+    return True
+
+
 async def list_objects(
     signer: Signer, bucket: str, prefix: str
 ) -> AsyncIterator[tuple[str, int, str | None]]:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ from ._bulk import (
     list_objects,
     listed_by,
     local_path,
+    object_exists,
     object_key,
     relative_key,
     same_path_as,
@@ -216,6 +218,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     _run_options(parser)
 
 
+def _prefix_match(parser: Any) -> None:
+    parser.add_argument(
+        "--prefix-match", action="store_true",
+        help="treat s3://bucket/photos as every key starting with 'photos' (photos-old/, "
+        "photos.txt ...), not as the folder photos/ (the default)",
+    )
+
+
 def _follow_symlinks(parser: Any) -> None:
     parser.add_argument(
         "--follow-symlinks", action=argparse.BooleanOptionalAction, default=True,
@@ -324,6 +334,7 @@ def _sign_parser(sub: Any) -> None:
         help="with --multipart: if the manifest holds the parts of an upload that is still "
         "open, abort that upload and replace the manifest (without it, it is kept)")
     _follow_symlinks(manifests)
+    _prefix_match(manifests)
     _connection(sign)
     signing = sign.add_argument_group("signing")
     _expires_option(signing)
@@ -358,6 +369,7 @@ def _bulk_parsers(sub: Any) -> None:
     )
     download.add_argument("source", help="s3://bucket/prefix to download (listed page by page)")
     download.add_argument("directory", help="the folder to download into (made if needed)")
+    _prefix_match(download)
     _common(download)
 
     copy = _command(
@@ -367,6 +379,7 @@ def _bulk_parsers(sub: Any) -> None:
     )
     copy.add_argument("source", help="s3://bucket/prefix to copy from")
     copy.add_argument("target", help="s3://bucket/prefix to copy to")
+    _prefix_match(copy)
     dest = copy.add_argument_group("destination, when it is another server or account")
     dest.add_argument("--dest-endpoint-url", help="the destination's endpoint")
     dest.add_argument("--dest-region", help="the destination's signing region")
@@ -533,6 +546,26 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _run(_bulk(args))
 
 
+async def _listing(
+    args: argparse.Namespace, signer: Signer, uri: str, filters: Filters
+) -> tuple[str, str, Filters]:
+    """The bucket, prefix and filters a command lists ``uri`` with.
+
+    ``s3://b/photos`` is the folder ``photos/`` (as aws-cli and rclone read
+    it), so ``photos-old/`` is not in it; when ``photos`` is itself an object,
+    it is that one object. ``--prefix-match`` lists every key that starts
+    with ``photos``."""
+    bucket, prefix = parse_s3_uri(uri)
+    if not prefix or prefix.endswith("/") or getattr(args, "prefix_match", False):
+        return bucket, prefix, filters
+    if await object_exists(signer, bucket, prefix):
+        # Just that object: its name, exactly (the prefix alone would also list
+        # "photos-old"); the user's excludes still apply.
+        name = glob.escape(prefix.rsplit("/", 1)[-1])
+        return bucket, prefix, Filters(include=[name], exclude=filters.exclude)
+    return bucket, prefix + "/", filters
+
+
 def _checksum(args: argparse.Namespace) -> str | None:
     value = getattr(args, "checksum", "crc64nvme")
     return None if value == "none" else str(value)
@@ -672,6 +705,7 @@ async def _sign_manifest(
                 expires_at=request.expires_at.isoformat(),
             ))
     elif args.method == "get":
+        bucket, prefix, filters = await _listing(args, signer, args.target, filters)
         paths = SamePath(prefix, fold_case=await anyio.to_thread.run_sync(
             ignores_case, args.source
         ))
@@ -1025,7 +1059,7 @@ async def _run_command(
                     plan=plan, follow_symlinks=args.follow_symlinks,
                     **callbacks,
                 )
-            bucket, prefix = parse_s3_uri(args.source)
+            bucket, prefix, filters = await _listing(args, signer, args.source, filters)
             return await download_prefix(
                 signer, engine, bucket, prefix, args.directory, filters=filters,
                 journal=journal, expires_in=args.expires, dry_run=args.dry_run,
@@ -1203,7 +1237,7 @@ async def _dask_downloads(
     checks and its folder made (once); a key no local path fits fails alone."""
     from .dask import ObjectJob  # noqa: PLC0415 - the optional extra
 
-    bucket, prefix = parse_s3_uri(args.source)
+    bucket, prefix, filters = await _listing(args, signer, args.source, filters)
     folders = FolderCache()
     fold_case = await anyio.to_thread.run_sync(ignores_case, args.directory)
     paths = SamePath(prefix, fold_case=fold_case)
@@ -1240,7 +1274,7 @@ async def _copy_listing(
 ) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], int, str | None]]:
     """What ``copy`` copies, with each object's size and ETag, as the listing
     pages come in."""
-    src_bucket, src_prefix = parse_s3_uri(args.source)
+    src_bucket, src_prefix, filters = await _listing(args, source, args.source, filters)
     dst_bucket, dst_prefix = parse_s3_uri(args.target)
     async for key, size, etag in list_objects(source, src_bucket, src_prefix):
         if filters(relative_key(src_prefix, key)):

@@ -261,3 +261,31 @@ def test_signing_a_post_for_a_key_ending_in_a_slash_warns_of_the_shell(tmp_path:
     quoted = cli("sign", "post", "s3://my-bucket/in/${filename}", "--region", "us-east-1",
                  env=env)
     assert "warning" not in quoted.stderr
+
+
+async def test_a_prefix_is_a_folder_unless_prefix_match_is_asked_for(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    for key in ("photos/a.jpg", "photos-old/b.jpg", "photos.txt"):
+        await signer.client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    cli("download", f"s3://{bucket}/photos", str(tmp_path / "folder"), "--quiet", env=env)
+    assert sorted(p.name for p in (tmp_path / "folder").rglob("*") if p.is_file()) == ["a.jpg"]
+    copied = json.loads(cli("copy", f"s3://{bucket}/photos", f"s3://{bucket}/copy", "--json",
+                            env=env).stdout)
+    assert copied["total"] == 1
+    cli("download", f"s3://{bucket}/photos", str(tmp_path / "all"), "--prefix-match",
+        "--quiet", env=env)
+    names = sorted(str(p.relative_to(tmp_path / "all")) for p in (tmp_path / "all").rglob("*")
+                   if p.is_file())
+    assert names == ["a.jpg", "photos-old/b.jpg", "photos.txt"]
+
+
+async def test_a_uri_naming_one_object_downloads_just_that_object(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    for key in ("data/report.csv", "data/report.csv.bak", "data/report.csv/x"):
+        await signer.client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    cli("download", f"s3://{bucket}/data/report.csv", str(tmp_path / "out"), "--quiet",
+        env=env)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.csv"]
+    assert (tmp_path / "out" / "report.csv").read_bytes() == b"data/report.csv"
