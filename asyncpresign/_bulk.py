@@ -75,9 +75,16 @@ class _Tracker:
 
     journal: Journal
     on_result: ResultCallback | None
+    on_skip: Callable[[], None] | None = None
     #: index -> (job id, the state it is done in)
     pending: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     skipped: int = 0
+
+    def skip(self) -> None:
+        """A job the journal says is done: counted, and told to ``on_skip``."""
+        self.skipped += 1
+        if self.on_skip is not None:
+            self.on_skip()
 
     async def __call__(self, result: TransferResult) -> None:
         job_id, state = self.pending.pop(result.index or 0, ("", None))
@@ -333,6 +340,7 @@ async def upload_tree(
     expires_in: float = 3600,
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
+    on_skip: Callable[[], None] | None = None,
     dry_run: bool = False,
     plan: Plan | None = None,
     follow_symlinks: bool = True,
@@ -340,19 +348,20 @@ async def upload_tree(
     """Upload every file under ``directory`` to ``bucket`` under ``prefix``.
 
     Files above the engine's ``multipart_threshold`` go as multipart uploads.
-    With a ``journal``, files it records as uploaded (same size) are skipped.
-    What the walk will not send (see :func:`walk_tree`: an unreadable folder, a
-    link loop, a FIFO, a name that is not UTF-8 ...) fails as its own job;
-    symbolic links are followed, or with ``follow_symlinks=False`` listed in
-    the result's ``not_followed``. With ``dry_run=True`` nothing is sent:
-    each upload it would make goes to ``plan`` (by default, a line on stdout).
+    With a ``journal``, files it records as uploaded (same size and mtime) are
+    skipped (each told to ``on_skip``). What the walk will not send (see
+    :func:`walk_tree`: an unreadable folder, a link loop, a FIFO, a name that
+    is not UTF-8 ...) fails as its own job; symbolic links are followed, or
+    with ``follow_symlinks=False`` listed in the result's ``not_followed``.
+    With ``dry_run=True`` nothing is sent: each upload it would make goes to
+    ``plan`` (by default, a line on stdout).
     """
     root = os.fspath(directory)
     plan = plan or Plan()  # where a dry run says what it would do
     if not await anyio.to_thread.run_sync(os.path.isdir, root):
         raise InvalidArgumentError(f"{root!r} is not a folder")
     journal = journal or Journal(None)
-    tracker = _Tracker(journal, on_result)
+    tracker = _Tracker(journal, on_result, on_skip)
     large: list[tuple[str, str, str | None, int]] = []
     refused: list[TransferResult] = []
     not_followed: list[str] = []
@@ -374,7 +383,7 @@ async def upload_tree(
                 continue
             job_id = f"put {bucket}/{key} {path}"
             if journal.is_done(job_id, state):
-                tracker.skipped += 1
+                tracker.skip()
                 continue
             if threshold is not None and size > threshold:
                 large.append((path, key, state, size))
@@ -419,6 +428,7 @@ async def download_prefix(
     expires_in: float = 3600,
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
+    on_skip: Callable[[], None] | None = None,
     dry_run: bool = False,
     plan: Plan | None = None,
 ) -> BatchResult:
@@ -431,7 +441,7 @@ async def download_prefix(
     root = os.fspath(directory)
     plan = plan or Plan()  # where a dry run says what it would do
     journal = journal or Journal(None)
-    tracker = _Tracker(journal, on_result)
+    tracker = _Tracker(journal, on_result, on_skip)
     folders = FolderCache()
     bad: list[TransferResult] = []
     fold_case = await anyio.to_thread.run_sync(lambda: ignores_case(root, dry_run=dry_run))
@@ -463,7 +473,7 @@ async def download_prefix(
             if journal.is_done(job_id, state) and await anyio.to_thread.run_sync(
                 has_size, dest, size
             ):
-                tracker.skipped += 1
+                tracker.skip()
                 continue
             if dry_run:
                 plan.add("download", f"s3://{bucket}/{key}", dest, size)
@@ -494,6 +504,7 @@ async def copy_objects(
     expires_in: float = 3600,
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
+    on_skip: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Copy ``((src_bucket, src_key), (dst_bucket, dst_key))`` pairs, streaming each
     GET into its PUT with no local file. The signers may be different servers.
@@ -502,7 +513,7 @@ async def copy_objects(
     copy it records of that same ETag is skipped; a pair without one is
     always copied again (a changed source could not be told apart)."""
     journal = journal or Journal(None)
-    tracker = _Tracker(journal, on_result)
+    tracker = _Tracker(journal, on_result, on_skip)
 
     async def jobs() -> AsyncIterator[Copy]:
         index = 0
@@ -512,7 +523,7 @@ async def copy_objects(
             state = f"etag={etag}" if etag else None
             job_id = copy_id(src_bucket, src_key, dst_bucket, dst_key)
             if journal.is_done(job_id, state):
-                tracker.skipped += 1
+                tracker.skip()
                 continue
             tracker.pending[index] = (job_id, state)
             index += 1

@@ -1022,49 +1022,104 @@ async def _run_command(
 ) -> BatchResult:
     callbacks: dict[str, Any] = {
         "progress": display.on_bytes, "on_result": display.on_result,
+        "on_skip": display.on_skipped,
     }
     async with _engine(args) as engine:
         display.in_flight = lambda: engine.statistics().in_flight
         display.rate_limit = engine.rate_limit
-        if args.command == "transfer":
-            return await _transfer(args, engine, journal, display, filters, plan=plan)
-        if args.command == "copy":
-            async with _signer(args) as source, _signer(args, "dest_") as dest:
-                if args.dry_run:
-                    skipped = 0
-                    async for (src_bucket, k), (dst_bucket, d), size, etag in _copy_listing(
-                        args, source, filters
-                    ):
-                        # As copy_objects decides: an unchanged source it recorded is skipped.
-                        if etag and journal.is_done(
-                            copy_id(src_bucket, k, dst_bucket, d), f"etag={etag}"
-                        ):
-                            skipped += 1
-                            continue
-                        plan.add("copy", f"s3://{src_bucket}/{k}", f"s3://{dst_bucket}/{d}",
-                                 size)
-                    return dataclasses.replace(_empty(), total=skipped, succeeded=skipped,
-                                               skipped=skipped)
-                pairs = _copy_pairs(args, source, filters)
-                return await copy_objects(
-                    source, dest, engine, pairs, journal=journal,
-                    expires_in=args.expires, **callbacks,
-                )
-        async with _signer(args) as signer:
-            if args.command == "upload":
-                bucket, prefix = parse_s3_uri(args.target)
-                return await upload_tree(
-                    signer, engine, args.directory, bucket, prefix, filters=filters,
-                    journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                    plan=plan, follow_symlinks=args.follow_symlinks,
-                    **callbacks,
-                )
-            bucket, prefix, filters = await _listing(args, signer, args.source, filters)
-            return await download_prefix(
-                signer, engine, bucket, prefix, args.directory, filters=filters,
-                journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                plan=plan, **callbacks,
+        # A task of its own, not a task group's: the command's errors must reach
+        # main() as they are, not wrapped in an exception group.
+        counter = (
+            asyncio.ensure_future(_count_ahead(args, filters, display))
+            if not args.dry_run and display.mode != "quiet" else None
+        )
+        try:
+            return await _command_in(args, engine, journal, filters, display=display,
+                                     plan=plan, callbacks=callbacks)
+        finally:
+            if counter is not None:
+                counter.cancel()
+
+
+async def _count_ahead(
+    args: argparse.Namespace, filters: Filters, display: ProgressDisplay
+) -> None:
+    """Count the run's jobs while it runs, for the progress display's total
+    (a percentage and an ETA once it is final): the folder walked, the
+    listing read, or the manifest read once more. A failure here only leaves
+    the total unknown; the run itself reports what went wrong."""
+    with contextlib.suppress(AsyncPresignError, OSError):
+        if args.command == "upload":
+            walk = walk_tree(args.directory, filters, follow_symlinks=args.follow_symlinks)
+            count = await anyio.to_thread.run_sync(
+                lambda: sum(1 for entry in walk if not entry.not_followed),
+                abandon_on_cancel=True,
             )
+        elif args.command == "transfer":
+            count = await anyio.to_thread.run_sync(
+                lambda: sum(
+                    1 for entry in read_manifest_lines(args.manifest)
+                    if isinstance(entry, InvalidArgumentError)
+                    or filters(entry.key or entry.path)
+                ),
+                abandon_on_cancel=True,
+            )
+        else:
+            count = 0
+            async with _signer(args) as signer:
+                bucket, prefix, chosen = await _listing(args, signer, args.source, filters)
+                async for key, size, _ in list_objects(signer, bucket, prefix):
+                    if not is_folder_marker(key, size) and chosen(relative_key(prefix, key)):
+                        count += 1
+                        if count % 1000 == 0:
+                            display.set_total(count, final=False)
+        display.set_total(count, final=True)
+
+
+async def _command_in(
+    args: argparse.Namespace, engine: TransferEngine, journal: Journal, filters: Filters,
+    *, display: ProgressDisplay, plan: Plan, callbacks: dict[str, Any],
+) -> BatchResult:
+    """Run the command's jobs through ``engine``."""
+    if args.command == "transfer":
+        return await _transfer(args, engine, journal, display, filters, plan=plan)
+    if args.command == "copy":
+        async with _signer(args) as source, _signer(args, "dest_") as dest:
+            if args.dry_run:
+                skipped = 0
+                async for (src_bucket, k), (dst_bucket, d), size, etag in _copy_listing(
+                    args, source, filters
+                ):
+                    # As copy_objects decides: an unchanged source it recorded is skipped.
+                    if etag and journal.is_done(
+                        copy_id(src_bucket, k, dst_bucket, d), f"etag={etag}"
+                    ):
+                        skipped += 1
+                        continue
+                    plan.add("copy", f"s3://{src_bucket}/{k}", f"s3://{dst_bucket}/{d}",
+                             size)
+                return dataclasses.replace(_empty(), total=skipped, succeeded=skipped,
+                                           skipped=skipped)
+            pairs = _copy_pairs(args, source, filters)
+            return await copy_objects(
+                source, dest, engine, pairs, journal=journal,
+                expires_in=args.expires, **callbacks,
+            )
+    async with _signer(args) as signer:
+        if args.command == "upload":
+            bucket, prefix = parse_s3_uri(args.target)
+            return await upload_tree(
+                signer, engine, args.directory, bucket, prefix, filters=filters,
+                journal=journal, expires_in=args.expires, dry_run=args.dry_run,
+                plan=plan, follow_symlinks=args.follow_symlinks,
+                **callbacks,
+            )
+        bucket, prefix, filters = await _listing(args, signer, args.source, filters)
+        return await download_prefix(
+            signer, engine, bucket, prefix, args.directory, filters=filters,
+            journal=journal, expires_in=args.expires, dry_run=args.dry_run,
+            plan=plan, **callbacks,
+        )
 
 
 async def _transfer(
@@ -1090,6 +1145,7 @@ async def _transfer(
                 entry, state, done = taken
                 if done:
                     skipped += 1
+                    display.on_skipped()
                     continue
                 if args.dry_run:
                     remote = (

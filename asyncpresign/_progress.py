@@ -72,9 +72,13 @@ class ProgressDisplay:
         self.interval = interval
         self.done = 0
         self.failed = 0
+        self.skipped = 0  # done by an earlier run (the journal's)
         self.nbytes = 0
+        #: Whether ``total`` is the whole run's (counted ahead), not a count so far.
+        self.total_final = total is not None
         self.started = time.monotonic()
-        self._last_line = self.started
+        # The first plain line comes after 0.5 s, the next every ``interval``.
+        self._last_line = self.started - interval + min(interval, 0.5)
         self._rich: Any = None
         self._task: Any = None
         #: How many transfers are in flight now (set by whoever owns the engine).
@@ -115,6 +119,28 @@ class ProgressDisplay:
         if self._rich is not None:
             self._rich.stop()
 
+    def set_total(self, total: int, *, final: bool) -> None:
+        """The number of jobs counted so far (``final``: all of them), counted
+        ahead of the transfers; a percentage and an ETA show once it is final."""
+        self.total, self.total_final = total, final
+        if self._rich is not None:
+            self._rich.update(self._task, total=total if final else None)
+
+    def on_skipped(self) -> None:
+        self.skipped += 1
+        self._tick()
+
+    def eta(self) -> float | None:
+        """Seconds left, from the rate of jobs so far, once the total is final."""
+        if not self.total_final or self.total is None:
+            return None
+        processed = self.done + self.failed
+        elapsed = time.monotonic() - self.started
+        if processed == 0 or elapsed <= 0:
+            return None
+        left = max(0, self.total - processed - self.skipped)
+        return left / (processed / elapsed)
+
     def on_bytes(self, event: ProgressEvent) -> None:
         self.nbytes += event.delta
         self._tick()
@@ -131,7 +157,7 @@ class ProgressDisplay:
             snap = self.snapshot()
             self._rich.update(
                 self._task,
-                completed=self.done + self.failed,
+                completed=self.done + self.failed + self.skipped,
                 nbytes=human_bytes(self.nbytes),
                 rate=f"{human_bytes(snap.rate)}/s",
                 flight=(f"{self.in_flight()} in flight" if self.in_flight else "")
@@ -150,12 +176,33 @@ class ProgressDisplay:
 
     def line(self) -> str:
         snap = self.snapshot()
-        total = f"/{snap.total}" if snap.total is not None else ""
+        finished = snap.done + snap.failed + self.skipped
+        if snap.total is not None and self.total_final and snap.total > 0:
+            share = f" ({min(100.0, 100.0 * finished / snap.total):.0f}%)"
+            total = f"/{snap.total}{share}"
+        elif snap.total is not None:
+            total = f"/{snap.total}+"  # still counting
+        else:
+            total = ""
         rate = snap.done / snap.seconds if snap.seconds > 0 else 0.0
         flight = f", {self.in_flight()} in flight" if self.in_flight else ""
+        skipped = f", {self.skipped} already done" if self.skipped else ""
+        eta = self.eta()
+        left = f", ETA {_duration(eta)}" if eta is not None else ""
         return (
-            f"{self.what}: {snap.done}{total} done, {snap.failed} failed{flight}"
-            f"{self._throttled()}, "
+            f"{self.what}: {finished}{total}: {snap.done} done{skipped}, {snap.failed} failed"
+            f"{flight}{self._throttled()}, "
             f"{human_bytes(snap.nbytes)} ({human_bytes(snap.rate)}/s, {rate:.0f} objects/s)"
+            f"{left}"
         )
+
+
+def _duration(seconds: float) -> str:
+    """``75`` → ``1m15s``; ``4000`` → ``1h06m``."""
+    whole = int(seconds + 0.5)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 

@@ -289,3 +289,25 @@ async def test_a_uri_naming_one_object_downloads_just_that_object(
         env=env)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.csv"]
     assert (tmp_path / "out" / "report.csv").read_bytes() == b"data/report.csv"
+
+
+async def test_progress_off_a_terminal_shows_the_counted_total_a_percentage_and_an_eta(
+    s3: LocalS3, bucket: str, tmp_path: Path, proxy: object
+) -> None:
+    import anyio
+
+    from .proxy import Rule
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(120):
+        (src / f"f{i:03d}").write_bytes(b"x" * 100)
+    proxy.add(Rule("PUT", f"/{bucket}/", times=10_000, delay=0.05))  # type: ignore[attr-defined]
+    env = {**base_env(tmp_path), **s3.env(),
+           "AWS_ENDPOINT_URL": proxy.endpoint_url}  # type: ignore[attr-defined]
+    done = await anyio.to_thread.run_sync(lambda: cli(
+        "upload", str(src), f"s3://{bucket}/p", "--concurrency", "4", env=env))
+    lines = [line for line in done.stderr.splitlines() if line.startswith("upload: ")]
+    assert lines, done.stderr  # the first line comes after 0.5 s, the run takes ~1.5 s
+    assert "/120 (" in lines[-1]
+    assert "ETA " in lines[-1]

@@ -14,8 +14,9 @@ def test_plain_lines_report_objects_bytes_failures_and_transfers_in_flight() -> 
         display.on_result(TransferResult(url="u", nbytes=1024))
         display.on_result(TransferResult(url="v", error=ValueError("x")))
     last = out.getvalue().splitlines()[-1]
-    assert "1/3 done" in last
+    assert "2/3 (67%): 1 done" in last
     assert "1 failed" in last
+    assert "ETA" in last
     assert "2 in flight" in last
     assert "1.0 KiB" in last
 
@@ -31,3 +32,27 @@ def test_human_bytes() -> None:
     assert human_bytes(0) == "0 B"
     assert human_bytes(1536) == "1.5 KiB"
     assert human_bytes(5 * 1024**3) == "5.0 GiB"
+
+
+def test_a_total_still_being_counted_shows_no_percentage_and_no_eta() -> None:
+    display = ProgressDisplay("download", mode="quiet")
+    display.set_total(1000, final=False)
+    display.on_result(TransferResult(url="u"))
+    assert "1/1000+:" in display.line()
+    assert "ETA" not in display.line()
+    display.set_total(4, final=True)
+    display.on_skipped()
+    line = display.line()
+    assert "2/4 (50%): 1 done, 1 already done" in line
+    assert "ETA" in line
+
+
+def test_the_first_plain_line_comes_within_half_a_second() -> None:
+    import time
+
+    out = io.StringIO()
+    display = ProgressDisplay("upload", mode="plain", interval=2.0, stream=out)
+    with display:
+        time.sleep(0.55)
+        display.on_bytes(ProgressEvent("u", 1, 1, None))
+    assert out.getvalue().startswith("upload: ")
