@@ -556,6 +556,13 @@ async def object_exists(signer: Signer, bucket: str, key: str) -> bool:
     return True
 
 
+async def any_object(signer: Signer, bucket: str, prefix: str) -> bool:
+    """Whether anything at all is listed under ``prefix`` (one short listing)."""
+    with signer._translate(f"list s3://{bucket}/{prefix}"):
+        page = await signer.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return bool(page.get("Contents"))
+
+
 async def list_objects(
     signer: Signer, bucket: str, prefix: str
 ) -> AsyncIterator[tuple[str, int, str | None]]:

@@ -36,6 +36,7 @@ from ._bulk import (
     FolderCache,
     SamePath,
     _in_thread_batches,
+    any_object,
     copy_id,
     copy_objects,
     download_prefix,
@@ -556,14 +557,22 @@ async def _listing(
     it is that one object. ``--prefix-match`` lists every key that starts
     with ``photos``."""
     bucket, prefix = parse_s3_uri(uri)
-    if not prefix or prefix.endswith("/") or getattr(args, "prefix_match", False):
-        return bucket, prefix, filters
-    if await object_exists(signer, bucket, prefix):
-        # Just that object: its name, exactly (the prefix alone would also list
-        # "photos-old"); the user's excludes still apply.
-        name = glob.escape(prefix.rsplit("/", 1)[-1])
-        return bucket, prefix, Filters(include=[name], exclude=filters.exclude)
-    return bucket, prefix + "/", filters
+    if prefix and not prefix.endswith("/") and not getattr(args, "prefix_match", False):
+        if await object_exists(signer, bucket, prefix):
+            # Just that object: its name, exactly (the prefix alone would also
+            # list "photos-old"); the user's excludes still apply.
+            name = glob.escape(prefix.rsplit("/", 1)[-1])
+            return bucket, prefix, Filters(include=[name], exclude=filters.exclude)
+        prefix += "/"
+    if not await any_object(signer, bucket, prefix):
+        # Most often a typo: say so rather than report "0 of 0 done".
+        raise InvalidArgumentError(
+            f"nothing is stored under s3://{bucket}/{prefix}"
+            + ("" if getattr(args, "prefix_match", False) or not prefix else
+               " (s3://bucket/name is the folder name/; --prefix-match matches every key "
+               "starting with name)")
+        )
+    return bucket, prefix, filters
 
 
 def _checksum(args: argparse.Namespace) -> str | None:

@@ -311,3 +311,13 @@ async def test_progress_off_a_terminal_shows_the_counted_total_a_percentage_and_
     assert lines, done.stderr  # the first line comes after 0.5 s, the run takes ~1.5 s
     assert "/120 (" in lines[-1]
     assert "ETA " in lines[-1]
+
+
+async def test_a_prefix_with_nothing_under_it_is_an_error_not_zero_of_zero(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    await signer.client.put_object(Bucket=bucket, Key="photos/a.jpg", Body=b"x")
+    done = cli("download", f"s3://{bucket}/photso", str(tmp_path / "out"), env=env, check=2)
+    assert f"nothing is stored under s3://{bucket}/photso/" in done.stderr
+    assert not (tmp_path / "out").exists()
+    cli("copy", f"s3://{bucket}/nothing/", f"s3://{bucket}/x", env=env, check=2)

@@ -141,7 +141,12 @@ async def test_a_key_no_local_path_fits_fails_alone_in_a_dask_download_stream(
         for key in ("p/a", "p/../escape", "p/folder/", "p/b"):
             yield key, 0 if key.endswith("/") else 5, '"etag"'
 
+    async def answer(*_: object) -> bool:
+        return _ == (signer, "b", "p/")  # "p/" holds objects; "p" is no object
+
     monkeypatch.setattr(_cli, "list_objects", listing)
+    monkeypatch.setattr(_cli, "any_object", answer)
+    monkeypatch.setattr(_cli, "object_exists", answer)
     args = _cli._parser().parse_args(["download", "s3://b/p", str(tmp_path / "out")])
     bad: list[tuple[str, str]] = []
     specs = [spec.key async for spec in _cli._dask_downloads(args, signer, Filters(), bad)]
