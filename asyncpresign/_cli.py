@@ -438,6 +438,18 @@ def _uploads_parser(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of stdout went away (``asyncpresign ... | head``), even
+        # while help was printed: stop quietly, as a shell tool does (128 +
+        # SIGPIPE), with no flush error at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     if not (sys.argv[1:] if argv is None else argv):
         parser.print_help()  # no command: the overview of them
@@ -462,12 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"asyncpresign: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except BrokenPipeError:
-        # The reader of stdout went away (``asyncpresign ... | head``): stop
-        # quietly, as a shell tool does (128 + SIGPIPE), with no flush error at exit.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+
     except (KeyboardInterrupt, _Terminated) as exc:
         journal = getattr(args, "journal", None)
         hint = (
