@@ -67,8 +67,7 @@ from ._files import file_checksum, source_version
 from ._manifest import (
     Journal,
     ManifestEntry,
-    file_state,
-    has_size,
+    journal_state,
     read_manifest,
     read_manifest_lines,
     write_manifest,
@@ -699,7 +698,7 @@ async def _sign_manifest(
                 left_out.append(str(found.error()))
                 continue
             path, relative, size = found.path, found.relative, found.size
-            key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+            key = object_key(prefix, relative)
             # The file's checksum, signed in: whoever sends it, the server
             # refuses bytes that are not this file's.
             try:
@@ -1387,18 +1386,12 @@ def _take(
             batch.append(TransferResult(url=manifest, error=entry))
         elif not filters(entry.key or entry.path):
             continue
-        elif entry.op == "put":
-            state = file_state(entry.path)
-            batch.append((entry, state, journal.is_done(entry.id, state)))
         else:
-            state = f"etag={entry.etag}" if entry.etag else None
-            done = journal.is_done(entry.id, state) and has_size(
-                entry.path, journal.size_of(entry.id)
-            )
+            state, done = journal_state(journal, entry.id, entry.op, entry.path, entry.etag)
             folder = os.path.dirname(os.path.abspath(entry.path))
-            if not (done or dry_run) and folder not in folders:
+            if entry.op == "get" and not (done or dry_run) and folder not in folders:
                 folders[folder] = folder_problem(folder)
-            if folders.get(folder) is not None:
+            if entry.op == "get" and folders.get(folder) is not None:
                 batch.append(TransferResult(url=redact_url(entry.url), error=LocalFileError(
                     f"{folders[folder]}, so {entry.path!r} cannot be written", entry.path
                 )))
@@ -1410,9 +1403,8 @@ def _take(
 
 
 def _rebase(key: str, old: str, new: str) -> str:
-    relative = relative_key(old, key)
-    new = new.strip("/")
-    return f"{new}/{relative}" if new else relative
+    """``key`` under ``old`` as the same path under ``new``."""
+    return object_key(new, relative_key(old, key))
 
 
 def _empty() -> BatchResult:
