@@ -30,7 +30,7 @@ import anyio.to_thread
 from ._engine import TransferEngine, _aiter
 from ._exceptions import AsyncPresignError, HTTPStatusError, InvalidArgumentError, LocalFileError
 from ._files import describe_os_error
-from ._manifest import Journal, has_size
+from ._manifest import Journal, has_size, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._plan import Plan
 from ._signer import Signer
@@ -87,9 +87,9 @@ class _Tracker:
             self.on_skip()
 
     async def __call__(self, result: TransferResult) -> None:
-        job_id, state = self.pending.pop(result.index or 0, ("", None))
-        if result.ok and job_id:
-            self.journal.record(job_id, state, result.nbytes)
+        job, state = self.pending.pop(result.index or 0, ("", None))
+        if result.ok and job:
+            self.journal.record(job, state, result.nbytes)
         await _notify(self.on_result, result)
 
 
@@ -381,8 +381,8 @@ async def upload_tree(
                 refused.append(TransferResult(url=shown, error=entry.error()))
                 await _notify(on_result, refused[-1])
                 continue
-            job_id = f"put {bucket}/{key} {path}"
-            if journal.is_done(job_id, state):
+            job = job_id("put", bucket, key, path)
+            if journal.is_done(job, state):
                 tracker.skip()
                 continue
             if threshold is not None and size > threshold:
@@ -391,7 +391,7 @@ async def upload_tree(
             if dry_run:
                 plan.add("upload", path, f"s3://{bucket}/{key}", size)
                 continue
-            tracker.pending[index] = (job_id, state)
+            tracker.pending[index] = (job, state)
             index += 1
             yield Upload(None, path, sign=signer.sign_later("PUT", bucket, key,
                                                             expires_in=expires_in))
@@ -410,7 +410,7 @@ async def upload_tree(
             result = TransferResult(url=f"s3://{bucket}/{key}", error=exc,
                                     attempts=getattr(exc, "attempts", 1))
         else:
-            journal.record(f"put {bucket}/{key} {path}", state, result.nbytes)
+            journal.record(job_id("put", bucket, key, path), state, result.nbytes)
         extra.append(result)
         await _notify(on_result, result)
     return _merge(batch, extra, tracker.skipped, not_followed)
@@ -469,8 +469,8 @@ async def download_prefix(
             if earlier is not None:
                 await refuse(key, same_path_error(bucket, key, earlier, dest))
                 continue
-            job_id = f"get {bucket}/{key} {dest}"
-            if journal.is_done(job_id, state) and await anyio.to_thread.run_sync(
+            job = job_id("get", bucket, key, dest)
+            if journal.is_done(job, state) and await anyio.to_thread.run_sync(
                 has_size, dest, size
             ):
                 tracker.skip()
@@ -483,7 +483,7 @@ async def download_prefix(
                 await refuse(key, LocalFileError(f"{problem}, so {dest!r} cannot be written",
                                                  dest))
                 continue
-            tracker.pending[index] = (job_id, state)
+            tracker.pending[index] = (job, state)
             index += 1
             yield Download(
                 None, dest, sign=signer.sign_later("GET", bucket, key,
@@ -521,11 +521,11 @@ async def copy_objects(
             (src_bucket, src_key), (dst_bucket, dst_key) = pair[0], pair[1]
             etag = pair[2] if len(pair) > 2 else None
             state = f"etag={etag}" if etag else None
-            job_id = copy_id(src_bucket, src_key, dst_bucket, dst_key)
-            if journal.is_done(job_id, state):
+            job = copy_id(src_bucket, src_key, dst_bucket, dst_key)
+            if journal.is_done(job, state):
                 tracker.skip()
                 continue
-            tracker.pending[index] = (job_id, state)
+            tracker.pending[index] = (job, state)
             index += 1
             yield Copy(
                 None, None,

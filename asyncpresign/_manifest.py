@@ -29,6 +29,12 @@ from ._validation import check_http_url
 _FAR = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
 
+def job_id(op: Literal["put", "get"], bucket: str, key: str, path: str) -> str:
+    """A transfer's identity in a journal: what moves where (``put b/k path``),
+    the same for manifests, the bulk helpers and Dask runs."""
+    return f"{op} {bucket}/{key} {path}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ManifestEntry:
     op: Literal["put", "get"]
@@ -56,7 +62,7 @@ class ManifestEntry:
         A part names its upload: a re-signed manifest is a new upload."""
         part = f" part {self.upload_id}:{self.part}" if self.part is not None else ""
         if self.bucket and self.key:
-            return f"{self.op} {self.bucket}/{self.key} {self.path}{part}"
+            return job_id(self.op, self.bucket, self.key, self.path) + part
         # Without them (a hand-written manifest), the URL names the object.
         return f"{self.op} {self.url.partition('?')[0]} {self.path}{part}"
 

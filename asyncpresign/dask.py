@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from ._engine import TransferEngine
 from ._exceptions import InvalidArgumentError
-from ._manifest import Journal, ManifestEntry, journal_state
+from ._manifest import Journal, ManifestEntry, job_id, journal_state
 from ._models import Copy, Download, PresignedRequest, TransferResult, Upload
 from ._signer import Signer
 
@@ -259,7 +259,7 @@ def _identity(job: JobLike) -> tuple[str, Literal["put", "get"], str, str | None
         return job.id, job.op, job.path, job.etag
     if isinstance(job, ObjectJob):
         op: Literal["put", "get"] = "put" if job.op == "upload" else "get"
-        return f"{op} {job.bucket}/{job.key} {job.path}", op, job.path, job.etag
+        return job_id(op, job.bucket, job.key, job.path), op, job.path, job.etag
     if isinstance(job, Upload) and isinstance(job.source, (str, os.PathLike)):
         # A presigned URL without its query names the bucket and the key.
         request = job.request
