@@ -37,6 +37,7 @@ from ._models import (
 from ._plan import Plan
 from ._retry import RetryPolicy
 from ._signer import CredentialLifetimeWarning, Signer
+from ._streams import DownloadStream
 from ._throttle import ThrottleState
 from ._version import __version__
 
@@ -47,6 +48,7 @@ __all__ = [
     "CredentialLifetimeError",
     "CredentialLifetimeWarning",
     "Download",
+    "DownloadStream",
     "EngineStatistics",
     "FilePart",
     "Filters",

@@ -6,13 +6,14 @@ bytes, and re-signing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
@@ -134,6 +135,12 @@ class Runtime:
         # an extra loop turn per transfer that small objects pay for.
         self.limiter = asyncio.Semaphore(self.concurrency)
 
+    def check_open(self) -> None:
+        if not self.transport.is_open:
+            raise AsyncPresignError(
+                "the TransferEngine is not open: use 'async with TransferEngine()'"
+            )
+
     async def with_retries(
         self,
         request: PresignedRequest | None,
@@ -154,10 +161,7 @@ class Runtime:
         returns another method is refused); a POST, which must not be sent
         twice, is sent again only when the failure came before any byte left.
         """
-        if not self.transport.is_open:
-            raise AsyncPresignError(
-                "the TransferEngine is not open: use 'async with TransferEngine()'"
-            )
+        self.check_open()
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -290,10 +294,17 @@ class Runtime:
 async def run_workers(count: int, worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``count`` copies of ``worker``; if one fails, the others are cancelled and
     its error is raised as itself, not wrapped in an exception group."""
-    try:
+    with ungrouped():
         async with anyio.create_task_group() as tg:
             for _ in range(count):
                 tg.start_soon(worker)
+
+
+@contextlib.contextmanager
+def ungrouped() -> Iterator[None]:
+    """A task group's first real error (not a cancellation) raised as itself."""
+    try:
+        yield
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
 

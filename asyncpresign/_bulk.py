@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
+from ._attempts import fspath
 from ._engine import TransferEngine, _aiter
 from ._exceptions import AsyncPresignError, HTTPStatusError, InvalidArgumentError, LocalFileError
 from ._files import describe_os_error
@@ -34,7 +35,7 @@ from ._manifest import Journal, has_size, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._plan import Plan
 from ._signer import Signer
-from ._walk import walk_files, walk_tree
+from ._walk import WalkEntry, walk_files, walk_one, walk_tree
 
 # walk_files and walk_tree live in _walk, and are imported from here too.
 __all__ = ["Filters", "copy_objects", "download_prefix", "upload_tree", "walk_files", "walk_tree"]
@@ -357,9 +358,58 @@ async def upload_tree(
     ``plan`` (by default, a line on stdout).
     """
     root = os.fspath(directory)
-    plan = plan or Plan()  # where a dry run says what it would do
     if not await anyio.to_thread.run_sync(os.path.isdir, root):
         raise InvalidArgumentError(f"{root!r} is not a folder")
+    return await _upload_entries(
+        signer, engine, walk_tree(root, filters, follow_symlinks=follow_symlinks), bucket,
+        lambda relative: object_key(prefix, relative), journal=journal,
+        expires_in=expires_in, progress=progress, on_result=on_result, on_skip=on_skip,
+        dry_run=dry_run, plan=plan,
+    )
+
+
+async def upload_file(
+    signer: Signer,
+    engine: TransferEngine,
+    path: str | os.PathLike[str],
+    bucket: str,
+    key: str,
+    *,
+    journal: Journal | None = None,
+    expires_in: float = 3600,
+    progress: ProgressCallback | None = None,
+    on_result: ResultCallback | None = None,
+    on_skip: Callable[[], None] | None = None,
+    dry_run: bool = False,
+    plan: Plan | None = None,
+) -> BatchResult:
+    """Upload one file to ``bucket/key`` as :func:`upload_tree` uploads each of
+    its files: the journal, a dry run's plan, multipart above the threshold;
+    a path that is not a regular file fails as the run's one job."""
+    return await _upload_entries(
+        signer, engine, walk_one(fspath(path, "upload source")), bucket, lambda _: key,
+        journal=journal, expires_in=expires_in, progress=progress, on_result=on_result,
+        on_skip=on_skip, dry_run=dry_run, plan=plan,
+    )
+
+
+async def _upload_entries(
+    signer: Signer,
+    engine: TransferEngine,
+    walk: Iterator[WalkEntry],
+    bucket: str,
+    key_of: Callable[[str], str],
+    *,
+    journal: Journal | None,
+    expires_in: float,
+    progress: ProgressCallback | None,
+    on_result: ResultCallback | None,
+    on_skip: Callable[[], None] | None,
+    dry_run: bool,
+    plan: Plan | None,
+) -> BatchResult:
+    """Upload what ``walk`` finds (read in a thread) to ``bucket`` at ``key_of(relative)``."""
+    plan = plan or Plan()  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result, on_skip)
     large: list[tuple[str, str, str | None, int]] = []
@@ -369,10 +419,9 @@ async def upload_tree(
 
     async def jobs() -> AsyncIterator[Upload]:
         index = 0
-        walk = walk_tree(root, filters, follow_symlinks=follow_symlinks)
         async for entry in _in_thread_batches(walk):
             path, size, state = entry.path, entry.size, entry.state
-            key = object_key(prefix, entry.relative)
+            key = key_of(entry.relative)
             if entry.not_followed:
                 not_followed.append(path)
                 continue
@@ -439,12 +488,76 @@ async def download_prefix(
     downloaded, each other one fails naming it (:class:`SamePath`). A key whose
     folder cannot be made fails alone."""
     root = os.fspath(directory)
+    fold_case = await anyio.to_thread.run_sync(lambda: ignores_case(root, dry_run=dry_run))
+    return await _download_listed(
+        signer, engine, bucket, list_objects(signer, bucket, prefix), None,
+        prefix=prefix, root=root, filters=filters, fold_case=fold_case, journal=journal,
+        expires_in=expires_in, progress=progress, on_result=on_result, on_skip=on_skip,
+        dry_run=dry_run, plan=plan,
+    )
+
+
+async def download_object(
+    signer: Signer,
+    engine: TransferEngine,
+    bucket: str,
+    key: str,
+    dest: str | os.PathLike[str],
+    *,
+    journal: Journal | None = None,
+    expires_in: float = 3600,
+    progress: ProgressCallback | None = None,
+    on_result: ResultCallback | None = None,
+    on_skip: Callable[[], None] | None = None,
+    dry_run: bool = False,
+    plan: Plan | None = None,
+) -> BatchResult:
+    """Download the one object ``bucket/key`` to the file ``dest``, as
+    :func:`download_prefix` downloads each of its objects (journal, dry run)."""
+    path = fspath(dest, "download destination")
+
+    async def listing() -> AsyncIterator[tuple[str, int, str | None]]:
+        async for found in list_objects(signer, bucket, key):
+            if found[0] == key:  # listed first: the shortest key with this prefix
+                yield found
+                return
+            break
+        # Not listed: its GET fails with the server's own word (404 NoSuchKey).
+        yield key, -1, None
+
+    return await _download_listed(
+        signer, engine, bucket, listing(), path, prefix=key, root=os.path.dirname(path),
+        filters=Filters(), fold_case=False, journal=journal, expires_in=expires_in,
+        progress=progress, on_result=on_result, on_skip=on_skip, dry_run=dry_run, plan=plan,
+    )
+
+
+async def _download_listed(
+    signer: Signer,
+    engine: TransferEngine,
+    bucket: str,
+    listing: AsyncIterator[tuple[str, int, str | None]],
+    single: str | None,
+    *,
+    prefix: str,
+    root: str,
+    filters: Filters,
+    fold_case: bool,
+    journal: Journal | None,
+    expires_in: float,
+    progress: ProgressCallback | None,
+    on_result: ResultCallback | None,
+    on_skip: Callable[[], None] | None,
+    dry_run: bool,
+    plan: Plan | None,
+) -> BatchResult:
+    """Download the objects ``listing`` yields: under ``root`` by their keys
+    below ``prefix``, or the one object to the file ``single``."""
     plan = plan or Plan()  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result, on_skip)
     folders = FolderCache()
     bad: list[TransferResult] = []
-    fold_case = await anyio.to_thread.run_sync(lambda: ignores_case(root, dry_run=dry_run))
     paths = SamePath(prefix, fold_case=fold_case)
     listed = listed_by(signer, bucket, prefix, filters)
 
@@ -454,18 +567,19 @@ async def download_prefix(
 
     async def jobs() -> AsyncIterator[Download]:
         index = 0
-        async for key, size, etag in list_objects(signer, bucket, prefix):
-            if is_folder_marker(key, size):
-                continue  # a "folder" marker, not a file
-            if not filters(relative_key(prefix, key)):
-                continue
+        async for key, size, etag in listing:
+            if single is None:
+                if is_folder_marker(key, size):
+                    continue  # a "folder" marker, not a file
+                if not filters(relative_key(prefix, key)):
+                    continue
             state = f"etag={etag} size={size}" if etag else None
             try:
-                dest = local_path(root, prefix, key)
+                dest = local_path(root, prefix, key) if single is None else single
             except InvalidArgumentError as exc:
                 await refuse(key, exc)
                 continue
-            earlier = await same_path_as(paths, key, listed)
+            earlier = await same_path_as(paths, key, listed) if single is None else None
             if earlier is not None:
                 await refuse(key, same_path_error(bucket, key, earlier, dest))
                 continue

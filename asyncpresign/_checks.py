@@ -16,6 +16,7 @@ from ._models import TransferResult
 __all__ = [
     "RangeSpec",
     "check_etag",
+    "check_part_answer",
     "check_range_answer",
     "check_stored_md5",
     "expected_total",
@@ -200,3 +201,30 @@ def _show(spec: RangeSpec) -> str:
     if first is None:
         return f"Range bytes=-{last}"
     return f"Range bytes={first}-{'' if last is None else last}"
+
+
+def check_part_answer(
+    status: int,
+    headers: Mapping[str, str],
+    span: tuple[int, int],
+    total: int,
+    shown: str,
+) -> None:
+    """An answer to ``Range: bytes=first_byte-last_byte`` of an object of
+    ``total`` bytes must be a 206 carrying exactly that range: anything else
+    (a whole 200, another range, a Content-Length that disagrees) would put
+    the wrong bytes at the range's place."""
+    first_byte, last_byte = span
+    content_range = headers.get("Content-Range", "")
+    if (
+        not is_range(status, headers)
+        or parse_content_range(content_range) != (first_byte, last_byte, total)
+        or parse_content_length(headers.get("Content-Length"))
+        not in (None, last_byte - first_byte + 1)
+    ):
+        raise IntegrityError(
+            f"asked for bytes {first_byte}-{last_byte}/{total}, got HTTP {status} "
+            f"Content-Range {content_range[:80]!r} Content-Length "
+            f"{headers.get('Content-Length', '')[:40]!r}",
+            url=shown,
+        )

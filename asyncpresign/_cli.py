@@ -21,12 +21,13 @@ import os
 import random
 import re
 import signal
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import anyio
 import anyio.to_thread
@@ -39,6 +40,7 @@ from ._bulk import (
     any_object,
     copy_id,
     copy_objects,
+    download_object,
     download_prefix,
     folder_problem,
     ignores_case,
@@ -51,6 +53,7 @@ from ._bulk import (
     relative_key,
     same_path_as,
     same_path_error,
+    upload_file,
     upload_tree,
     walk_tree,
 )
@@ -63,7 +66,7 @@ from ._exceptions import (
     LocalFileError,
     NoCredentialsError,
 )
-from ._files import file_checksum, source_version
+from ._files import describe_os_error, file_checksum, kind_of, source_version
 from ._manifest import (
     Journal,
     ManifestEntry,
@@ -72,13 +75,22 @@ from ._manifest import (
     read_manifest_lines,
     write_manifest,
 )
-from ._models import BatchResult, Copy, Download, OpenUpload, TransferResult, Upload
+from ._models import (
+    BatchResult,
+    Copy,
+    Download,
+    OpenUpload,
+    SignFunction,
+    TransferResult,
+    Upload,
+)
 from ._parts import plan_parts
 from ._plan import Plan
 from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._signer import Signer
+from ._targets import download_dest, object_target, parse_s3_uri
 from ._version import __version__
 from .testing import LocalS3
 
@@ -119,14 +131,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
-
-
-def parse_s3_uri(text: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` → ``("bucket", "some/prefix")``."""
-    if not text.startswith("s3://") or len(text) <= 5:
-        raise InvalidArgumentError(f"expected s3://bucket/key, got {text!r}")
-    bucket, _, key = text[5:].partition("/")
-    return bucket, key
 
 
 def _connection(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -351,24 +355,42 @@ def _sign_parser(sub: Any) -> None:
 
 def _bulk_parsers(sub: Any) -> None:
     upload = _command(
-        sub, "upload", "upload a folder to s3://bucket/prefix",
-        "asyncpresign upload ./photos s3://my-bucket/photos",
-        "asyncpresign upload ./logs s3://my-bucket/logs --include '*.gz' --journal up.journal",
-        "asyncpresign upload ./data s3://my-bucket/data --dry-run",
+        sub, "upload", "upload a file, a folder, or stdin (-) to S3",
+        "asyncpresign upload report.pdf s3://my-bucket/reports/",
+        "asyncpresign upload ./photos s3://my-bucket/photos --journal up.journal",
+        "pg_dump mydb | asyncpresign upload - s3://my-bucket/backups/mydb.sql",
     )
-    upload.add_argument("directory", help="the folder to upload (files above 8 MiB go "
-                        "as multipart uploads)")
-    upload.add_argument("target", help="s3://bucket/prefix the files go under")
+    upload.add_argument(
+        "source", metavar="SOURCE",
+        help="a file; a folder (every file under it; files above 8 MiB go as multipart "
+        "uploads); or - for stdin, which goes up as a multipart upload of parts held in "
+        "memory (at most min(--concurrency, 8) parts of 8 MiB in flight: 64 MiB)",
+    )
+    upload.add_argument(
+        "target", metavar="TARGET",
+        help="s3://bucket/key for a file or stdin (a key ending in / takes the file's "
+        "name); s3://bucket/prefix the files of a folder go under",
+    )
     _follow_symlinks(upload)
     _common(upload)
 
     download = _command(
-        sub, "download", "download s3://bucket/prefix into a folder",
-        "asyncpresign download s3://my-bucket/photos ./restore",
-        "asyncpresign download s3://my-bucket/logs ./logs --journal down.journal --json",
+        sub, "download", "download an object to a file or stdout (-), or a folder of them",
+        "asyncpresign download s3://my-bucket/reports/report.pdf ./report.pdf",
+        "asyncpresign download s3://my-bucket/photos ./restore --journal down.journal",
+        "asyncpresign download s3://my-bucket/backups/mydb.sql - | psql mydb",
     )
-    download.add_argument("source", help="s3://bucket/prefix to download (listed page by page)")
-    download.add_argument("directory", help="the folder to download into (made if needed)")
+    download.add_argument(
+        "source", metavar="SOURCE",
+        help="s3://bucket/key of one object, or s3://bucket/prefix: the folder prefix/ "
+        "(listed page by page)",
+    )
+    download.add_argument(
+        "dest", metavar="DEST",
+        help="for one object: the file to write, a folder to put it in (existing, or "
+        "ending in /), or - for stdout (written in order; the summary goes to stderr); "
+        "for a folder: the folder to download into (made if needed)",
+    )
     _prefix_match(download)
     _common(download)
 
@@ -1008,8 +1030,18 @@ def _whole_checksum(parts: list[ManifestEntry]) -> dict[str, Any]:
 
 
 async def _bulk(args: argparse.Namespace) -> int:
+    stream = (args.command == "upload" and args.source == "-") or (
+        args.command == "download" and args.dest == "-"
+    )
+    if stream and (args.journal or getattr(args, "dask_scheduler", None)):
+        raise InvalidArgumentError(
+            "stdin and stdout are streams: a journal cannot resume them and Dask cannot "
+            "spread them (drop --journal / --dask-scheduler)"
+        )
     if getattr(args, "dask_scheduler", None):
         return await _on_dask(args)
+    if stream:
+        return await _stream(args)
     journal = Journal(args.journal)
     filters = Filters(include=args.include, exclude=args.exclude)
     mode = "quiet" if args.quiet or args.json or args.dry_run else "auto"
@@ -1029,6 +1061,86 @@ async def _bulk(args: argparse.Namespace) -> int:
     else:
         _summary(args, result, time.monotonic() - started)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _stream(args: argparse.Namespace) -> int:
+    """``upload - s3://b/key`` (stdin) or ``download s3://b/key -`` (stdout): one
+    object, no journal; a download's summary goes to stderr, out of the data's way."""
+    out = sys.stderr if args.command == "download" else sys.stdout
+    display = ProgressDisplay(
+        args.command, mode="quiet" if args.quiet or args.json or args.dry_run else "auto"
+    )
+    started = time.monotonic()
+    async with _signer(args) as signer:
+        if args.command == "upload":
+            bucket, key = object_target(args.target, "-")
+            uri, path = f"s3://{bucket}/{key}", "-"
+        else:
+            single = await _single_object(args, signer, args.source)
+            if single is None:
+                raise InvalidArgumentError(
+                    f"{args.source} is not one object: only a single object can be written "
+                    "to stdout (s3://bucket/key, as listed)"
+                )
+            bucket, key = single
+            uri, path = f"s3://{bucket}/{key}", "-"
+        if args.dry_run:
+            plan = Plan(out, as_json=args.json)
+            if args.json:
+                plan.open_json({"command": args.command})
+            source, target = ("-", uri) if args.command == "upload" else (uri, "-")
+            plan.add(args.command, source, target, None)
+            _plan_summary(args, plan, _empty(), out=out)
+            return EXIT_OK
+        display.set_total(1, final=True)
+        with display:
+            async with _engine(args) as engine:
+                try:
+                    if args.command == "upload":
+                        result = await engine.upload_stream(
+                            signer, bucket, key, _stdin_pieces(), expires_in=args.expires,
+                            progress=display.on_bytes,
+                        )
+                    else:
+                        result = await _to_stdout(
+                            engine, signer.sign_later("GET", bucket, key, expires_in=args.expires),
+                            display,
+                        )
+                except (AsyncPresignError, OSError) as exc:
+                    if isinstance(exc, BrokenPipeError):
+                        raise
+                    result = TransferResult(
+                        url=uri, error=exc, attempts=getattr(exc, "attempts", 1)
+                    )
+                result = dataclasses.replace(result, url=uri, path=path, op=args.command)
+                display.on_result(result)
+    batch = BatchResult(
+        results=(result,), failed=() if result.ok else (result,), total=1,
+        succeeded=int(result.ok), nbytes=result.nbytes, seconds=result.seconds,
+    )
+    _summary(args, batch, time.monotonic() - started, out=out)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _stdin_pieces() -> AsyncIterator[bytes]:
+    """stdin, 1 MiB a read, each in a thread (abandoned on Ctrl-C: a read of a
+    pipe with no writer may never return)."""
+    read = sys.stdin.buffer.read
+    while data := await anyio.to_thread.run_sync(read, 1 << 20, abandon_on_cancel=True):
+        yield data
+
+
+async def _to_stdout(
+    engine: TransferEngine, sign: SignFunction, display: ProgressDisplay
+) -> TransferResult:
+    """The object to stdout in order, each piece written in a thread."""
+    out = sys.stdout.buffer
+    async with engine.download_stream(None, sign=sign, progress=display.on_bytes) as stream:
+        async for data in stream:
+            await anyio.to_thread.run_sync(out.write, data)
+        await anyio.to_thread.run_sync(out.flush)
+    assert stream.result is not None  # the iteration ended without error
+    return stream.result
 
 
 async def _run_command(
@@ -1065,7 +1177,12 @@ async def _count_ahead(
     the total unknown; the run itself reports what went wrong."""
     with contextlib.suppress(AsyncPresignError, OSError):
         if args.command == "upload":
-            walk = walk_tree(args.directory, filters, follow_symlinks=args.follow_symlinks)
+            if args.source == "-" or not await anyio.to_thread.run_sync(
+                os.path.isdir, args.source
+            ):
+                display.set_total(1, final=True)
+                return
+            walk = walk_tree(args.source, filters, follow_symlinks=args.follow_symlinks)
             count = await anyio.to_thread.run_sync(
                 lambda: sum(1 for entry in walk if not entry.not_followed),
                 abandon_on_cancel=True,
@@ -1121,19 +1238,59 @@ async def _command_in(
                 expires_in=args.expires, **callbacks,
             )
     async with _signer(args) as signer:
+        options: dict[str, Any] = {
+            "journal": journal, "expires_in": args.expires, "dry_run": args.dry_run,
+            "plan": plan, **callbacks,
+        }
         if args.command == "upload":
-            bucket, prefix = parse_s3_uri(args.target)
-            return await upload_tree(
-                signer, engine, args.directory, bucket, prefix, filters=filters,
-                journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-                plan=plan, follow_symlinks=args.follow_symlinks,
-                **callbacks,
+            if await anyio.to_thread.run_sync(os.path.isdir, args.source):
+                bucket, prefix = parse_s3_uri(args.target)
+                return await upload_tree(
+                    signer, engine, args.source, bucket, prefix, filters=filters,
+                    follow_symlinks=args.follow_symlinks, **options,
+                )
+            await anyio.to_thread.run_sync(_check_file_source, args.source)
+            bucket, key = object_target(args.target, args.source)
+            return await upload_file(signer, engine, args.source, bucket, key, **options)
+        single = await _single_object(args, signer, args.source)
+        if single is not None:
+            bucket, key = single
+            path = await anyio.to_thread.run_sync(
+                lambda: download_dest(args.dest, key, is_folder=os.path.isdir(args.dest))
             )
+            if not filters(key.rsplit("/", 1)[-1]):
+                return _empty()  # the user's --exclude names it
+            return await download_object(signer, engine, bucket, key, path, **options)
         bucket, prefix, filters = await _listing(args, signer, args.source, filters)
         return await download_prefix(
-            signer, engine, bucket, prefix, args.directory, filters=filters,
-            journal=journal, expires_in=args.expires, dry_run=args.dry_run,
-            plan=plan, **callbacks,
+            signer, engine, bucket, prefix, args.dest, filters=filters, **options
+        )
+
+
+async def _single_object(
+    args: argparse.Namespace, signer: Signer, uri: str
+) -> tuple[str, str] | None:
+    """``(bucket, key)`` when ``uri`` names one object (``s3://b/name``, no
+    trailing slash, and stored), else None: a folder or prefix."""
+    bucket, key = parse_s3_uri(uri)
+    if not key or key.endswith("/") or getattr(args, "prefix_match", False):
+        return None
+    return (bucket, key) if await object_exists(signer, bucket, key) else None
+
+
+def _check_file_source(path: str) -> None:
+    """An upload's SOURCE that is not a folder must be a regular file (a bad
+    argument, exit 2, rather than a failed job)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"{path!r}: {describe_os_error(exc)} (SOURCE is a file, a folder, or - for stdin)"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidArgumentError(
+            f"{path!r} is a {kind_of(info.st_mode)}, not a regular file or folder; to upload "
+            f"a stream, pipe it: ... | asyncpresign upload - s3://bucket/key"
         )
 
 
@@ -1287,9 +1444,14 @@ async def _dask_uploads(
     from .dask import ObjectJob  # noqa: PLC0415 - the optional extra
 
     bucket, prefix = parse_s3_uri(args.target)
-    if not await anyio.to_thread.run_sync(os.path.isdir, args.directory):
-        raise InvalidArgumentError(f"{args.directory!r} is not a folder")
-    walk = walk_tree(args.directory, filters, follow_symlinks=args.follow_symlinks)
+    if not await anyio.to_thread.run_sync(os.path.isdir, args.source):
+        raise InvalidArgumentError(
+            f"{args.source!r} is not a folder (--dask-scheduler spreads the files of a "
+            "folder; upload one file without it)"
+        )
+    # Absolute paths: a worker resolves a path against its own working folder.
+    root = await anyio.to_thread.run_sync(os.path.abspath, args.source)
+    walk = walk_tree(root, filters, follow_symlinks=args.follow_symlinks)
     async for entry in _in_thread_batches(walk):
         key = object_key(prefix, entry.relative)
         shown = f"s3://{bucket}/{key}".encode("utf-8", "backslashreplace").decode()
@@ -1308,16 +1470,23 @@ async def _dask_downloads(
     checks and its folder made (once); a key no local path fits fails alone."""
     from .dask import ObjectJob  # noqa: PLC0415 - the optional extra
 
+    if await _single_object(args, signer, args.source) is not None:
+        raise InvalidArgumentError(
+            f"{args.source} is one object: --dask-scheduler spreads the objects of a "
+            "folder; download one object without it"
+        )
     bucket, prefix, filters = await _listing(args, signer, args.source, filters)
     folders = FolderCache()
-    fold_case = await anyio.to_thread.run_sync(ignores_case, args.directory)
+    # Absolute paths: a worker resolves a path against its own working folder.
+    dest_root = await anyio.to_thread.run_sync(os.path.abspath, args.dest)
+    fold_case = await anyio.to_thread.run_sync(ignores_case, args.dest)
     paths = SamePath(prefix, fold_case=fold_case)
     listed = listed_by(signer, bucket, prefix, filters)
     async for key, size, etag in list_objects(signer, bucket, prefix):
         if is_folder_marker(key, size) or not filters(relative_key(prefix, key)):
             continue  # a "folder" marker, or excluded
         try:
-            path = local_path(args.directory, prefix, key)
+            path = local_path(dest_root, prefix, key)
             earlier = await same_path_as(paths, key, listed)
             if earlier is not None:
                 raise same_path_error(bucket, key, earlier, path)
@@ -1440,7 +1609,9 @@ def _links(result: BatchResult) -> list[str]:
     return [path.encode("utf-8", "backslashreplace").decode() for path in result.not_followed]
 
 
-def _plan_summary(args: argparse.Namespace, plan: Plan, result: BatchResult) -> None:
+def _plan_summary(
+    args: argparse.Namespace, plan: Plan, result: BatchResult, *, out: TextIO | None = None
+) -> None:
     """A dry run's totals: what would move, what the journal says is done, and
     what would fail (a file the walk cannot send, keys that collide ...)."""
     failures, links = _failures(result, args.command), _links(result)
@@ -1450,12 +1621,14 @@ def _plan_summary(args: argparse.Namespace, plan: Plan, result: BatchResult) -> 
         return
     print(f"{plan.totals()}; {result.skipped} already done, {len(failures)} would fail"
           + (f"; {len(links)} symbolic links not followed" if links else "")
-          + " (dry run: nothing was changed)")
+          + " (dry run: nothing was changed)", file=out)
     for failure in failures:
-        print(f"  would fail: {failure['url']}: {failure['error']}")
+        print(f"  would fail: {failure['url']}: {failure['error']}", file=out)
 
 
-def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> None:
+def _summary(
+    args: argparse.Namespace, result: BatchResult, seconds: float, *, out: TextIO | None = None
+) -> None:
     failures, links = _failures(result, args.command), _links(result)
     if args.json:
         # succeeded, skipped and failed are disjoint and add up to total.
@@ -1464,19 +1637,21 @@ def _summary(args: argparse.Namespace, result: BatchResult, seconds: float) -> N
             "succeeded": result.succeeded - result.skipped,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
             "seconds": round(seconds, 3), "failures": failures, "not_followed": links,
-        }, indent=2))
+        }, indent=2), file=out)
         return
     rate = human_bytes(result.nbytes / seconds) if seconds > 0 else "-"
     print(
         f"{args.command}: {result.succeeded - result.skipped} done, {result.skipped} already "
         f"done, {len(result.failed)} failed of {result.total}; "
         f"{human_bytes(result.nbytes)} in {seconds:.1f} s ({rate}/s)"
-        + (f"; {len(links)} symbolic links not followed" if links else "")
+        + (f"; {len(links)} symbolic links not followed" if links else ""),
+        file=out,
     )
     for failure in failures:
-        print(f"  failed: {failure['url']}: {failure['error']}")
+        print(f"  failed: {failure['url']}: {failure['error']}", file=out)
     for link in links:
-        print(f"  not followed: {link} (a symbolic link; --follow-symlinks sends its target)")
+        print(f"  not followed: {link} (a symbolic link; --follow-symlinks sends its target)",
+              file=out)
 
 
 def _demo_web() -> int:

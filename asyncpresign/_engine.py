@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +49,8 @@ from ._post import upload_post as upload_post_operation
 from ._ranged import WholeFileMismatch, fetch_ranges
 from ._redact import redact_url
 from ._retry import RetryPolicy
+from ._streams import STREAM_PARTS_IN_FLIGHT, DownloadStream
+from ._streams import upload_stream as upload_stream_operation
 from ._throttle import ThrottleState, lowest_rate_limit
 from ._transport import ProxySetting, SSLSetting, Transport
 from ._upload import UploadSource
@@ -270,6 +272,83 @@ class TransferEngine:
             )
 
         return await self._rt.bounded(self._rt.restarted_if_changed(upload, tracker))
+
+    async def upload_stream(
+        self,
+        signer: Signer,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        part_size: int | None = None,
+        parts_in_flight: int | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        expires_in: float | dt.timedelta = 3600,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """Upload a stream of unknown length (an async iterable of bytes) to
+        ``bucket/key``: ``pg_dump`` output, a generated report, a socket.
+
+        A stream that ends within its first part goes up as one PUT. A longer
+        one goes as a multipart upload whose parts (``part_size``, doubling
+        every 1,000 parts so that 10,000 of them reach 7.8 TiB) are held
+        in memory and sent as they fill, each checksummed, signed, retried
+        and re-signed on its own; memory stays within ``parts_in_flight``
+        parts (default: the concurrency, at most 8: 64 MiB with 8 MiB parts).
+        The stream is read only as fast as its parts are sent. On failure or
+        cancellation the multipart upload is aborted, so nothing is left
+        stored or billed and no partial object appears at ``key``.
+        """
+        return await upload_stream_operation(
+            self._rt, signer, bucket, key, chunks,
+            part_size=choose_part_size(0, part_size or self.part_size),
+            parts_in_flight=self._parts_in_flight(parts_in_flight),
+            content_type=content_type, metadata=metadata, expires_in=expires_in,
+            chunk=self._chunk(chunk_size), policy=retry or self.retry,
+            tracker=Tracker(progress),
+        )
+
+    def download_stream(
+        self,
+        request: RequestLike | None,
+        *,
+        sign: SignFunction | None = None,
+        verify: bool | None = None,
+        parts_in_flight: int | None = None,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> DownloadStream:
+        """The body of a presigned GET as an async iterator of bytes, in order,
+        for a consumer that cannot seek (stdout, a pipe, a hash, a parser)::
+
+            async with engine.download_stream(None, sign=signer.sign_later("GET", b, k)) as s:
+                async for data in s:
+                    out.write(data)
+            s.result.verified  # "crc64nvme", "md5" or None
+
+        An object larger than ``part_size`` is fetched in parallel ranges,
+        at most ``parts_in_flight`` of them held in memory (default: the
+        concurrency, at most 8), handed out in order. The bytes are checked as
+        they pass; a mismatch (or a short body) is raised by the iteration
+        after the last bytes, so treat what was received as good only when the
+        iteration ends without error. See :class:`DownloadStream`.
+        """
+        self._rt.check_open()
+        return DownloadStream(
+            self._rt, request, sign=sign, verify=self.verify if verify is None else verify,
+            part_size=self.part_size, parts_in_flight=self._parts_in_flight(parts_in_flight),
+            chunk=self._chunk(chunk_size), policy=retry or self.retry,
+            tracker=Tracker(progress),
+        )
+
+    def _parts_in_flight(self, value: int | None) -> int:
+        if value is None:
+            return min(self.concurrency, STREAM_PARTS_IN_FLIGHT)
+        return check_positive_int("parts_in_flight", value)
 
     async def download(
         self,

@@ -67,3 +67,28 @@ def plan_ranges(size: int, part_size: int, start: int = 0) -> list[tuple[int, in
     if part_size < 1:
         raise InvalidArgumentError(f"part size must be positive, got {part_size}")
     return [(first, min(first + part_size, size) - 1) for first in range(start, size, part_size)]
+
+
+#: A stream of unknown length grows its parts every this many parts, so that
+#: 10,000 of them reach far past what a fixed part size would.
+STREAM_GROWTH_EVERY = 1_000
+
+
+def stream_part_size(number: int, preferred: int = DEFAULT_PART_SIZE) -> int:
+    """The size of part ``number`` of an upload whose length is not known ahead.
+
+    Its parts are held in memory, so they start at ``preferred`` (clamped into
+    5 MiB .. 5 GiB) and double every 1,000 parts: 10,000 parts of 8 MiB would
+    stop a stream at 78 GiB; growing, they reach 7.8 TiB. S3 allows parts of
+    different sizes (each but the last at least 5 MiB)."""
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise InvalidArgumentError(f"part number must be an int >= 1, got {number!r}")
+    if number > MAX_PARTS:
+        raise InvalidArgumentError(
+            f"a multipart upload has at most {MAX_PARTS} parts: the stream is longer than "
+            "S3 can store as one object"
+        )
+    if isinstance(preferred, bool) or not isinstance(preferred, int) or preferred < 1:
+        raise InvalidArgumentError(f"part size must be a positive int, got {preferred!r}")
+    base = min(max(preferred, MIN_PART_SIZE), MAX_PART_SIZE)
+    return min(base << ((number - 1) // STREAM_GROWTH_EVERY), MAX_PART_SIZE)

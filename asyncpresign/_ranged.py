@@ -11,14 +11,14 @@ import anyio.to_thread
 
 from . import _files
 from ._attempts import Runtime, Tracker, run_workers
-from ._checks import is_range, parse_content_length, parse_content_range
+from ._checks import check_part_answer
 from ._checksums import Crc, encode
 from ._download import DownloadState, receive_at
 from ._exceptions import HTTPStatusError, IntegrityError
 from ._models import PresignedRequest, SignFunction, TransferResult
 from ._retry import RetryPolicy
 
-__all__ = ["fetch_ranges"]
+__all__ = ["fetch_ranges", "object_changed"]
 
 
 async def fetch_ranges(
@@ -107,26 +107,10 @@ async def _get_range_once(
     async with rt.transport.request("GET", request.url, request.headers, extra=extra) as resp:
         shown = resp.shown
         if resp.status == 412:
-            raise HTTPStatusError(
-                "the object changed while it was being downloaded (its ETag no "
-                "longer matches); download it again",
-                status=412, code="PreconditionFailed", url=shown,
-            )
+            raise object_changed(shown)
         if not 200 <= resp.status < 300:
             raise await resp.status_error()
-        content_range = resp.headers.get("Content-Range", "")
-        parsed = parse_content_range(content_range)
-        if (
-            not is_range(resp.status, resp.headers)
-            or parsed != (first_byte, last_byte, state.total)
-            or parse_content_length(resp.headers.get("Content-Length")) not in (None, length)
-        ):
-            raise IntegrityError(
-                f"asked for bytes {first_byte}-{last_byte}/{state.total}, got HTTP "
-                f"{resp.status} Content-Range {content_range[:80]!r} Content-Length "
-                f"{resp.headers.get('Content-Length', '')[:40]!r}",
-                url=shown,
-            )
+        check_part_answer(resp.status, resp.headers, (first_byte, last_byte), state.total, shown)
         # Room is reserved only now, when this answer shows it carries the range.
         crc = Crc(state.checksum[0]) if state.checksum else None
         received = await receive_at(
@@ -139,3 +123,13 @@ async def _get_range_once(
     if crc is not None:
         state.range_crcs[first_byte] = crc
     return TransferResult(url=shown, nbytes=received, status=206, etag=state.etag)
+
+
+def object_changed(shown: str) -> HTTPStatusError:
+    """What a range asked ``If-Match`` the first answer's ETag hears when the
+    object was replaced meanwhile: its bytes would not fit the others."""
+    return HTTPStatusError(
+        "the object changed while it was being downloaded (its ETag no longer "
+        "matches); download it again",
+        status=412, code="PreconditionFailed", url=shown,
+    )

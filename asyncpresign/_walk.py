@@ -22,7 +22,7 @@ from ._manifest import state_of
 if TYPE_CHECKING:
     from ._bulk import Filters
 
-__all__ = ["WalkEntry", "walk_files", "walk_tree"]
+__all__ = ["WalkEntry", "walk_files", "walk_one", "walk_tree"]
 
 
 def walk_files(
@@ -114,6 +114,22 @@ def walk_tree(
             elif found is not None:
                 yield found
         stack.extend(reversed(below))
+
+
+def walk_one(path: str) -> Iterator[WalkEntry]:
+    """The one file ``path`` as a walk of it would find it (its relative name is
+    its base name): a regular file to send, or what it is instead (stat'ed
+    through links, never opened)."""
+    relative = os.path.basename(path.rstrip(os.sep)) or path
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        yield WalkEntry(path, relative, problem=f"cannot read: {describe_os_error(exc)}")
+        return
+    if not stat.S_ISREG(info.st_mode):
+        yield WalkEntry(path, relative, problem=f"{kind_of(info.st_mode)}, not a regular file")
+        return
+    yield WalkEntry(path, relative, info.st_size, state_of(info))
 
 
 def _entry(

@@ -1,4 +1,4 @@
-"""Copy the transfer benchmark's summary into README.md, between its markers.
+"""Copy the transfer benchmark's summary into benchmarks/README.md, between its markers.
 
     python benchmarks/readme_tables.py [SERVER ...]     (default: rclone seaweedfs)
 
@@ -18,7 +18,7 @@ import sys
 
 import bench_transfers as bt
 
-README = bt.HERE.parent / "README.md"
+README = bt.HERE / "README.md"
 PEERS = ("s5cmd", "obstore", "rclone", "recipe")
 
 

@@ -46,6 +46,8 @@ class Rule:
     until: float | None = None
     #: Send this Retry-After header with the error.
     retry_after: str | None = None
+    #: Send the response's head and half its body, then drop the connection.
+    cut: bool = False
 
 
 @dataclass
@@ -126,6 +128,20 @@ class S3Proxy:
         middle = len(body) // 2
         return body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
 
+    @staticmethod
+    async def _cut(
+        request: web.Request, status: int, headers: dict[str, str], payload: bytes
+    ) -> web.StreamResponse:
+        """The head (with the whole Content-Length) and half the body, then a dropped
+        connection: a body cut off mid-way."""
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = len(payload)
+        await response.prepare(request)
+        await response.write(payload[: len(payload) // 2])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         target = request.raw_path  # path and query exactly as signed
         self.seen.append((request.method, target))
@@ -159,4 +175,6 @@ class S3Proxy:
             reply_headers = {
                 k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
             }
+            if rule is not None and rule.cut:
+                return await self._cut(request, upstream.status, reply_headers, payload)
             return web.Response(status=upstream.status, headers=reply_headers, body=payload)

@@ -244,8 +244,8 @@ async def test_multipart_parts_signed_here_are_sent_elsewhere_and_completed_here
     assert json.loads(ran.stdout)["succeeded"] == 3
     done = cli("complete", manifest, env=env)
     assert "completed" in done.stdout
-    cli("download", f"s3://{bucket}/big", str(tmp_path / "out"), "--quiet", env=env)
-    assert (tmp_path / "out" / "big").read_bytes() == data
+    cli("download", f"s3://{bucket}/big", str(tmp_path / "big"), "--quiet", env=env)
+    assert (tmp_path / "big").read_bytes() == data
     assert s3.secret_key not in (tmp_path / "parts.jsonl").read_text()
     # Completed with the whole file's own checksum, which the server now reports.
     async with s3.signer() as signer:

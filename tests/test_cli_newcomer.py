@@ -285,7 +285,7 @@ async def test_a_uri_naming_one_object_downloads_just_that_object(
 ) -> None:
     for key in ("data/report.csv", "data/report.csv.bak", "data/report.csv/x"):
         await signer.client.put_object(Bucket=bucket, Key=key, Body=key.encode())
-    cli("download", f"s3://{bucket}/data/report.csv", str(tmp_path / "out"), "--quiet",
+    cli("download", f"s3://{bucket}/data/report.csv", str(tmp_path / "out") + "/", "--quiet",
         env=env)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.csv"]
     assert (tmp_path / "out" / "report.csv").read_bytes() == b"data/report.csv"

@@ -10,6 +10,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "CredentialLifetimeError",
         "CredentialLifetimeWarning",
         "Download",
+        "DownloadStream",
         "EngineStatistics",
         "FilePart",
         "Filters",
