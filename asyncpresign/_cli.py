@@ -139,9 +139,10 @@ def _connection(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     default = None if top else argparse.SUPPRESS
     group = parser.add_argument_group("connection (credentials come from the AWS environment)")
     group.add_argument("--endpoint-url", default=default,
-                       help="an S3-compatible endpoint (default: AWS)")
+                       help="an S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
     group.add_argument("--region", default=default,
-                       help="signing region (default: from the AWS config)")
+                       help="signing region (default: $AWS_REGION, $AWS_DEFAULT_REGION or the "
+                       "AWS config)")
     group.add_argument("--profile", default=default, help="a profile from the AWS config files")
 
 

@@ -11,6 +11,7 @@ import contextvars
 import datetime as dt
 import functools
 import inspect
+import os
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -133,7 +134,9 @@ class Signer:
         self._prepared: (
             tuple[tuple[object, ...], Callable[[str], str], dt.datetime, Mapping[str, str]] | None
         ) = None
-        self._region = region
+        # AWS_REGION as the AWS CLI v2 and the other SDKs read it (botocore
+        # reads only AWS_DEFAULT_REGION, which still applies when neither is set).
+        self._region = region or os.environ.get("AWS_REGION") or None
         self._access_key = access_key
         self._secret_key = secret_key
         self._session_token = session_token

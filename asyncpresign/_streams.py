@@ -383,8 +383,9 @@ class DownloadStream:
                         f"body ended after {queued + len(data) - skip} of {obj.total} bytes",
                         url=shown,
                     )
-                obj.queued += len(data)
-                await queue.put(data)
+                if data:  # an empty object has no piece to hand out
+                    obj.queued += len(data)
+                    await queue.put(data)
                 return TransferResult(url=shown, status=resp.status, etag=etag)
             # A large object without ranges (or of unknown length): stream it.
             while data := await resp.read(self._chunk):

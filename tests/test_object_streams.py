@@ -338,3 +338,17 @@ async def test_a_slow_consumer_holds_back_the_ranges_not_the_memory(
         rest = [piece async for piece in pieces]
     assert asked == 1 + 2  # the first answer and the parts in flight
     assert first + b"".join(rest) == data
+
+
+async def test_an_empty_object_streams_as_no_bytes_and_verified(
+    signer: Signer, bucket: str, engine: TransferEngine
+) -> None:
+    await put(signer, bucket, "none.bin", b"")
+    async with engine.download_stream(
+        None, sign=signer.sign_later("GET", bucket, "none.bin")
+    ) as stream:
+        pieces = [piece async for piece in stream]
+    assert pieces == []
+    assert stream.result is not None
+    assert stream.result.nbytes == 0
+    assert stream.result.verified == "crc64nvme"

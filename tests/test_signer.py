@@ -209,3 +209,13 @@ def test_presigned_request_headers_are_read_only() -> None:
     )
     with pytest.raises(TypeError):
         request.headers["a"] = "c"  # type: ignore[index]
+
+
+def test_the_region_comes_from_aws_region_as_other_sdks_read_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert Signer().region == "eu-west-3"
+    assert Signer(region="us-west-2").region == "us-west-2"  # an explicit one wins
+    monkeypatch.delenv("AWS_REGION")
+    assert Signer().region is None  # botocore's own chain decides, once open
