@@ -12,6 +12,7 @@ from ._exceptions import (
     HTTPStatusError,
     IntegrityError,
     InvalidArgumentError,
+    ListingOrderError,
     LocalFileError,
     NoCredentialsError,
     RequestExpiredError,
@@ -38,6 +39,7 @@ from ._plan import Plan
 from ._retry import RetryPolicy
 from ._signer import CredentialLifetimeWarning, Signer
 from ._streams import DownloadStream
+from ._sync import SyncResult, sync
 from ._throttle import ThrottleState
 from ._version import __version__
 
@@ -56,6 +58,7 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "Journal",
+    "ListingOrderError",
     "LocalFileError",
     "NoCredentialsError",
     "OpenUpload",
@@ -68,6 +71,7 @@ __all__ = [
     "Signer",
     "SigningError",
     "SourceChangedError",
+    "SyncResult",
     "ThrottleState",
     "Timeout",
     "TransferEngine",
@@ -79,5 +83,6 @@ __all__ = [
     "__version__",
     "copy_objects",
     "download_prefix",
+    "sync",
     "upload_tree",
 ]

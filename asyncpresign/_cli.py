@@ -90,6 +90,7 @@ from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._signer import Signer
+from ._sync import SyncResult, sync
 from ._targets import download_dest, object_target, parse_s3_uri
 from ._version import __version__
 from .testing import LocalS3
@@ -146,8 +147,9 @@ def _connection(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     group.add_argument("--profile", default=default, help="a profile from the AWS config files")
 
 
-def _transfer_options(parser: argparse.ArgumentParser) -> None:
-    """How the engine moves bytes: for the commands that transfer."""
+def _transfer_options(parser: argparse.ArgumentParser, *, integrity: bool = True) -> None:
+    """How the engine moves bytes: for the commands that transfer (``sync``'s
+    ``--checksum`` is its comparison, so it takes no ``integrity`` option)."""
     opts = parser.add_argument_group("transfer")
     opts.add_argument("--concurrency", type=positive_int, default=64,
                       help="transfers in flight at once (default %(default)s)")
@@ -163,7 +165,8 @@ def _transfer_options(parser: argparse.ArgumentParser) -> None:
         help="give up on a transfer (every attempt included) after this long, e.g. 10m "
         "(default: none; a transfer slower than 1 KiB/s for 60 s fails anyway)",
     )
-    _checksum_option(opts)
+    if integrity:
+        _checksum_option(opts)
 
 
 def _checksum_option(group: Any) -> None:
@@ -214,13 +217,14 @@ def _run_options(
         )
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    """Everything a bulk command (upload, download, copy) honours."""
+def _common(parser: argparse.ArgumentParser, *, sync: bool = False) -> None:
+    """Everything a bulk command (upload, download, copy, sync) honours; sync
+    takes neither the integrity ``--checksum`` nor Dask."""
     _connection(parser)
-    _transfer_options(parser)
+    _transfer_options(parser, integrity=not sync)
     _expires_option(parser.add_argument_group("signing"))
     _selection(parser)
-    _run_options(parser)
+    _run_options(parser, dask=not sync)
 
 
 def _prefix_match(parser: Any) -> None:
@@ -408,6 +412,53 @@ def _bulk_parsers(sub: Any) -> None:
     dest.add_argument("--dest-region", help="the destination's signing region")
     dest.add_argument("--dest-profile", help="the destination's AWS profile")
     _common(copy)
+    _sync_parser(sub)
+
+
+def _sync_parser(sub: Any) -> None:
+    sync = _command(
+        sub, "sync", "make DST like SRC, moving only what is new or changed "
+        "(folder to bucket, bucket to folder, bucket to bucket)",
+        "asyncpresign sync ./photos s3://my-bucket/photos",
+        "asyncpresign sync s3://my-bucket/photos ./photos --delete --dry-run",
+        "asyncpresign sync s3://old-bucket/data s3://new-bucket/data --journal nightly.journal",
+        "asyncpresign sync s3://a/x s3://b/x --dest-endpoint-url https://other.example.com",
+    )
+    sync.epilog = (sync.epilog or "") + (
+        "\n\nan object is transferred when it is new, its size differs, or the source is "
+        "newer\n(to the second: a file's mtime against the object's LastModified, or the "
+        "two\nLastModified); uploads store the file's mtime in x-amz-meta-mtime, downloads "
+        "set\nthe file's mtime to the object's LastModified. Both sides are listed in key "
+        "order\nand merged as two streams, so memory stays flat at any size."
+    )
+    sync.add_argument("source", metavar="SRC",
+                      help="a folder, or s3://bucket/prefix (the folder prefix/; always a "
+                      "folder for sync)")
+    sync.add_argument("dest", metavar="DST",
+                      help="s3://bucket/prefix, or a folder (made if needed); one side at "
+                      "least is a bucket, and a bucket folder is never synced into itself")
+    compare = sync.add_argument_group("comparison and deletion")
+    compare.add_argument(
+        "--checksum", action="store_true", dest="compare_checksum",
+        help="compare content, not mtimes, where the sizes match: the CRC64NVME of the "
+        "local file against the server's (default: off). It costs one HEAD per object "
+        "present on both sides with equal size (two for bucket to bucket) and a read of "
+        "each such local file; an object whose server keeps no CRC64NVME is transferred",
+    )
+    compare.add_argument(
+        "--delete", action="store_true",
+        help="delete what DST has and SRC does not (what --include/--exclude leave out is "
+        "kept), only once every transfer of the run succeeded; files only, never a folder "
+        "(default: off)",
+    )
+    dest = sync.add_argument_group("destination, when it is another server or account")
+    dest.add_argument("--dest-endpoint-url",
+                      help="the destination bucket's endpoint (default: --endpoint-url)")
+    dest.add_argument("--dest-region",
+                      help="the destination bucket's signing region (default: --region)")
+    dest.add_argument("--dest-profile",
+                      help="the destination bucket's AWS profile (default: --profile)")
+    _common(sync, sync=True)
 
 
 def _manifest_parsers(sub: Any) -> None:
@@ -1177,6 +1228,8 @@ async def _count_ahead(
     listing read, or the manifest read once more. A failure here only leaves
     the total unknown; the run itself reports what went wrong."""
     with contextlib.suppress(AsyncPresignError, OSError):
+        if args.command == "sync":
+            return  # what it moves is known only as the two sides are merged
         if args.command == "upload":
             if args.source == "-" or not await anyio.to_thread.run_sync(
                 os.path.isdir, args.source
@@ -1216,6 +1269,8 @@ async def _command_in(
     """Run the command's jobs through ``engine``."""
     if args.command == "transfer":
         return await _transfer(args, engine, journal, display, filters, plan=plan)
+    if args.command == "sync":
+        return await _sync(args, engine, journal, filters, plan=plan, callbacks=callbacks)
     if args.command == "copy":
         async with _signer(args) as source, _signer(args, "dest_") as dest:
             if args.dry_run:
@@ -1265,6 +1320,23 @@ async def _command_in(
         bucket, prefix, filters = await _listing(args, signer, args.source, filters)
         return await download_prefix(
             signer, engine, bucket, prefix, args.dest, filters=filters, **options
+        )
+
+
+async def _sync(
+    args: argparse.Namespace, engine: TransferEngine, journal: Journal, filters: Filters,
+    *, plan: Plan, callbacks: dict[str, Any],
+) -> BatchResult:
+    """``sync SRC DST``: one Signer, or two when the destination is on another
+    server or account (a ``--dest-*`` option)."""
+    other = any(getattr(args, f"dest_{name}") for name in ("endpoint_url", "region", "profile"))
+    async with contextlib.AsyncExitStack() as stack:
+        signer = await stack.enter_async_context(_signer(args))
+        dest = await stack.enter_async_context(_signer(args, "dest_")) if other else signer
+        return await sync(
+            signer, engine, args.source, args.dest, dest_signer=dest, delete=args.delete,
+            checksum=args.compare_checksum, filters=filters, journal=journal,
+            expires_in=args.expires, dry_run=args.dry_run, plan=plan, **callbacks,
         )
 
 
@@ -1618,9 +1690,14 @@ def _plan_summary(
     failures, links = _failures(result, args.command), _links(result)
     if args.json:
         plan.close_json({"skipped": result.skipped, "failed": len(failures),
-                         "failures": failures, "not_followed": links})
+                         "failures": failures, "not_followed": links,
+                         **_sync_json(result)})
         return
-    print(f"{plan.totals()}; {result.skipped} already done, {len(failures)} would fail"
+    totals = plan.totals() if not isinstance(result, SyncResult) else (
+        f"would transfer {plan.objects:,} objects, {human_bytes(plan.nbytes)}: "
+        + _sync_counts(result, dry_run=True)
+    )
+    print(f"{totals}; {result.skipped} already done, {len(failures)} would fail"
           + (f"; {len(links)} symbolic links not followed" if links else "")
           + " (dry run: nothing was changed)", file=out)
     for failure in failures:
@@ -1638,6 +1715,7 @@ def _summary(
             "succeeded": result.succeeded - result.skipped,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
             "seconds": round(seconds, 3), "failures": failures, "not_followed": links,
+            **_sync_json(result),
         }, indent=2), file=out)
         return
     rate = human_bytes(result.nbytes / seconds) if seconds > 0 else "-"
@@ -1648,11 +1726,43 @@ def _summary(
         + (f"; {len(links)} symbolic links not followed" if links else ""),
         file=out,
     )
+    if isinstance(result, SyncResult):
+        print(f"sync: {_sync_counts(result, dry_run=False)}", file=out)
     for failure in failures:
         print(f"  failed: {failure['url']}: {failure['error']}", file=out)
     for link in links:
         print(f"  not followed: {link} (a symbolic link; --follow-symlinks sends its target)",
               file=out)
+
+
+def _sync_counts(result: SyncResult, *, dry_run: bool) -> str:
+    """``2 new (1.0 KiB), 1 changed (...), 10 unchanged (...), 3 deleted (...)``,
+    and the deletions held back, if a transfer failed."""
+    deleted = "would delete" if dry_run else "deleted"
+    text = (
+        f"{result.new:,} new ({human_bytes(result.new_bytes)}), {result.changed:,} changed "
+        f"({human_bytes(result.changed_bytes)}), {result.unchanged:,} unchanged "
+        f"({human_bytes(result.unchanged_bytes)}), {result.deleted:,} {deleted} "
+        f"({human_bytes(result.deleted_bytes)})"
+    )
+    if result.not_deleted:
+        text += (
+            f"; {result.not_deleted:,} {'would not be' if dry_run else 'not'} deleted: "
+            "a transfer failed, and deletes happen only once every transfer succeeded"
+        )
+    return text
+
+
+def _sync_json(result: BatchResult) -> dict[str, Any]:
+    """A sync's counts for ``--json``: objects and bytes of each kind."""
+    if not isinstance(result, SyncResult):
+        return {}
+    counts: dict[str, Any] = {
+        kind: {"objects": getattr(result, kind), "bytes": getattr(result, f"{kind}_bytes")}
+        for kind in ("new", "changed", "unchanged", "deleted")
+    }
+    counts["not_deleted"] = result.not_deleted
+    return {"sync": counts}
 
 
 def _demo_web() -> int:

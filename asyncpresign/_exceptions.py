@@ -11,6 +11,7 @@ them sensibly::
     │   └── NoCredentialsError                no credentials in the chain
     ├── LocalFileError (OSError)              a source or destination on disk
     │   └── SourceChangedError                a file changed while being uploaded
+    ├── ListingOrderError                     a sync's listing is not in key order
     └── TransferError                         a request that did not succeed
         ├── HTTPStatusError                   non-2xx answer, S3 error code parsed
         │   └── RequestExpiredError           the URL's expiry has passed
@@ -34,6 +35,7 @@ __all__ = [
     "HTTPStatusError",
     "IntegrityError",
     "InvalidArgumentError",
+    "ListingOrderError",
     "LocalFileError",
     "NoCredentialsError",
     "RequestExpiredError",
@@ -92,6 +94,26 @@ class SourceChangedError(LocalFileError):
     """An upload's source file changed (its size or modification time) between
     the start and the end of its upload: what was sent may mix two versions of
     it. The engine starts such an upload over once, then gives up."""
+
+
+class ListingOrderError(AsyncPresignError):
+    """A listing that :func:`sync` merges came out of key order: ``key`` came
+    after ``previous`` on the ``side`` ("source" or "destination").
+
+    The merge pairs the two sides by walking both in the same order; a key out
+    of order could make an object that exists look missing, and be deleted. So
+    the sync stops there, before any deletion."""
+
+    def __init__(self, side: str, previous: str, key: str) -> None:
+        super().__init__(
+            f"the {side} listing is not in key order: {key!r} came after {previous!r}; "
+            "the sync stopped and deleted nothing (S3 lists keys in UTF-8 byte order, "
+            "SeaweedFS folder by folder; a server that lists in any other order, or two "
+            "servers that list in different orders, cannot be synced)"
+        )
+        self.side = side
+        self.previous = previous
+        self.key = key
 
 
 class TransferError(AsyncPresignError):

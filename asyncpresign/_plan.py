@@ -34,6 +34,10 @@ class Plan:
         self.nbytes = 0
         self.unknown_sizes = 0
         self.verbs: dict[str, int] = {}
+        #: What a sync would delete (not counted in ``objects`` and ``nbytes``,
+        #: which count what would move).
+        self.deletions = 0
+        self.deleted_bytes = 0
         self._opened = False
         self._header: dict[str, Any] | None = None
 
@@ -50,6 +54,20 @@ class Plan:
             print(f"would {verb} {source} to {target}", file=out)
             return
         item = json.dumps({"op": verb, "source": source, "target": target, "size": size})
+        self._start_json(out)
+        out.write(f"{',' if self._opened else ''}\n    {item}")
+        self._opened = True
+
+    def delete(self, target: str, size: int) -> None:
+        """``would delete target``: a sync's deletion (made only once every
+        transfer succeeded), as a line or a ``{"op": "delete"}`` element."""
+        self.deletions += 1
+        self.deleted_bytes += max(size, 0)
+        out = self.out or sys.stdout
+        if not self.as_json:
+            print(f"would delete {target}", file=out)
+            return
+        item = json.dumps({"op": "delete", "source": None, "target": target, "size": size})
         self._start_json(out)
         out.write(f"{',' if self._opened else ''}\n    {item}")
         self._opened = True

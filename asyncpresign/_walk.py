@@ -22,7 +22,7 @@ from ._manifest import state_of
 if TYPE_CHECKING:
     from ._bulk import Filters
 
-__all__ = ["WalkEntry", "walk_files", "walk_one", "walk_tree"]
+__all__ = ["WalkEntry", "walk_files", "walk_keys", "walk_one", "walk_tree"]
 
 
 def walk_files(
@@ -50,6 +50,9 @@ class WalkEntry:
     problem: str | None = None
     #: A symbolic link left alone (``follow_symlinks=False``): reported, not sent.
     not_followed: bool = False
+    #: A file's modification time in nanoseconds (0 for anything else): what
+    #: sync compares, and stores in ``x-amz-meta-mtime``.
+    mtime_ns: int = 0
 
     def error(self) -> LocalFileError:
         return LocalFileError(f"{self.path!r}: {self.problem}", self.path)
@@ -116,6 +119,60 @@ def walk_tree(
         stack.extend(reversed(below))
 
 
+def walk_keys(
+    directory: str, filters: Filters, *, follow_symlinks: bool = True, folders_first: bool = False
+) -> Iterator[WalkEntry]:
+    """What :func:`walk_tree` finds, in the order of the keys the files would
+    have, so that it can be merged with a bucket's listing as it streams.
+
+    S3 lists keys in UTF-8 byte order, the order of Python's ``str`` (code
+    points sort as their UTF-8 bytes do). A folder's name is the start of its
+    files' keys, so within a folder a file sorts by ``name`` and a sub-folder
+    by ``name + "/"``, and a sub-folder is walked when it is reached:
+    ``a-b`` (``-`` is below ``/``) comes before ``a/x``, and ``a0`` after it.
+    ``folders_first=True`` gives the order of servers that list folder by
+    folder (SeaweedFS): a sub-folder sorts by its bare ``name``, so ``a/x``
+    comes before ``a-b``. The files of each folder are sorted in memory, one
+    folder per level of depth, never the whole tree.
+
+    Problems are reported as :func:`walk_tree` reports them, each where its
+    path sorts (an unreadable folder where its files would have been): they
+    are not files, and a caller merging keys leaves them out of the merge."""
+    try:
+        info = os.stat(directory)
+    except OSError as exc:
+        yield WalkEntry(directory, "", problem=f"cannot read folder: {describe_os_error(exc)}")
+        return
+    mark = "" if folders_first else "/"
+    root = _Folder(directory, "", (info.st_dev, info.st_ino), None)
+    stack = [iter(_sorted_listing(root, follow_symlinks, filters, mark))]
+    while stack:
+        found = next(stack[-1], None)
+        if found is None:
+            stack.pop()
+        elif isinstance(found, _Folder):
+            stack.append(iter(_sorted_listing(found, follow_symlinks, filters, mark)))
+        else:
+            yield found
+
+
+def _sorted_listing(
+    folder: _Folder, follow: bool, filters: Filters, mark: str
+) -> list[WalkEntry | _Folder]:
+    """One folder's entries in key order: sub-folders by ``name + mark``."""
+    try:
+        with os.scandir(folder.path) as listing:
+            items = list(listing)
+    except OSError as exc:
+        if filters.covers_folder(folder.relative):
+            return []
+        return [WalkEntry(folder.path, folder.relative,
+                          problem=f"cannot read folder: {describe_os_error(exc)}")]
+    found = [e for item in items if (e := _entry(item, folder, follow, filters)) is not None]
+    found.sort(key=lambda e: e.relative + mark if isinstance(e, _Folder) else e.relative)
+    return found
+
+
 def walk_one(path: str) -> Iterator[WalkEntry]:
     """The one file ``path`` as a walk of it would find it (its relative name is
     its base name): a regular file to send, or what it is instead (stat'ed
@@ -129,7 +186,7 @@ def walk_one(path: str) -> Iterator[WalkEntry]:
     if not stat.S_ISREG(info.st_mode):
         yield WalkEntry(path, relative, problem=f"{kind_of(info.st_mode)}, not a regular file")
         return
-    yield WalkEntry(path, relative, info.st_size, state_of(info))
+    yield WalkEntry(path, relative, info.st_size, state_of(info), mtime_ns=info.st_mtime_ns)
 
 
 def _entry(
@@ -174,7 +231,7 @@ def _entry(
         problem = f"{kind_of(info.st_mode)}, not a regular file: not sent"
     if problem is not None:
         return WalkEntry(path, relative, problem=problem)
-    return WalkEntry(path, relative, info.st_size, state_of(info))
+    return WalkEntry(path, relative, info.st_size, state_of(info), mtime_ns=info.st_mtime_ns)
 
 
 def _unreadable(exc: OSError, link: bool) -> str:

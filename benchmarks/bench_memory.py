@@ -19,6 +19,12 @@ command itself, in the client process: listing, filters, signing and the
 copies) and the driver's side of ``download --dask-scheduler`` (the listing
 streamed into download specs, their folders made, signed partition by
 partition as ``transfer_on_dask`` does; no cluster, so no bytes move).
+
+A last row needs no server: ``sync`` of 1,000,000 keys (``--sync-keys``) in
+a dry run with ``--delete``, its two sides stub listings generated in key order
+(the source's keys, the destination missing one in ten, one in seven of another
+size, and one extra key in thirteen): the merge, the comparison and the plan
+(to /dev/null), which must stay flat however many keys there are.
 """
 
 from __future__ import annotations
@@ -187,11 +193,71 @@ def dask_download_client(port: int, keys: int) -> dict[str, float]:
     }
 
 
+def sync_client(keys: int) -> dict[str, float]:
+    """A dry-run ``sync --delete`` of ``keys`` keys against two stub listings."""
+    from collections.abc import AsyncIterator
+    from typing import Any
+
+    from asyncpresign import Filters, Journal, Plan
+    from asyncpresign._sync import Listed, _Place, _Sync, s3_order
+
+    def key(i: int) -> str:
+        return f"d{i // 1000:03d}/k{i:07d}"
+
+    async def source_side() -> AsyncIterator[Listed]:
+        for i in range(keys):
+            yield Listed(key(i), 100, 1_700_000_000.0, key(i))
+
+    async def dest_side() -> AsyncIterator[Listed]:
+        for i in range(keys):
+            if i % 10:
+                yield Listed(key(i), 101 if i % 7 == 0 else 100, 1_700_000_000.0, key(i))
+            if i % 13 == 0:  # "k0000013x" sorts after "k0000013", before "k0000014"
+                yield Listed(key(i) + "x", 100, 1_700_000_000.0, key(i) + "x")
+
+    class StubSides(_Sync):
+        def _side(self, place: _Place, signer: Any, *, source: bool) -> AsyncIterator[Listed]:
+            return source_side() if source else dest_side()
+
+    with open(os.devnull, "w") as devnull:
+        run = StubSides(
+            signer=None, dest_signer=None, engine=None,  # type: ignore[arg-type] # a dry run
+            src=_Place("a", ""), dst=_Place("b", ""), delete=True, checksum=False,
+            filters=Filters(), journal=Journal(None), expires_in=3600, progress=None,
+            on_result=None, on_skip=None, dry_run=True, plan=Plan(devnull), order=s3_order,
+        )
+        start = time.perf_counter()
+        result = asyncio.run(run.run())
+    if result.new != len(range(0, keys, 10)) or result.deleted != len(range(0, keys, 13)):
+        raise SystemExit(f"unexpected: {result}")
+    return {
+        "jobs": float(keys),
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "new": result.new, "changed": result.changed, "unchanged": result.unchanged,
+        "deleted": result.deleted,
+    }
+
+
+def sync_row(keys: int) -> None:
+    out = subprocess.run(
+        [sys.executable, __file__, "--listing-client", "sync", "0", str(keys)],
+        capture_output=True, text=True, check=True,
+    )
+    row = json.loads(out.stdout)
+    print(f"| {keys:,} | `sync --delete --dry-run`, stub listings (merge, compare, plan) "
+          f"| {row['seconds']} | {row['peak_rss_mib']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--client", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--listing-client", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--sync-keys", type=int, nargs="+", default=[1_000_000],
+                        help="keys in the sync row (default: 1,000,000)")
+    parser.add_argument("--sync-only", action="store_true",
+                        help="only the sync row (it needs no server)")
     args = parser.parse_args()
     if args.client:
         port, jobs, failing = args.client
@@ -199,8 +265,17 @@ def main() -> None:
         return
     if args.listing_client:
         kind, port, keys = args.listing_client
+        if kind == "sync":
+            print(json.dumps(sync_client(int(keys))))
+            return
         run = copy_client if kind == "copy" else dask_download_client
         print(json.dumps(run(int(port), int(keys))))
+        return
+    if args.sync_only:
+        print("| keys listed | what runs | seconds | client peak RSS (MiB) |")
+        print("|---|---|---|---|")
+        for keys in args.sync_keys:
+            sync_row(keys)
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,6 +307,8 @@ def main() -> None:
                 )
                 row = json.loads(out.stdout)
                 print(f"| {jobs:,} | {what} | {row['seconds']} | {row['peak_rss_mib']} |")
+        for keys in args.sync_keys:
+            sync_row(keys)
     finally:
         server.terminate()
         server.wait(5)

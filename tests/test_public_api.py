@@ -18,6 +18,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "IntegrityError",
         "InvalidArgumentError",
         "Journal",
+        "ListingOrderError",
         "LocalFileError",
         "NoCredentialsError",
         "OpenUpload",
@@ -30,6 +31,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "Signer",
         "SigningError",
         "SourceChangedError",
+        "SyncResult",
         "ThrottleState",
         "Timeout",
         "TransferEngine",
@@ -41,6 +43,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "__version__",
         "copy_objects",
         "download_prefix",
+        "sync",
         "upload_tree",
     ]
 
