@@ -349,31 +349,13 @@ class DownloadStream:
             if not 200 <= resp.status < 300:
                 raise await resp.status_error()
             etag = check_etag(resp.headers.get("ETag"), shown)
-            skip = 0
-            if not resuming:
-                total = expected_total(resp.status, resp.headers, 0, shown)
-                obj.etag, obj.total, obj.status, obj.shown = etag, total, resp.status, shown
-                if self._verify:
-                    obj.verifier = verifier_for(resp.headers, etag)
-                obj.ranged = (
-                    total is not None and total > self._part_size and etag is not None
-                    and resp.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+            if resuming:
+                skip = _resumed_at(
+                    resp.status, resp.headers, obj, etag, queued=queued, shown=shown
                 )
             else:
-                if etag != obj.etag or obj.etag is None:
-                    raise IntegrityError(
-                        "the object changed while it was being streamed (its ETag is "
-                        f"{etag!r}, was {obj.etag!r}); download it again",
-                        url=shown,
-                    )
-                answered = parse_content_range(resp.headers.get("Content-Range", ""))
-                start = answered[0] if answered is not None and resp.status == 206 else 0
-                if start > queued:
-                    raise IntegrityError(
-                        f"asked to resume at byte {queued}, the answer starts at {start}",
-                        url=shown,
-                    )
-                skip = queued - start
+                skip = 0
+                self._learn(obj, resp.status, resp.headers, etag, shown)
             if obj.ranged or (obj.total is not None and obj.total <= self._part_size):
                 # Read into memory: the answer never waits on the consumer.
                 limit = min(self._part_size, obj.total or 0) - skip
@@ -397,6 +379,20 @@ class DownloadStream:
                 obj.queued += len(data)
                 await queue.put(data)
             return TransferResult(url=shown, status=resp.status, etag=etag)
+
+    def _learn(
+        self, obj: _Object, status: int, headers: Mapping[str, str], etag: str | None, shown: str
+    ) -> None:
+        """What the first answer tells of the object: size, ETag, the check its
+        bytes get, and whether it can be fetched in ranges."""
+        total = expected_total(status, headers, 0, shown)
+        obj.etag, obj.total, obj.status, obj.shown = etag, total, status, shown
+        if self._verify:
+            obj.verifier = verifier_for(headers, etag)
+        obj.ranged = (
+            total is not None and total > self._part_size and etag is not None
+            and headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+        )
 
     # -- the other ranges ----------------------------------------------------------------
 
@@ -457,6 +453,28 @@ class DownloadStream:
         )
         obj.attempts = max(obj.attempts, result.attempts)
         return got[0]
+
+
+def _resumed_at(
+    status: int, headers: Mapping[str, str], obj: _Object, etag: str | None, *, queued: int,
+    shown: str,
+) -> int:
+    """How many bytes of a resumed answer to drop: it must be the same object,
+    starting at or before where the queued bytes end (a server that ignores
+    Range starts again at 0)."""
+    if etag != obj.etag or obj.etag is None:
+        raise IntegrityError(
+            f"the object changed while it was being streamed (its ETag is {etag!r}, was "
+            f"{obj.etag!r}); download it again",
+            url=shown,
+        )
+    answered = parse_content_range(headers.get("Content-Range", ""))
+    start = answered[0] if answered is not None and status == 206 else 0
+    if start > queued:
+        raise IntegrityError(
+            f"asked to resume at byte {queued}, the answer starts at {start}", url=shown
+        )
+    return queued - start
 
 
 async def _read(resp: Any, length: int, chunk: int) -> bytes:
