@@ -115,6 +115,22 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
+def parse_rate(text: str) -> int:
+    """``50MiB``, ``50MiB/s``, ``800k`` → bytes per second (sizes as :func:`parse_size`)."""
+    size = text.strip()
+    if size[-2:].lower() == "/s":
+        size = size[:-2]
+    try:
+        rate = parse_size(size)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not a rate: {text!r} (try 50MiB, 800KiB or 1000000, bytes per second)"
+        ) from None
+    if rate < 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 bytes per second, not {text!r}")
+    return rate
+
+
 def parse_duration(text: str) -> int:
     """``900``, ``15m``, ``1h``, ``7d`` → seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
@@ -164,6 +180,11 @@ def _transfer_options(parser: argparse.ArgumentParser, *, integrity: bool = True
         "--timeout", type=parse_duration, default=None,
         help="give up on a transfer (every attempt included) after this long, e.g. 10m "
         "(default: none; a transfer slower than 1 KiB/s for 60 s fails anyway)",
+    )
+    opts.add_argument(
+        "--limit-rate", type=parse_rate, default=None, metavar="RATE",
+        help="bytes per second of every transfer together, uploads and downloads alike, "
+        "e.g. 50MiB (a copy's bytes count once; on Dask, each task's; default: no limit)",
     )
     if integrity:
         _checksum_option(opts)
@@ -693,6 +714,7 @@ def _engine(args: argparse.Namespace) -> TransferEngine:
         retry=RetryPolicy(attempts=args.retries),
         timeout=_timeout(args),
         checksum=_checksum(args),
+        max_rate=args.limit_rate,
     )
 
 
@@ -1147,6 +1169,7 @@ async def _stream(args: argparse.Namespace) -> int:
         display.set_total(1, final=True)
         with display:
             async with _engine(args) as engine:
+                display.max_rate = engine.max_rate
                 try:
                     if args.command == "upload":
                         result = await engine.upload_stream(
@@ -1206,6 +1229,7 @@ async def _run_command(
     async with _engine(args) as engine:
         display.in_flight = lambda: engine.statistics().in_flight
         display.rate_limit = engine.rate_limit
+        display.max_rate = engine.max_rate
         # A task of its own, not a task group's: the command's errors must reach
         # main() as they are, not wrapped in an exception group.
         counter = (
@@ -1448,7 +1472,8 @@ async def _on_dask(args: argparse.Namespace) -> int:
     filters = Filters(include=args.include, exclude=args.exclude)
     options = {"concurrency": args.concurrency, "chunk_size": args.chunk_size,
                "retry": RetryPolicy(attempts=args.retries),
-               "timeout": _timeout(args)}
+               "timeout": _timeout(args), "max_rate": args.limit_rate,
+               "checksum": _checksum(args)}  # the workers' engines check as this one would
     bad: list[tuple[str, str]] = []  # (s3 URL, error) of keys no job can be made for
     client = await anyio.to_thread.run_sync(Client, args.dask_scheduler)
     started = time.monotonic()

@@ -118,8 +118,9 @@ async def _copy_once(
                     f"source body ended after {sent} of {size} bytes", url=source_shown
                 )
 
+        # Paid for once: the bandwidth limit took these bytes as the GET read them.
         async with rt.transport.request(
-            "PUT", put.url, put.headers, body=body(), length=size
+            "PUT", put.url, put.headers, body=body(), length=size, metered=False
         ) as dest:
             if not 200 <= dest.status < 300:
                 raise await dest.status_error()

@@ -22,6 +22,7 @@ import anyio
 
 from . import _files
 from ._attempts import Runtime, Tracker, call, fspath, initial_request, run_workers
+from ._bandwidth import rate_text
 from ._checksums import check_algorithm
 from ._config import Timeout
 from ._copy import copy as copy_operation
@@ -74,12 +75,15 @@ class EngineStatistics:
 
     ``endpoints`` lists every endpoint talked to, with its adaptive rate
     limiter's state; ``rate_limit`` is the lowest limit in force (requests per
-    second), or None when no endpoint is being throttled."""
+    second), or None when no endpoint is being throttled. ``max_rate`` is the
+    engine's bandwidth limit (bytes per second), a setting, not a throttle."""
 
     concurrency: int
     in_flight: int
     max_in_flight: int
     endpoints: tuple[ThrottleState, ...] = ()
+    #: The bandwidth limit (bytes per second, every transfer together), or None.
+    max_rate: float | None = None
 
     @property
     def rate_limit(self) -> float | None:
@@ -108,6 +112,12 @@ class TransferEngine:
     PUT when the engine signs (``sign=``), and compared with what the server
     says it stored. "md5" or None: none (downloads still check whatever
     checksum or MD5 ETag the server sends, unless ``verify=False``).
+
+    ``max_rate``: the most bytes per second every transfer of the engine moves
+    together (None, the default: no limit); it may be changed while transfers
+    run. Uploads and downloads share it, and each byte of an object counts
+    once, as progress counts it: a copy at 8 MiB/s reads 8 MiB/s from its
+    source and writes 8 MiB/s to its destination. Bodies count, not headers.
     """
 
     def __init__(
@@ -123,6 +133,7 @@ class TransferEngine:
         proxy: ProxySetting = None,
         ssl: SSLSetting = None,
         checksum: str | None = "crc64nvme",
+        max_rate: float | None = None,
     ) -> None:
         self.concurrency = check_positive_int("concurrency", concurrency)
         if multipart_threshold is not None:
@@ -146,12 +157,27 @@ class TransferEngine:
             user_agent=f"asyncpresign/{__version__}",
             proxy=proxy,
             ssl=ssl,
+            max_rate=max_rate,
         )
         self.checksum = check_algorithm(checksum)
         self._rt = Runtime(transport, self.concurrency, self.checksum)
 
     def __repr__(self) -> str:
-        return f"TransferEngine(concurrency={self.concurrency}, chunk_size={self.chunk_size})"
+        limit = "" if self.max_rate is None else f", max_rate={rate_text(self.max_rate)}"
+        return (
+            f"TransferEngine(concurrency={self.concurrency}, chunk_size={self.chunk_size}"
+            f"{limit})"
+        )
+
+    @property
+    def max_rate(self) -> float | None:
+        """The bandwidth limit: bytes per second of every transfer together, or None."""
+        bucket = self._rt.transport.bucket
+        return None if bucket is None else bucket.rate
+
+    @max_rate.setter
+    def max_rate(self, value: float | None) -> None:
+        self._rt.transport.set_max_rate(value)
 
     async def __aenter__(self) -> TransferEngine:
         await self.open()
@@ -182,7 +208,7 @@ class TransferEngine:
     def statistics(self) -> EngineStatistics:
         return EngineStatistics(
             self.concurrency, self._rt.in_flight, self._rt.max_in_flight,
-            self._rt.endpoints.states(),
+            self._rt.endpoints.states(), self.max_rate,
         )
 
     def rate_limit(self) -> float | None:

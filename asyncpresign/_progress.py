@@ -85,6 +85,9 @@ class ProgressDisplay:
         self.in_flight: Callable[[], int] | None = None
         #: The request rate an endpoint's throttling allows now, or None.
         self.rate_limit: Callable[[], float | None] | None = None
+        #: The engine's bandwidth limit (bytes per second), or None: a setting,
+        #: shown beside the rate, not a throttle.
+        self.max_rate: float | None = None
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -159,7 +162,7 @@ class ProgressDisplay:
                 self._task,
                 completed=self.done + self.failed + self.skipped,
                 nbytes=human_bytes(self.nbytes),
-                rate=f"{human_bytes(snap.rate)}/s",
+                rate=f"{human_bytes(snap.rate)}/s{self._limited()}",
                 flight=(f"{self.in_flight()} in flight" if self.in_flight else "")
                 + self._throttled(),
             )
@@ -169,6 +172,9 @@ class ProgressDisplay:
                 self._last_line = now
                 self.stream.write(self.line() + "\n")
                 self.stream.flush()
+
+    def _limited(self) -> str:
+        return "" if self.max_rate is None else f", limit {human_bytes(self.max_rate)}/s"
 
     def _throttled(self) -> str:
         limit = self.rate_limit() if self.rate_limit is not None else None
@@ -192,7 +198,8 @@ class ProgressDisplay:
         return (
             f"{self.what}: {finished}{total}: {snap.done} done{skipped}, {snap.failed} failed"
             f"{flight}{self._throttled()}, "
-            f"{human_bytes(snap.nbytes)} ({human_bytes(snap.rate)}/s, {rate:.0f} objects/s)"
+            f"{human_bytes(snap.nbytes)} ({human_bytes(snap.rate)}/s{self._limited()}, "
+            f"{rate:.0f} objects/s)"
             f"{left}"
         )
 

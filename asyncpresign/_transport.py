@@ -11,7 +11,10 @@ imports aiohttp. It
   file, an ``SSLContext``) without aiohttp's ``trust_env``, which would also
   read ``~/.netrc`` and add a second authentication S3 refuses;
 * checks what the server says before anyone reads it (one Content-Length,
-  HTTP/1.x), bounds stalls with a low-speed limit, and
+  HTTP/1.x), bounds stalls with a low-speed limit,
+* meters bodies through the engine's bandwidth limit (``max_rate``), when set:
+  a download's bytes as they are read, an upload's as they are handed to
+  aiohttp, and
 * translates aiohttp's errors into asyncpresign's, here and nowhere else.
 """
 
@@ -33,6 +36,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._bandwidth import TokenBucket
 from ._config import Timeout
 from ._exceptions import (
     AsyncPresignError,
@@ -61,6 +65,13 @@ FORBIDDEN_HEADERS: Final = frozenset(
     {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade",
      "te", "trailer", "keep-alive", "proxy-connection"}
 )
+#: Bytes taken from the bandwidth limit at a time: a body, a large chunk or a
+#: buffer is paid for in pieces of this size, each waiting its turn behind the
+#: other transfers' (first come, first served), so a large one cannot hog the rate.
+PIECE = 65536
+#: The longest one sleep for the bandwidth limit lasts, so that a rate raised
+#: meanwhile is noticed within it.
+MAX_HOLD_SLEEP = 0.5
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -148,11 +159,34 @@ class Response:
         return status_error(self.status, self.reason, body, self.headers, self.shown)
 
 
+class _MeteredResponse(Response):
+    """A response whose body is paid for, as it is read, from the bandwidth limit
+    (a class of its own so that without a limit reading costs nothing more)."""
+
+    __slots__ = ("_bucket",)
+
+    def __init__(
+        self, resp: aiohttp.ClientResponse, guard: _Guard | None, shown: str, bucket: TokenBucket
+    ) -> None:
+        super().__init__(resp, guard, shown)
+        self._bucket = bucket
+
+    async def read(self, n: int) -> bytes:
+        data = await super().read(n)
+        await _pay(self._bucket, len(data), self._guard)
+        return data
+
+    async def read_all(self) -> bytes:
+        data = await super().read_all()
+        await _pay(self._bucket, len(data), self._guard)
+        return data
+
+
 class _Guard:
     """The watch kept on one request: bytes moved, and whether the watchdog fired."""
 
-    __slots__ = ("fired", "last_moved", "last_progress", "moved", "reason", "task", "window_moved",
-                 "window_start")
+    __slots__ = ("fired", "held_since", "last_moved", "last_progress", "moved", "reason", "task",
+                 "window_moved", "window_start")
 
     def __init__(self, now: float) -> None:
         self.task = asyncio.current_task()
@@ -163,6 +197,21 @@ class _Guard:
         self.last_progress = now
         self.window_start = now
         self.window_moved = 0
+        #: Since when the bandwidth limit holds the request (None: it does not).
+        self.held_since: float | None = None
+
+    def hold(self, now: float) -> None:
+        self.held_since = now
+
+    def resume(self, now: float) -> None:
+        """The limit let the request go: the time it was held is not counted as
+        silence, nor in the low-speed window (a transfer held by the limit is
+        not a stalled one)."""
+        if self.held_since is not None:
+            held = now - self.held_since
+            self.held_since = None
+            self.last_progress += held
+            self.window_start += held
 
     def owns_cancellation(self) -> bool:
         """Whether the cancellation in flight is the watchdog's alone (then it is taken back)."""
@@ -178,7 +227,8 @@ class _Watchdog:
     It enforces ``Timeout.read`` (no byte moved for that long, head included)
     and the low-speed limit (fewer than ``min_rate`` bytes a second over each
     ``min_rate_window``), by cancelling the request's task; the transport turns
-    that cancellation into a :class:`TransferTimeoutError`. aiohttp's own read
+    that cancellation into a :class:`TransferTimeoutError`. Time a request
+    spends held by the bandwidth limit counts toward neither. aiohttp's own read
     timeout would re-arm a timer for every piece of every body; here a request
     costs a dict entry, and the check runs a few times per window.
     """
@@ -209,6 +259,8 @@ class _Watchdog:
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         for guard in list(self.guards):
+            if guard.held_since is not None:
+                continue  # held by the bandwidth limit; its clocks move on when let go
             if guard.moved != guard.last_moved:
                 guard.last_moved, guard.last_progress = guard.moved, now
             elif self.read is not None and now - guard.last_progress >= self.read:
@@ -249,6 +301,7 @@ class Transport:
         user_agent: str,
         proxy: ProxySetting = None,
         ssl: SSLSetting = None,
+        max_rate: float | None = None,
     ) -> None:
         self.timeout = timeout
         self.pool_size = pool_size
@@ -259,6 +312,21 @@ class Transport:
         self._watchdog = _Watchdog(timeout)
         self._proxies: dict[tuple[str, str], tuple[str, Mapping[str, str]] | None] = {}
         self._env_proxies: dict[str, str] = {}
+        #: The bandwidth limit every body is paid for from, or None.
+        self.bucket: TokenBucket | None = None
+        self.set_max_rate(max_rate)
+
+    def set_max_rate(self, max_rate: float | None) -> None:
+        """Limit the bytes per second of every body (None: no limit). A change
+        applies to the transfers in flight too."""
+        if max_rate is None:
+            if self.bucket is not None:
+                self.bucket.lift()  # what is held now goes at once
+            self.bucket = None
+        elif self.bucket is None:
+            self.bucket = TokenBucket(max_rate)
+        else:
+            self.bucket.set_rate(max_rate)
 
     def __repr__(self) -> str:
         return f"Transport(pool_size={self.pool_size})"
@@ -342,6 +410,7 @@ class Transport:
         body: bytes | AsyncIterable[bytes] | object | None = None,
         length: int | None = None,
         ok_statuses: tuple[int, ...] = (),
+        metered: bool = True,
     ) -> AsyncIterator[Response]:
         """Send one request and yield its response; the body is read inside the block.
 
@@ -349,7 +418,9 @@ class Transport:
         own (Range, If-Match), which replace a caller's header of the same
         name. ``length`` is the body's size, sent as Content-Length (a presigned
         PUT needs one: S3 refuses chunked uploads). Errors raised in the block,
-        by aiohttp or a stall, come out as asyncpresign's.
+        by aiohttp or a stall, come out as asyncpresign's. ``metered=False``:
+        nothing of this request is paid for from the bandwidth limit (a copy's
+        PUT, whose bytes were paid for as its GET read them).
         """
         session = self._session
         if session is None:
@@ -365,8 +436,13 @@ class Transport:
             send["Content-Length"] = str(length)
         target = URL(url, encoded=True)
         proxy_url, proxy_headers = self._route(target, send)
-        guard, body = self._guard(body)
+        guard = self._watchdog.watch()
+        bucket = self.bucket if metered else None
         try:
+            body = (
+                _counted_body(body, guard) if bucket is None
+                else await _metered(body, bucket, guard)
+            )
             async with session.request(
                 method,
                 target,
@@ -377,7 +453,10 @@ class Transport:
                 proxy_headers=proxy_headers,
             ) as resp:
                 _check_framing(resp, shown)
-                response = Response(resp, guard, shown)
+                response = (
+                    Response(resp, guard, shown) if bucket is None
+                    else _MeteredResponse(resp, guard, shown, bucket)
+                )
                 if 300 <= resp.status < 400 and resp.status not in ok_statuses:
                     raise await response.status_error()
                 yield response
@@ -395,18 +474,6 @@ class Transport:
         finally:
             if guard is not None:
                 self._watchdog.release(guard)
-
-    def _guard(self, body: Any) -> tuple[_Guard | None, Any]:
-        """The watchdog's guard of one request, and the body it counts."""
-        guard = self._watchdog.watch()
-        if guard is None:
-            return None, body
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            # Credit a buffer up front: it goes out in one write, unseen.
-            guard.moved += len(body)
-        elif isinstance(body, AsyncIterable):
-            body = _counted(body, guard)
-        return guard, body
 
     def _route(
         self, target: URL, send: CIMultiDict[str]
@@ -447,9 +514,82 @@ class Transport:
         return found
 
 
+def _counted_body(body: Any, guard: _Guard | None) -> Any:
+    """The body, counted into the watchdog's guard as it goes."""
+    if guard is None:
+        return body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        # Credit a buffer up front: it goes out in one write, unseen.
+        guard.moved += len(body)
+    elif isinstance(body, AsyncIterable):
+        body = _counted(body, guard)
+    return body
+
+
 async def _counted(body: AsyncIterable[bytes], guard: _Guard) -> AsyncIterator[bytes]:
     async for piece in body:
         guard.moved += len(piece)
+        yield piece
+
+
+async def _pay(bucket: TokenBucket, n: int, guard: _Guard | None) -> None:
+    """Take ``n`` bytes from the bandwidth limit, a :data:`PIECE` at a time,
+    waiting for each as long as the limit says; meanwhile the watchdog knows
+    the request is held, not stalled."""
+    while n > 0:
+        piece = min(n, PIECE)
+        n -= piece
+        ticket = bucket.take(piece)
+        if ticket is None:
+            continue
+        loop = asyncio.get_running_loop()
+        if guard is not None:
+            guard.hold(loop.time())
+        try:
+            # Not an Event: the wait is a time the bucket computes, computed
+            # again after each sleep so that a rate changed meanwhile applies.
+            while (delay := bucket.delay(ticket)) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(min(delay, MAX_HOLD_SLEEP))
+        finally:
+            if guard is not None:
+                guard.resume(loop.time())
+
+
+async def _metered(body: Any, bucket: TokenBucket, guard: _Guard | None) -> Any:
+    """The body to send under the bandwidth limit, counted into ``guard``: a
+    stream paid for piece by piece as aiohttp pulls it; a buffer of more than
+    a piece sent as such a stream (in one write it would go out unpaced); a
+    buffer of one piece, or a form (a POST's, which aiohttp frames itself),
+    paid for before it goes."""
+    if isinstance(body, AsyncIterable):
+        return _paced(body, bucket, guard)
+    size: object = (
+        len(body) if isinstance(body, (bytes, bytearray, memoryview))
+        else getattr(body, "size", None)
+    )
+    if not isinstance(size, int):
+        return body
+    if size > PIECE and isinstance(body, (bytes, bytearray, memoryview)):
+        return _paced(_slices(body), bucket, guard)
+    await _pay(bucket, size, guard)
+    if guard is not None:
+        guard.moved += size
+    return body
+
+
+async def _slices(data: bytes | bytearray | memoryview) -> AsyncIterator[memoryview]:
+    view = memoryview(data)
+    for start in range(0, len(view), PIECE):
+        yield view[start : start + PIECE]
+
+
+async def _paced(
+    body: AsyncIterable[bytes | memoryview], bucket: TokenBucket, guard: _Guard | None
+) -> AsyncIterator[bytes | memoryview]:
+    async for piece in body:
+        await _pay(bucket, len(piece), guard)
+        if guard is not None:
+            guard.moved += len(piece)
         yield piece
 
 

@@ -56,3 +56,14 @@ def test_the_first_plain_line_comes_within_half_a_second() -> None:
         time.sleep(0.55)
         display.on_bytes(ProgressEvent("u", 1, 1, None))
     assert out.getvalue().startswith("upload: ")
+
+
+def test_the_bandwidth_limit_shows_beside_the_rate_apart_from_request_throttling() -> None:
+    display = ProgressDisplay("upload", mode="quiet")
+    assert "limit" not in display.line()
+    display.max_rate = 8 * 1024 * 1024
+    assert "/s, limit 8.0 MiB/s," in display.line()
+    assert "throttled" not in display.line()
+    display.rate_limit = lambda: 12.0  # the adaptive request throttle: a different thing
+    assert "throttled: 12 req/s" in display.line()
+    assert "limit 8.0 MiB/s" in display.line()
