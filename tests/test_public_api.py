@@ -18,6 +18,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "InvalidArgumentError",
         "Journal",
         "LocalFileError",
+        "MetadataError",
         "NoCredentialsError",
         "OpenUpload",
         "Plan",
