@@ -337,6 +337,11 @@ def signs_checksums(sign: SignFunction) -> bool:
     return bool(getattr(sign, "signs_checksums", False))
 
 
+def signs_metadata(sign: SignFunction) -> bool:
+    """Whether a signing function takes ``metadata=`` (Signer.sign_later's do)."""
+    return bool(getattr(sign, "signs_metadata", False))
+
+
 def check_method(request: PresignedRequest, method: str) -> None:
     if request.method != method:
         action = {"PUT": "an upload", "GET": "a download"}.get(method, method)

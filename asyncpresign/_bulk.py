@@ -619,13 +619,20 @@ async def copy_objects(
     progress: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
     on_skip: Callable[[], None] | None = None,
+    keep_metadata: bool = True,
 ) -> BatchResult:
     """Copy ``((src_bucket, src_key), (dst_bucket, dst_key))`` pairs, streaming each
     GET into its PUT with no local file. The signers may be different servers.
     ``pairs`` may be an async iterable (a listing): copies start as it is read.
     A pair may carry the source's ETag as a third item: with a ``journal``, a
     copy it records of that same ETag is skipped; a pair without one is
-    always copied again (a changed source could not be told apart)."""
+    always copied again (a changed source could not be told apart).
+
+    Each copy keeps its source's Content-Type, Content-Encoding,
+    Cache-Control, Content-Disposition, Content-Language, Expires and
+    ``x-amz-meta-*`` metadata, taken from the GET's answer (no HEAD) and
+    signed into the PUT; a source whose metadata cannot be carried exactly
+    fails alone (:class:`MetadataError`). ``keep_metadata=False`` drops it."""
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result, on_skip)
 
@@ -647,6 +654,7 @@ async def copy_objects(
                                                      expires_in=expires_in),
                 dest_sign=dest_signer.sign_later("PUT", dst_bucket, dst_key,
                                                  expires_in=expires_in),
+                keep_metadata=keep_metadata,
             )
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)

@@ -428,6 +428,13 @@ def _bulk_parsers(sub: Any) -> None:
     copy.add_argument("source", help="s3://bucket/prefix to copy from")
     copy.add_argument("target", help="s3://bucket/prefix to copy to")
     _prefix_match(copy)
+    copy.add_argument(
+        "--metadata", action=argparse.BooleanOptionalAction, default=True,
+        help="give each copy its source's Content-Type, Content-Encoding, Cache-Control, "
+        "Content-Disposition, Content-Language, Expires and x-amz-meta-* metadata, signed "
+        "into its PUT (the default; a source whose metadata cannot be carried exactly "
+        "fails alone), or with --no-metadata store the copies without them",
+    )
     dest = copy.add_argument_group("destination, when it is another server or account")
     dest.add_argument("--dest-endpoint-url", help="the destination's endpoint")
     dest.add_argument("--dest-region", help="the destination's signing region")
@@ -1315,7 +1322,7 @@ async def _command_in(
             pairs = _copy_pairs(args, source, filters)
             return await copy_objects(
                 source, dest, engine, pairs, journal=journal,
-                expires_in=args.expires, **callbacks,
+                expires_in=args.expires, keep_metadata=args.metadata, **callbacks,
             )
     async with _signer(args) as signer:
         options: dict[str, Any] = {
@@ -1469,6 +1476,13 @@ async def _on_dask(args: argparse.Namespace) -> int:
         ) from None
     if args.dry_run:
         raise InvalidArgumentError("--dry-run does not combine with --dask-scheduler")
+    if args.command == "copy" and args.metadata:
+        # The workers get URLs, no credentials: none can sign the metadata of
+        # a source's answer into its PUT, and dropping it unasked would be silent.
+        raise InvalidArgumentError(
+            "copy --dask-scheduler cannot carry the objects' metadata (the workers hold no "
+            "credentials to sign it into the PUTs): add --no-metadata to copy without it"
+        )
     filters = Filters(include=args.include, exclude=args.exclude)
     options = {"concurrency": args.concurrency, "chunk_size": args.chunk_size,
                "retry": RetryPolicy(attempts=args.retries),

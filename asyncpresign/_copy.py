@@ -5,11 +5,20 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
-from ._attempts import Runtime, Tracker, expiring, initial_request, signs_checksums
+from ._attempts import (
+    Runtime,
+    Tracker,
+    expiring,
+    initial_request,
+    signs_checksums,
+    signs_metadata,
+)
 from ._checks import check_etag, check_stored_md5, is_plain_md5, parse_content_length
 from ._checksums import Crc, encode, full_object_checksum, header_name
 from ._exceptions import IntegrityError, RequestExpiredError
+from ._metadata import metadata_params
 from ._models import PresignedRequest, RequestLike, SignFunction, TransferResult
 from ._redact import redact_url
 from ._retry import RetryPolicy
@@ -27,12 +36,20 @@ async def copy(
     chunk: int,
     policy: RetryPolicy,
     tracker: Tracker,
+    keep_metadata: bool = True,
 ) -> TransferResult:
     """Memory stays at a chunk plus aiohttp's read buffer whatever the object size.
     The source and destination may be different servers with different
-    credentials. When both ETags are plain MD5s they must match."""
+    credentials. When both ETags are plain MD5s they must match.
+
+    With ``keep_metadata`` and a ``dest_sign`` that signs metadata, the
+    source's metadata (Content-Type … ``x-amz-meta-*``) is signed into the
+    PUT. It is known once the GET's answer arrives, so each attempt signs its
+    PUT then, from that answer: a retry, or a PUT re-signed on expiry, carries
+    the metadata of the answer it copies, and no HEAD is spent on it."""
     get = initial_request(source, source_sign, "GET")
     put = initial_request(dest, dest_sign, "PUT")
+    carries = keep_metadata and dest_sign is not None and signs_metadata(dest_sign)
 
     async def attempt(put_request: PresignedRequest, attempt_tracker: Tracker) -> TransferResult:
         nonlocal get
@@ -41,7 +58,8 @@ async def copy(
         assert get is not None
         try:
             return await _copy_once(
-                rt, get, put_request, chunk, tracker=attempt_tracker, dest_sign=dest_sign
+                rt, get, put_request, chunk, tracker=attempt_tracker, dest_sign=dest_sign,
+                carries=carries,
             )
         except RequestExpiredError as exc:
             # The GET expired before a byte moved (the PUT's own expiry is
@@ -50,7 +68,8 @@ async def copy(
                 raise
             get = await rt.resign(source_sign, "GET")
             return await _copy_once(
-                rt, get, put_request, chunk, tracker=attempt_tracker, dest_sign=dest_sign
+                rt, get, put_request, chunk, tracker=attempt_tracker, dest_sign=dest_sign,
+                carries=carries,
             )
 
     return await rt.with_retries(
@@ -66,11 +85,14 @@ async def _copy_once(
     *,
     tracker: Tracker,
     dest_sign: SignFunction | None,
+    carries: bool,
 ) -> TransferResult:
     """One copy. The source's whole-object checksum, when it sends one, is signed
     into the destination's PUT (so the destination server refuses bytes that
     are not the source's), and the bytes passing through are checked against it
-    too; else the source's ETag, when it is an MD5, is compared with the copy's."""
+    too; else the source's ETag, when it is an MD5, is compared with the copy's.
+    When it ``carries`` metadata, the source's is checked (a bad value fails
+    the copy before the PUT) and signed in, with the checksum in one signing."""
     async with rt.transport.request("GET", get.url, get.headers) as source:
         source_shown = source.shown
         if source.status != 200:
@@ -86,15 +108,8 @@ async def _copy_once(
         source_sum = full_object_checksum(source.headers)
         check_md5 = source_sum is None and is_plain_md5(source_etag, source.headers)
         crc = Crc(source_sum[0]) if source_sum else None
-        signed = False
-        if source_sum is not None and dest_sign is not None and signs_checksums(dest_sign):
-            put = await rt.resign(
-                functools.partial(
-                    dest_sign, checksum=(source_sum[0], encode(source_sum[0], source_sum[1]))
-                ),
-                "PUT",
-            )
-            signed = True
+        metadata = metadata_params(source.headers.items(), source_shown) if carries else {}
+        put, signed = await _signed_put(rt, put, dest_sign, metadata, source_sum)
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
@@ -150,3 +165,24 @@ async def _copy_once(
         if is_plain_md5(result.etag, {}):
             verified = "md5"
     return replace(result, nbytes=size, verified=verified)
+
+
+async def _signed_put(
+    rt: Runtime,
+    put: PresignedRequest,
+    dest_sign: SignFunction | None,
+    metadata: dict[str, Any],
+    source_sum: tuple[str, int] | None,
+) -> tuple[PresignedRequest, bool]:
+    """The PUT to send, signed afresh (once) with what the source's answer told:
+    its ``metadata`` and its whole-object checksum, if ``dest_sign`` signs it;
+    and whether the checksum is signed in."""
+    extra: dict[str, Any] = {}
+    if metadata:
+        extra["metadata"] = metadata
+    signed = source_sum is not None and dest_sign is not None and signs_checksums(dest_sign)
+    if source_sum is not None and signed:
+        extra["checksum"] = (source_sum[0], encode(source_sum[0], source_sum[1]))
+    if not extra or dest_sign is None:
+        return put, False
+    return await rt.resign(functools.partial(dest_sign, **extra), "PUT"), signed

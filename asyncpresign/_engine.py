@@ -485,6 +485,7 @@ class TransferEngine:
         chunk_size: int | None = None,
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
+        keep_metadata: bool = True,
     ) -> TransferResult:
         """Stream a presigned GET straight into a presigned PUT, with no local file.
 
@@ -492,11 +493,20 @@ class TransferEngine:
         size. The source and destination may be different servers with
         different credentials (each signed by its own Signer). When both ETags
         are plain MD5s they must match, which checks the copy end to end.
+
+        With ``dest_sign`` (:meth:`Signer.sign_later`), the copy keeps the
+        source's Content-Type, Content-Encoding, Cache-Control,
+        Content-Disposition, Content-Language, Expires and ``x-amz-meta-*``
+        metadata: read from the GET's answer and signed into the PUT. A value
+        that cannot be carried exactly fails the copy (:class:`MetadataError`)
+        before the PUT. ``keep_metadata=False`` stores the copy without them. A
+        fixed ``dest`` request with no ``dest_sign`` sends the headers it was
+        signed with, and no others.
         """
         return await self._rt.bounded(copy_operation(
             self._rt, source, dest, source_sign=source_sign, dest_sign=dest_sign,
             chunk=self._chunk(chunk_size), policy=retry or self.retry,
-            tracker=Tracker(progress),
+            tracker=Tracker(progress), keep_metadata=keep_metadata,
         ))
 
     async def run(
@@ -576,6 +586,7 @@ class TransferEngine:
                 result = await self.copy(
                     job.source, job.dest, source_sign=job.source_sign,
                     dest_sign=job.dest_sign, retry=job.retry, progress=progress,
+                    keep_metadata=job.keep_metadata,
                 )
             else:
                 raise InvalidArgumentError(

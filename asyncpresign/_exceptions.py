@@ -17,7 +17,8 @@ them sensibly::
         │   └── RequestExpiredError           the URL's expiry has passed
         ├── TransportError (ConnectionError)  connection refused, reset, dropped
         ├── TransferTimeoutError (TimeoutError)
-        └── IntegrityError (ValueError)       size, ETag or MD5 do not match
+        ├── IntegrityError (ValueError)       size, ETag or MD5 do not match
+        └── MetadataError (ValueError)        a copy's source metadata cannot be carried
 
 A :class:`TransferError` carries the request's URL with its signature redacted
 and the number of attempts made. Errors from aiohttp and botocore are turned
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidArgumentError",
     "ListingOrderError",
     "LocalFileError",
+    "MetadataError",
     "NoCredentialsError",
     "RequestExpiredError",
     "SigningError",
@@ -198,3 +200,12 @@ class TransferTimeoutError(TransferError, TimeoutError):
 
 class IntegrityError(TransferError, ValueError):
     """What arrived does not match what was promised (size, ETag or MD5)."""
+
+
+class MetadataError(TransferError, ValueError):
+    """A copy's source answered with metadata that cannot be carried to the
+    destination as it is: a header value with a control character (CR, LF …)
+    or a non-ASCII byte, or too long; an ``x-amz-meta-*`` name that is not an
+    HTTP token, or given twice; more user metadata than S3's 2 KB; an
+    ``Expires`` that is not an HTTP date. Nothing was sent to the destination,
+    and it is not retried (the source would answer the same)."""

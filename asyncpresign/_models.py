@@ -164,7 +164,10 @@ RequestLike: TypeAlias = "PresignedRequest | str"
 #: An async function that returns a freshly signed request each time it is
 #: called with no arguments. For uploads that ask for ``content_md5=True`` it is
 #: called with ``content_md5=<base64 MD5>`` and must sign that as the request's
-#: Content-MD5 header. :meth:`Signer.sign_later` makes one.
+#: Content-MD5 header. One with a true ``signs_checksums`` attribute is called
+#: with ``checksum=(algorithm, base64)``, and one with ``signs_metadata`` with
+#: ``metadata=`` (a copy's source metadata as ``put_object`` parameters), to
+#: sign in. :meth:`Signer.sign_later` makes one.
 SignFunction: TypeAlias = Callable[..., Awaitable[PresignedRequest]]
 
 
@@ -217,7 +220,9 @@ class Download:
 @dataclass(frozen=True, slots=True)
 class Copy:
     """A copy job for :meth:`TransferEngine.run`: stream ``source`` (a GET) into
-    ``dest`` (a PUT) with no local file. The two may be different servers."""
+    ``dest`` (a PUT) with no local file. The two may be different servers.
+    With ``dest_sign``, the source's metadata is signed into the PUT unless
+    ``keep_metadata=False`` (see :meth:`TransferEngine.copy`)."""
 
     source: RequestLike | None
     dest: RequestLike | None
@@ -225,6 +230,7 @@ class Copy:
     source_sign: SignFunction | None = None
     dest_sign: SignFunction | None = None
     retry: RetryPolicy | None = None
+    keep_metadata: bool = True
 
 
 Job: TypeAlias = "Upload | Download | Copy"

@@ -350,7 +350,11 @@ class Signer:
         Give it to a job (``Upload(None, path, sign=...)``) and the engine signs
         just before the transfer starts, and again when the URL expires, so
         long-running jobs never send a dead URL. For PUTs the engine may pass
-        ``content_md5=`` (when the job asks for ``content_md5=True``).
+        ``content_md5=`` (when the job asks for ``content_md5=True``),
+        ``checksum=`` (a body's checksum) and, for a copy, ``metadata=``: the
+        source's metadata as ``put_object`` parameters (``ContentType``,
+        ``CacheControl`` … ``Metadata``), signed in beside ``options``, which
+        win where both set one.
         The bucket, key and expiry are checked now, not at the first call.
         """
         check_bucket(bucket)
@@ -362,16 +366,20 @@ class Signer:
         _check_metadata(options.get("metadata"))
 
         async def sign(
-            *, content_md5: str | None = None, checksum: tuple[str, str] | None = None
+            *,
+            content_md5: str | None = None,
+            checksum: tuple[str, str] | None = None,
+            metadata: Mapping[str, Any] | None = None,
         ) -> PresignedRequest:
             if method == "GET":
                 return await self.presign_get(bucket, key, expires_in=expires_in, **options)
             return await self.presign_put(
                 bucket, key, expires_in=expires_in, content_md5=content_md5, checksum=checksum,
-                **options,
+                **(_beside(metadata, options) if metadata else options),
             )
 
         sign.signs_checksums = True  # type: ignore[attr-defined]
+        sign.signs_metadata = True  # type: ignore[attr-defined]
         sign.target = (bucket, key)  # type: ignore[attr-defined] # what a failure names
         return sign
 
@@ -974,6 +982,21 @@ class Signer:
             # botocore's credential providers and endpoint rules raise plain
             # builtins for bad configuration; name the action, keep the cause.
             raise SigningError(f"could not {action}: {type(exc).__name__}: {exc}") from exc
+
+
+#: presign_put's keyword arguments for what are also put_object parameters.
+_KEYWORDS = {"ContentType": "content_type", "Metadata": "metadata"}
+
+
+def _beside(metadata: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with a copy's ``metadata`` parameters added, each one the
+    options set already (by its parameter name or presign_put's keyword) left out."""
+    merged = {
+        name: value for name, value in metadata.items()
+        if name not in options and _KEYWORDS.get(name) not in options
+    }
+    merged.update(options)
+    return merged
 
 
 def _has_condition(conditions: Sequence[Any], name: str) -> bool:

@@ -33,10 +33,13 @@ What botocore does, and so what this module reproduces:
   ``application/x-www-form-urlencoded; charset=utf-8`` is not signed, because
   botocore assumes it added that value itself.
 * The payload hash is always ``UNSIGNED-PAYLOAD``.
+* A timestamp header (``Expires``) given as a datetime is sent in whole
+  seconds as an RFC 822 date in GMT, a naive datetime read as UTC.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import functools
 import hashlib
@@ -44,6 +47,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
 
@@ -532,7 +536,10 @@ def _quote_key(key: str) -> tuple[str, bytes]:
     return quoted, quoted.encode()
 
 
+@functools.lru_cache(maxsize=1024)
 def _quote_query(text: str) -> str:
+    # Cached: a request shape signed once (a copy's metadata makes one per
+    # object) quotes the same auth values as the last (scope, date, names).
     try:
         return quote(text, safe=_QUERY_SAFE)
     except UnicodeEncodeError:
@@ -617,6 +624,7 @@ _HEADER: Final = "header"
 _STRING: Final = "string"
 _PART_NUMBER: Final = "part-number"
 _METADATA: Final = "metadata"
+_TIMESTAMP: Final = "timestamp"
 _MAX_PART_NUMBER: Final = 10000
 _METADATA_PREFIX: Final = "x-amz-meta-"
 
@@ -655,6 +663,9 @@ _OPERATIONS: Final[Mapping[str, tuple[str, Mapping[str, tuple[str, str, str]]]]]
             "ContentMD5": (_HEADER, "content-md5", _STRING),
             "ContentType": (_HEADER, "content-type", _STRING),
             "Metadata": (_HEADER, _METADATA_PREFIX, _METADATA),
+            # Spelt as botocore's serializer spells it, which the handed-out
+            # headers keep (see the Signer's _display_headers).
+            "Expires": (_HEADER, "Expires", _TIMESTAMP),
             **_CHECKSUM_HEADERS,
         },
     ),
@@ -719,6 +730,13 @@ def _scalar_text(kind: str, value: object) -> str | None:
         if type(value) is not int or not 1 <= value <= _MAX_PART_NUMBER:
             return None
         return str(value)
+    if kind == _TIMESTAMP:
+        # botocore takes a string too, parsed by dateutil's rules: those are
+        # left to it. A datetime is formatted as its header serializer does
+        # (naive means UTC; whole seconds; RFC 822 in GMT).
+        if not isinstance(value, datetime.datetime) or not 1970 < value.year < 9999:
+            return None
+        return formatdate(calendar.timegm(value.utctimetuple()), usegmt=True)
     return value if isinstance(value, str) else None
 
 

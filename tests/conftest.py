@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -58,6 +60,28 @@ async def object_exists(signer: Signer, bucket: str, key: str) -> bool:
             return False
         raise
     return True
+
+
+#: Every piece of metadata a copy carries, as put_object parameters (a
+#: Content-Type SeaweedFS would not guess, names of mixed case, runs of spaces).
+FULL_METADATA: dict[str, Any] = {
+    "ContentType": "application/vnd.asyncpresign+csv; charset=utf-8",
+    "ContentEncoding": "gzip",
+    "CacheControl": "public, max-age=600",
+    "ContentDisposition": 'attachment; filename="report 2026.csv"',
+    "ContentLanguage": "fr-CA",
+    "Expires": dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc),
+    "Metadata": {"owner": "team-a", "Mixed-Case": "value  with  spaces", "n": "1"},
+}
+#: What a HEAD says of each of them.
+DESCRIBED = ("ContentType", "ContentEncoding", "CacheControl", "ContentDisposition",
+             "ContentLanguage", "ExpiresString", "Metadata")
+
+
+async def described(signer: Signer, bucket: str, key: str) -> dict[str, Any]:
+    """The metadata a HEAD of ``bucket/key`` shows, asked of the server directly."""
+    head = await signer.client.head_object(Bucket=bucket, Key=key)
+    return {name: head.get(name) for name in DESCRIBED}
 
 
 @pytest.fixture

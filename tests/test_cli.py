@@ -14,8 +14,10 @@ from urllib.parse import quote
 import anyio
 import pytest
 
+from asyncpresign import Signer
 from asyncpresign.testing import LocalS3
 
+from .conftest import FULL_METADATA, described
 from .proxy import Rule, S3Proxy
 
 pytestmark = pytest.mark.anyio
@@ -109,6 +111,31 @@ async def test_copy_between_buckets(
     assert json.loads(copied.stdout)["succeeded"] == 30
     cli("download", f"s3://{other}/to", str(tmp_path / "out"), "--quiet", env=env)
     assert read_tree(tmp_path / "out") == files
+
+
+async def test_copy_keeps_each_objects_metadata_unless_told_not_to(
+    env: dict[str, str], bucket: str, signer: Signer
+) -> None:
+    for i in range(3):
+        extra = {**FULL_METADATA, "Metadata": {"index": str(i), "owner": "team-a"}}
+        await signer.client.put_object(Bucket=bucket, Key=f"meta/{i}.csv", Body=b"1,2", **extra)
+    cli("copy", f"s3://{bucket}/meta", f"s3://{bucket}/kept", "--quiet", env=env)
+    cli("copy", f"s3://{bucket}/meta", f"s3://{bucket}/bare", "--no-metadata", "--quiet", env=env)
+    for i in range(3):
+        source = await described(signer, bucket, f"meta/{i}.csv")
+        assert source["Metadata"] == {"index": str(i), "owner": "team-a"}
+        assert await described(signer, bucket, f"kept/{i}.csv") == source
+        bare = await described(signer, bucket, f"bare/{i}.csv")
+        assert bare["Metadata"] == {}
+        assert bare["CacheControl"] is None
+        assert bare["ContentType"] != source["ContentType"]
+
+
+def test_a_copy_on_dask_says_it_cannot_carry_metadata(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    done = cli("copy", "s3://bucket-a/x", "s3://bucket-b/x", "--dask-scheduler",
+               "tcp://127.0.0.1:1", env=base_env(tmp_path), check=2)
+    assert "--no-metadata" in done.stderr
 
 
 async def test_manifest_signed_here_runs_elsewhere_without_credentials(

@@ -103,6 +103,13 @@ metadata = st.dictionaries(
 ).filter(lambda m: len({name.lower() for name in m}) == len(m))
 
 
+# Aware (any offset) and naive (UTC to botocore) datetimes, with microseconds.
+expires_values = st.datetimes(
+    min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(9998, 12, 31),
+    timezones=st.none() | st.timezones() | st.just(dt.timezone.utc),
+)
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     operation = draw(st.sampled_from(["get", "put", "part"]))
@@ -121,6 +128,12 @@ def requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             options["metadata" if by_argument else "Metadata"] = draw(metadata)
         if draw(st.booleans()):
             options["CacheControl"] = "max-age=60"
+        # What a copy carries from its source's answer, Expires as the instant.
+        for name in ("ContentEncoding", "ContentDisposition", "ContentLanguage"):
+            if draw(st.booleans()):
+                options[name] = draw(header_values)
+        if draw(st.booleans()):
+            options["Expires"] = draw(expires_values)
     else:
         options["upload_id"] = draw(st.text(alphabet=string.ascii_letters + "-_.", min_size=1))
         options["part_number"] = draw(st.integers(1, 10_000))

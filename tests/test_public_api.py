@@ -20,6 +20,7 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         "Journal",
         "ListingOrderError",
         "LocalFileError",
+        "MetadataError",
         "NoCredentialsError",
         "OpenUpload",
         "Plan",

@@ -36,6 +36,33 @@ async def test_put_returns_the_headers_the_client_must_send(signer: Signer, buck
     assert "X-Amz-Signature=" in request.url
 
 
+async def test_sign_later_signs_a_copys_metadata_beside_its_own_options(
+    signer: Signer, bucket: str
+) -> None:
+    sign = signer.sign_later("PUT", bucket, "k", CacheControl="no-store")
+    assert getattr(sign, "signs_metadata", False)
+    request = await sign(metadata={
+        "ContentType": "text/csv",
+        "CacheControl": "max-age=60",  # the sign_later option wins
+        "Expires": dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "Metadata": {"owner": "a"},
+    })
+    assert request.headers == {
+        "Content-Type": "text/csv",
+        "Cache-Control": "no-store",
+        "x-amz-meta-owner": "a",
+        "Expires": "Wed, 02 Jan 2030 03:04:05 GMT",
+    }
+    signed = request.url.split("X-Amz-SignedHeaders=")[1].split("&")[0]
+    assert signed == "cache-control%3Bcontent-type%3Bexpires%3Bhost%3Bx-amz-meta-owner"
+    plain = await sign()
+    assert plain.headers == {"Cache-Control": "no-store"}
+    # Options given as presign_put's keywords win too (not "given twice").
+    keyworded = signer.sign_later("PUT", bucket, "k", content_type="text/x", metadata={"b": "2"})
+    request = await keyworded(metadata={"ContentType": "text/csv", "Metadata": {"owner": "a"}})
+    assert request.headers == {"Content-Type": "text/x", "x-amz-meta-b": "2"}
+
+
 async def test_get_asks_for_the_objects_checksum_by_default(signer: Signer, bucket: str) -> None:
     request = await signer.presign_get(bucket, "k")
     assert request.method == "GET"
