@@ -11,7 +11,7 @@ them sensibly::
     │   └── NoCredentialsError                no credentials in the chain
     ├── LocalFileError (OSError)              a source or destination on disk
     │   └── SourceChangedError                a file changed while being uploaded
-    ├── ListingOrderError                     a sync's listing is not in key order
+    ├── ListingOrderError (ValueError)        a sync's listing is not in key order
     └── TransferError                         a request that did not succeed
         ├── HTTPStatusError                   non-2xx answer, S3 error code parsed
         │   └── RequestExpiredError           the URL's expiry has passed
@@ -98,7 +98,7 @@ class SourceChangedError(LocalFileError):
     it. The engine starts such an upload over once, then gives up."""
 
 
-class ListingOrderError(AsyncPresignError):
+class ListingOrderError(AsyncPresignError, ValueError):
     """A listing that :func:`sync` merges came out of key order: ``key`` came
     after ``previous`` on the ``side`` ("source" or "destination").
 

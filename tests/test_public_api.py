@@ -63,6 +63,7 @@ def test_every_exception_derives_from_the_root_and_its_builtin() -> None:
         ):
             assert issubclass(obj, root), name
     assert issubclass(asyncpresign.InvalidArgumentError, ValueError)
+    assert issubclass(asyncpresign.ListingOrderError, ValueError)
     assert issubclass(asyncpresign.TransportError, ConnectionError)
     assert issubclass(asyncpresign.TransferTimeoutError, TimeoutError)
     assert issubclass(asyncpresign.LocalFileError, OSError)

@@ -31,6 +31,7 @@ from asyncpresign._sync import Listed, _Sync, differs, folder_order, merge_join,
 from asyncpresign._walk import walk_keys
 from asyncpresign.testing import LocalS3
 
+from .conftest import FULL_METADATA, described
 from .proxy import Rule, S3Proxy
 from .test_cli import base_env, cli
 
@@ -482,3 +483,22 @@ def cli_path(env: dict[str, str]) -> str:
     )
     return done.stdout.strip()
 
+
+
+@pytest.mark.anyio
+async def test_a_bucket_to_bucket_sync_keeps_each_objects_metadata(
+    env: dict[str, str], signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    other = bucket + "-meta"
+    await signer.ensure_bucket(other)
+    await signer.client.put_object(Bucket=bucket, Key="m/report.csv", Body=b"a,b\n",
+                                   **FULL_METADATA)
+    # A file synced up carries its mtime, which a bucket-to-bucket sync keeps too.
+    write_tree(tmp_path / "up", {"notes.txt": b"n"})
+    run_sync(str(tmp_path / "up"), f"s3://{bucket}/m", env=env)
+    run_sync(f"s3://{bucket}/m", f"s3://{other}/m", env=env)
+    assert await described(signer, other, "m/report.csv") == await described(
+        signer, bucket, "m/report.csv"
+    )
+    copied = await signer.client.head_object(Bucket=other, Key="m/notes.txt")
+    assert copied["Metadata"]["mtime"]
