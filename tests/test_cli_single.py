@@ -222,3 +222,25 @@ async def test_ctrl_c_during_a_stdin_upload_aborts_it(
     assert b"interrupted" in err
     assert [u async for u in signer.list_multipart_uploads(bucket)] == []
     assert await keys(signer, bucket) == []
+
+
+async def test_a_reader_that_stops_early_ends_a_download_to_stdout_quietly(
+    signer: Signer, bucket: str, env: dict[str, str]
+) -> None:
+    await signer.client.put_object(Bucket=bucket, Key="long.bin", Body=os.urandom(30 * MiB))
+
+    def head_of_pipe() -> tuple[int, bytes, bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "asyncpresign", "download", f"s3://{bucket}/long.bin", "-"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        assert process.stdout is not None
+        first = process.stdout.read(10)  # as `| head -c 10` does, then goes away
+        process.stdout.close()
+        _, err = process.communicate(timeout=120)
+        return process.returncode, first, err
+
+    status, first, err = await anyio.to_thread.run_sync(head_of_pipe)
+    assert len(first) == 10
+    assert status == 141, err
+    assert b"Traceback" not in err

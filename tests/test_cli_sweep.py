@@ -12,7 +12,8 @@ import pytest
 
 from .test_cli import base_env
 
-COMMANDS = ["demo", "sign", "upload", "download", "copy", "transfer", "complete", "uploads"]
+COMMANDS = ["demo", "sign", "upload", "download", "copy", "sync", "transfer", "complete",
+            "uploads"]
 
 
 def run(args: list[str], env: dict[str, str], *, stdout: int | None = None) -> tuple[int, str]:
@@ -51,8 +52,12 @@ def argument_sets(files: dict[str, Path]) -> list[list[str]]:
                  ["put", "s3://bucket-x/k", "--multipart", binary, "--manifest", empty],
                  ["get", "s3://bucket-x/k", "--expires", "forever"]],
         "upload": [[binary, "s3://bucket-x/p"], [folder, "nowhere"], [empty, "s3://bucket-x/"],
-                   [folder, "s3://bucket-x/p", "--journal", binary]],
-        "download": [["s3://bucket-x/p", binary], ["nowhere", folder]],
+                   [folder, "s3://bucket-x/p", "--journal", binary], ["-", "s3://bucket-x/"],
+                   ["-", "s3://bucket-x/k"], ["-", "s3://bucket-x/k", "--dry-run", "--json"]],
+        "download": [["s3://bucket-x/p", binary], ["nowhere", folder], ["s3://bucket-x/k", "-"],
+                     ["s3://bucket-x/k", "-", "--journal", binary]],
+        "sync": [[folder, folder], [binary, "s3://bucket-x/p"], ["s3://bucket-x/p", binary],
+                 ["s3://bucket-x/p", "s3://bucket-x/p"], [folder, "nowhere", "--delete"]],
         "copy": [["s3://bucket-x/a", "nowhere"], ["s3://", "s3://"]],
         "transfer": [[binary], [empty], [folder], ["/no/such/file"],
                      [binary, "--journal", folder]],
@@ -61,6 +66,15 @@ def argument_sets(files: dict[str, Path]) -> list[list[str]]:
     }
     return [[command, *args] for command in COMMANDS
             for args in [*sets, *per_command[command]]]
+
+
+def test_the_sweep_covers_every_command() -> None:
+    from asyncpresign._cli import _parser
+
+    subparsers = next(
+        action for action in _parser()._actions if action.dest == "command"
+    )
+    assert sorted(COMMANDS) == sorted(subparsers.choices)  # type: ignore[arg-type]
 
 
 def test_no_command_with_garbage_input_prints_a_traceback(
