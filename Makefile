@@ -28,6 +28,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_transfers.py --rounds 5
 	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick
 	$(BIN)/python benchmarks/bench_large.py --mib 256 --rounds 2 | tee benchmarks/results/large.md
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/bench_streams.py --mib 512 --rounds 3 | tee benchmarks/results/streams.md
 	$(BIN)/python benchmarks/readme_tables.py
 
 lint: $(VENV)/.installed-test
