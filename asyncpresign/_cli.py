@@ -21,7 +21,6 @@ import os
 import random
 import re
 import signal
-import stat
 import sys
 import tempfile
 import time
@@ -66,7 +65,7 @@ from ._exceptions import (
     LocalFileError,
     NoCredentialsError,
 )
-from ._files import describe_os_error, file_checksum, kind_of, source_version
+from ._files import file_checksum, source_version
 from ._manifest import (
     Journal,
     ManifestEntry,
@@ -93,6 +92,7 @@ from ._signer import Signer
 from ._sync import SyncResult, sync
 from ._targets import download_dest, object_target, parse_s3_uri
 from ._version import __version__
+from ._walk import walk_one
 from .testing import LocalS3
 
 EXIT_OK = 0
@@ -1155,7 +1155,6 @@ async def _stream(args: argparse.Namespace) -> int:
     async with _signer(args) as signer:
         if args.command == "upload":
             bucket, key = object_target(args.target, "-")
-            uri, path = f"s3://{bucket}/{key}", "-"
         else:
             single = await _single_object(args, signer, args.source)
             if single is None:
@@ -1164,7 +1163,7 @@ async def _stream(args: argparse.Namespace) -> int:
                     "to stdout (s3://bucket/key, as listed)"
                 )
             bucket, key = single
-            uri, path = f"s3://{bucket}/{key}", "-"
+        uri = f"s3://{bucket}/{key}"
         if args.dry_run:
             plan = Plan(out, as_json=args.json)
             if args.json:
@@ -1194,7 +1193,7 @@ async def _stream(args: argparse.Namespace) -> int:
                     result = TransferResult(
                         url=uri, error=exc, attempts=getattr(exc, "attempts", 1)
                     )
-                result = dataclasses.replace(result, url=uri, path=path, op=args.command)
+                result = dataclasses.replace(result, url=uri, path="-", op=args.command)
                 display.on_result(result)
     batch = BatchResult(
         results=(result,), failed=() if result.ok else (result,), total=1,
@@ -1384,17 +1383,14 @@ async def _single_object(
 
 def _check_file_source(path: str) -> None:
     """An upload's SOURCE that is not a folder must be a regular file (a bad
-    argument, exit 2, rather than a failed job)."""
-    try:
-        info = os.stat(path)
-    except OSError as exc:
+    argument, exit 2, rather than a failed job), as the upload's own walk of
+    it (:func:`walk_one`) judges it."""
+    problem = next(walk_one(path)).problem
+    if problem is not None:
         raise InvalidArgumentError(
-            f"{path!r}: {describe_os_error(exc)} (SOURCE is a file, a folder, or - for stdin)"
-        ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InvalidArgumentError(
-            f"{path!r} is a {kind_of(info.st_mode)}, not a regular file or folder; to upload "
-            f"a stream, pipe it: ... | asyncpresign upload - s3://bucket/key"
+            f"{path!r} is not a regular file or folder ({problem}); SOURCE is a file, a "
+            "folder, or - for stdin: to upload a stream, pipe it: ... | asyncpresign "
+            "upload - s3://bucket/key"
         )
 
 

@@ -17,8 +17,9 @@ from ._download import DownloadState, receive_at
 from ._exceptions import HTTPStatusError, IntegrityError
 from ._models import PresignedRequest, SignFunction, TransferResult
 from ._retry import RetryPolicy
+from ._transport import Response
 
-__all__ = ["fetch_ranges", "object_changed"]
+__all__ = ["check_range_status", "fetch_ranges"]
 
 
 async def fetch_ranges(
@@ -106,10 +107,7 @@ async def _get_range_once(
     length = last_byte - first_byte + 1
     async with rt.transport.request("GET", request.url, request.headers, extra=extra) as resp:
         shown = resp.shown
-        if resp.status == 412:
-            raise object_changed(shown)
-        if not 200 <= resp.status < 300:
-            raise await resp.status_error()
+        await check_range_status(resp)
         check_part_answer(resp.status, resp.headers, (first_byte, last_byte), state.total, shown)
         # Room is reserved only now, when this answer shows it carries the range.
         crc = Crc(state.checksum[0]) if state.checksum else None
@@ -123,6 +121,15 @@ async def _get_range_once(
     if crc is not None:
         state.range_crcs[first_byte] = crc
     return TransferResult(url=shown, nbytes=received, status=206, etag=state.etag)
+
+
+async def check_range_status(resp: Response) -> None:
+    """A request asked ``If-Match`` an ETag must get a 2xx: a 412 says the object
+    was replaced meanwhile; anything else is the server's error."""
+    if resp.status == 412:
+        raise object_changed(resp.shown)
+    if not 200 <= resp.status < 300:
+        raise await resp.status_error()
 
 
 def object_changed(shown: str) -> HTTPStatusError:

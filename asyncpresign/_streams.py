@@ -33,7 +33,7 @@ from ._exceptions import IntegrityError, InvalidArgumentError
 from ._models import PresignedRequest, RequestLike, SignFunction, TransferResult
 from ._multipart import MultipartUpload
 from ._parts import plan_ranges, stream_part_size
-from ._ranged import object_changed
+from ._ranged import check_range_status
 from ._retry import RetryPolicy
 from ._upload import UploadSource, upload
 
@@ -344,10 +344,7 @@ class DownloadStream:
             "GET", req.url, req.headers, extra=extra
         ) as resp:
             shown = resp.shown
-            if resp.status == 412:
-                raise object_changed(shown)
-            if not 200 <= resp.status < 300:
-                raise await resp.status_error()
+            await check_range_status(resp)
             etag = check_etag(resp.headers.get("ETag"), shown)
             if resuming:
                 skip = _resumed_at(
@@ -433,10 +430,7 @@ class DownloadStream:
                 "GET", req.url, req.headers, extra=extra
             ) as resp:
                 shown = resp.shown
-                if resp.status == 412:
-                    raise object_changed(shown)
-                if not 200 <= resp.status < 300:
-                    raise await resp.status_error()
+                await check_range_status(resp)
                 check_part_answer(resp.status, resp.headers, (first_byte, last_byte), total, shown)
                 length = last_byte - first_byte + 1
                 data = await _read(resp, length, self._chunk)
