@@ -118,6 +118,13 @@ class ListingOrderError(AsyncPresignError, ValueError):
         self.key = key
 
 
+#: A batch keeps every failed job's error, and an instance dict per error was a
+#: third of what a kept failure cost (bench_memory.py): each concrete transfer
+#: error keeps its fields in slots. (Not TransferError itself: slots there
+#: would clash with the C layout of ConnectionError and TimeoutError.)
+_TRANSFER_SLOTS = ("attempts", "message", "url")
+
+
 class TransferError(AsyncPresignError):
     """A transfer did not succeed.
 
@@ -142,13 +149,26 @@ class TransferError(AsyncPresignError):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors do not survive pickling by default; jobs
         # cross process boundaries (Dask, multiprocessing), so keep them whole.
-        return (_rebuild, (type(self), self.__dict__))
+        return (_rebuild, (type(self), _state(self)))
+
+
+def _state(error: TransferError) -> dict[str, Any]:
+    """An error's attributes: its slots, and whatever was set beyond them."""
+    state = {
+        name: getattr(error, name)
+        for cls in type(error).__mro__
+        for name in getattr(cls, "__slots__", ())
+        if hasattr(error, name)
+    }
+    state.update(error.__dict__)
+    return state
 
 
 def _rebuild(cls: type[TransferError], state: dict[str, Any]) -> TransferError:
     error = cls.__new__(cls)
     Exception.__init__(error, state.get("message", ""))
-    error.__dict__.update(state)
+    for name, value in state.items():
+        setattr(error, name, value)
     return error
 
 
@@ -158,6 +178,8 @@ class HTTPStatusError(TransferError):
     ``code`` and ``s3_message`` are parsed from S3's XML error body when there
     is one (``SignatureDoesNotMatch``, ``AccessDenied``, ``NoSuchKey`` …).
     """
+
+    __slots__ = (*_TRANSFER_SLOTS, "code", "retry_after", "s3_message", "status")
 
     def __init__(
         self,
@@ -189,6 +211,8 @@ class TransportError(TransferError, ConnectionError):
     request that must not be sent twice can be sent again.
     """
 
+    __slots__ = _TRANSFER_SLOTS
+
     request_sent: bool = True
     #: False when trying again cannot help (an untrusted TLS certificate).
     retryable: bool = True
@@ -197,9 +221,13 @@ class TransportError(TransferError, ConnectionError):
 class TransferTimeoutError(TransferError, TimeoutError):
     """No progress within the configured timeout."""
 
+    __slots__ = _TRANSFER_SLOTS
+
 
 class IntegrityError(TransferError, ValueError):
     """What arrived does not match what was promised (size, ETag or MD5)."""
+
+    __slots__ = _TRANSFER_SLOTS
 
 
 class MetadataError(TransferError, ValueError):
@@ -209,3 +237,5 @@ class MetadataError(TransferError, ValueError):
     HTTP token, or given twice; more user metadata than S3's 2 KB; an
     ``Expires`` that is not an HTTP date. Nothing was sent to the destination,
     and it is not retried (the source would answer the same)."""
+
+    __slots__ = _TRANSFER_SLOTS

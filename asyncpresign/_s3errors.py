@@ -72,6 +72,9 @@ def is_expired(status: int, code: str | None, message: str | None) -> bool:
     )
 
 
+_STATUSES: dict[int, int] = {}
+
+
 def status_error(
     status: int,
     reason: str | None,
@@ -96,10 +99,13 @@ def status_error(
         text += f": {s3_message}"
     if 300 <= status < 400:
         text += redirect_advice(body, headers)
+    elif len(text) < 256:
+        text = sys.intern(text)
     cls = RequestExpiredError if is_expired(status, code, s3_message) else HTTPStatusError
     return cls(
         text,
-        status=status,
+        # Each response's status is a fresh int object (above 256): one per status.
+        status=_STATUSES.setdefault(status, status),
         code=code,
         s3_message=s3_message,
         retry_after=parse_retry_after(headers.get("Retry-After")),

@@ -118,3 +118,44 @@ async def test_a_failed_jobs_error_keeps_its_facts_but_not_its_frames() -> None:
         assert error.__traceback__ is None
         assert error.__context__ is None
         assert error.__cause__ is None
+
+
+async def test_a_kept_failure_costs_about_half_a_kilobyte(tmp_path: Path) -> None:
+    """A batch keeps every failed job's result and error for the rest of the run:
+    each must stay small: ~465 B per kept 404 (error 152 B and its args 48 B,
+    result 120 B, redacted URL ~130 B, path ~70 B, seconds ~24 B). Before the
+    errors kept their fields in slots and shared their message and status, the
+    same failure cost ~800 B. The figure is the slope between two batch sizes,
+    so the bounded caches a run fills (yarl's, urllib's, ours) cancel out."""
+    import gc
+    import tracemalloc
+
+    from asyncpresign import HTTPStatusError
+
+    async def kept_bytes(engine: TransferEngine, server: FaultServer, jobs: int) -> int:
+        requests = [server.request("GET", f"missing-{jobs}-{i:05d}") for i in range(jobs)]
+        # The in-process server's own allocations (logs, request counts) are not ours.
+        theirs = [tracemalloc.Filter(False, "*/aiohttp/web*"),
+                  tracemalloc.Filter(False, "*fault_server.py")]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot().filter_traces(theirs)
+            batch = await engine.run(
+                (Download(r, tmp_path / f"d{i % 10}") for i, r in enumerate(requests)),
+                keep_results=False,
+            )
+            gc.collect()
+            after = tracemalloc.take_snapshot().filter_traces(theirs)
+            kept = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        finally:
+            tracemalloc.stop()
+        assert len(batch.failed) == jobs
+        assert all(isinstance(f.error, HTTPStatusError) and f.status == 404 for f in batch.failed)
+        return kept
+
+    async with FaultServer() as server, TransferEngine(concurrency=16) as engine:
+        small = await kept_bytes(engine, server, 400)
+        large = await kept_bytes(engine, server, 1600)
+    per_failure = (large - small) / 1200
+    assert per_failure < 650, f"{per_failure:.0f} bytes per kept failure"
