@@ -28,6 +28,7 @@ into these at the edges (``_transport.py``, ``_signer.py``) and nowhere else.
 from __future__ import annotations
 
 import errno as _errno
+import sys
 from typing import Any
 
 __all__ = [
@@ -133,6 +134,10 @@ class TransferError(AsyncPresignError):
     """
 
     def __init__(self, message: str, *, url: str | None = None, attempts: int = 1) -> None:
+        if len(message) < 256:
+            # A run of failures repeats a few messages ("cannot connect: ...",
+            # "HTTP 403 AccessDenied: ..."): one copy each for all kept errors.
+            message = sys.intern(message)
         super().__init__(message)
         self.message = message
         self.url = url
@@ -211,11 +216,21 @@ class TransportError(TransferError, ConnectionError):
     request that must not be sent twice can be sent again.
     """
 
-    __slots__ = _TRANSFER_SLOTS
+    __slots__ = (*_TRANSFER_SLOTS, "request_sent", "retryable")
 
-    request_sent: bool = True
-    #: False when trying again cannot help (an untrusted TLS certificate).
-    retryable: bool = True
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        attempts: int = 1,
+        request_sent: bool = True,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, url=url, attempts=attempts)
+        self.request_sent = request_sent
+        #: False when trying again cannot help (an untrusted TLS certificate).
+        self.retryable = retryable
 
 
 class TransferTimeoutError(TransferError, TimeoutError):

@@ -99,8 +99,6 @@ def status_error(
         text += f": {s3_message}"
     if 300 <= status < 400:
         text += redirect_advice(body, headers)
-    elif len(text) < 256:
-        text = sys.intern(text)
     cls = RequestExpiredError if is_expired(status, code, s3_message) else HTTPStatusError
     return cls(
         text,

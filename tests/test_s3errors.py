@@ -106,3 +106,28 @@ def test_redirect_names_where_the_server_points_without_the_signature() -> None:
 
 def test_status_is_not_doubled_when_s3_sends_no_code() -> None:
     assert str(status_error(403, "Forbidden", b"", None, "")) == "HTTP 403 Forbidden"
+
+
+def test_transfer_errors_cross_processes_with_every_field() -> None:
+    """Failures travel back from Dask workers pickled: each field must survive,
+    the ones kept in slots and the ones set beside them."""
+    import pickle
+
+    from asyncpresign import IntegrityError, RequestExpiredError, TransportError
+
+    http = RequestExpiredError("HTTP 403 AccessDenied: Request has expired", status=403,
+                               code="AccessDenied", s3_message="Request has expired",
+                               url="https://h/k?X-Amz-Signature=REDACTED", attempts=2)
+    unsent = TransportError("cannot connect: refused", url="https://h/k", request_sent=False)
+    untrusted = TransportError("TLS certificate not trusted", retryable=False)
+    integrity = IntegrityError("body ended after 3 of 5 bytes", url="https://h/k", attempts=4)
+    for error in (http, unsent, untrusted, integrity):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        for name in ("message", "url", "attempts", "status", "code", "s3_message",
+                     "retry_after", "request_sent", "retryable"):
+            assert getattr(copy, name, "absent") == getattr(error, name, "absent"), name
+    assert pickle.loads(pickle.dumps(unsent)).request_sent is False
+    assert pickle.loads(pickle.dumps(untrusted)).retryable is False
+    assert isinstance(pickle.loads(pickle.dumps(unsent)), ConnectionError)
