@@ -173,7 +173,11 @@ async def transfer_on_dask(
             items = await anyio.to_thread.run_sync(tally.admit, partition)
             if not items:
                 continue
-            payload = await _sign_partition(items, signer, expires_in)
+            payload, refused = await _sign_partition(items, signer, expires_in)
+            if refused:  # bad jobs fail alone, on the driver; the rest go out
+                await anyio.to_thread.run_sync(tally.absorb, refused)
+            if not payload:
+                continue
             future = client.submit(_run_partition, payload, options, pure=False, retries=retries)
             pending.add(future)
             tally.partitions += 1
@@ -292,9 +296,14 @@ async def _partitions(
 
 async def _sign_partition(
     items: Sequence[tuple[int, JobLike]], signer: Signer | None, expires_in: float
-) -> list[tuple[int, Upload | Download | Copy]]:
-    """Presigned jobs for the workers: ObjectJobs signed here, the rest checked."""
+) -> tuple[list[tuple[int, Upload | Download | Copy]], list[JobOutcome]]:
+    """Presigned jobs for the workers (ObjectJobs signed here, the rest checked),
+    and the outcomes of the jobs that cannot be sent: a key or bucket the signer
+    refuses, something that is not a job. Those fail alone; a run that cannot
+    sign at all (no signer, no credentials) or that would send signing
+    functions to the workers stops with the error."""
     payload: list[tuple[int, Upload | Download | Copy]] = []
+    refused: list[JobOutcome] = []
     for index, job in items:
         if isinstance(job, ManifestEntry):
             payload.append((index, job.job()))
@@ -303,12 +312,15 @@ async def _sign_partition(
                 raise InvalidArgumentError(
                     "ObjectJob needs signer= on the driver to be signed before it is sent"
                 )
-            if job.op == "upload":
-                request = await signer.presign_put(job.bucket, job.key, expires_in=expires_in)
-                payload.append((index, Upload(request, job.path)))
-            else:
-                request = await signer.presign_get(job.bucket, job.key, expires_in=expires_in)
-                payload.append((index, Download(request, job.path)))
+            try:
+                if job.op == "upload":
+                    request = await signer.presign_put(job.bucket, job.key, expires_in=expires_in)
+                    payload.append((index, Upload(request, job.path)))
+                else:
+                    request = await signer.presign_get(job.bucket, job.key, expires_in=expires_in)
+                    payload.append((index, Download(request, job.path)))
+            except InvalidArgumentError as exc:
+                refused.append(_refused(index, f"s3://{job.bucket}/{job.key}", exc))
         elif isinstance(job, (Upload, Download, Copy)):
             if any(
                 getattr(job, name, None) is not None
@@ -321,11 +333,16 @@ async def _sign_partition(
                 )
             payload.append((index, job))
         else:
-            raise InvalidArgumentError(
+            refused.append(_refused(index, "", InvalidArgumentError(
                 f"a Dask job must be an Upload, Download, Copy, ObjectJob or manifest entry, "
                 f"not {type(job).__name__}"
-            )
-    return payload
+            )))
+    return payload, refused
+
+
+def _refused(index: int, url: str, error: InvalidArgumentError) -> JobOutcome:
+    return JobOutcome(index=index, ok=False, url=url, attempts=0,
+                      error=f"{type(error).__name__}: {error}")
 
 
 async def _wait(client: Any, futures: set[Any], return_when: str) -> tuple[set[Any], set[Any]]:

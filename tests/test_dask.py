@@ -163,6 +163,33 @@ async def test_jobs_with_signing_functions_are_refused_before_anything_is_sent(
         await transfer_on_dask(client, [job])
 
 
+async def test_a_job_the_signer_refuses_fails_alone_and_the_run_goes_on(
+    client: Any, signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    """A key S3 cannot hold, or something that is not a job, among good jobs:
+    those two fail on the driver with the reason; every other job is sent."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i}").write_bytes(b"%d" % i)
+    jobs: list[Any] = [
+        ObjectJob(op="upload", bucket=bucket, key=f"alone/f{i}", path=str(src / f"f{i}"))
+        for i in range(20)
+    ]
+    jobs.insert(7, ObjectJob(op="upload", bucket=bucket, key="k" * 1100, path=str(src / "f1")))
+    jobs.insert(13, "not a job")
+    summary = await transfer_on_dask(client, jobs, signer=signer, partition_size=8)
+    assert (summary.total, summary.succeeded, len(summary.failed)) == (22, 20, 2)
+    errors = [f.error or "" for f in summary.failed]
+    assert all(e.startswith("InvalidArgumentError: ") for e in errors)
+    assert any("object key is 1100 bytes" in e for e in errors)
+    assert any("not str" in e for e in errors)
+    async with TransferEngine() as engine:
+        for i in (0, 19):
+            await engine.download(await signer.presign_get(bucket, f"alone/f{i}"), tmp_path / "x")
+            assert (tmp_path / "x").read_bytes() == b"%d" % i
+
+
 async def test_cli_runs_an_upload_and_a_download_on_the_cluster(
     cluster: Any, s3: LocalS3, bucket: str, tmp_path: Path
 ) -> None:
