@@ -332,8 +332,8 @@ async def _sign_partition(
                     "ObjectJobs and signer="
                 )
             payload.append((index, job))
-        else:
-            refused.append(_refused(index, "", InvalidArgumentError(
+        else:  # not a job at all: the type says it cannot be, but a run takes any iterable
+            refused.append(_refused(index, "", InvalidArgumentError(  # type: ignore[unreachable]
                 f"a Dask job must be an Upload, Download, Copy, ObjectJob or manifest entry, "
                 f"not {type(job).__name__}"
             )))
