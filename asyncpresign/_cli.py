@@ -69,6 +69,7 @@ from ._files import file_checksum, source_version
 from ._manifest import (
     Journal,
     ManifestEntry,
+    ManifestWriter,
     journal_state,
     read_manifest,
     read_manifest_lines,
@@ -92,7 +93,7 @@ from ._signer import Signer
 from ._sync import SyncResult, sync
 from ._targets import download_dest, object_target, parse_s3_uri
 from ._version import __version__
-from ._walk import walk_one
+from ._walk import WalkEntry, walk_one
 from .testing import LocalS3
 
 EXIT_OK = 0
@@ -783,72 +784,118 @@ async def _sign_manifest(
     """Write the manifest; returns how many jobs it holds, why each path or key
     left out of it was (a FIFO, an unreadable folder, a key landing where
     another does ...: reported, and the run exits 1), and the symbolic links
-    not followed (``--no-follow-symlinks``: reported, not failures)."""
+    not followed (``--no-follow-symlinks``: reported, not failures).
+
+    Entries go to the manifest's temporary file a batch at a time, so a folder
+    or a listing of millions is never held in memory; the file takes the
+    manifest's name only once complete."""
+    if args.method not in ("put", "get"):
+        raise InvalidArgumentError("a manifest holds get or put jobs, not post")
     filters = Filters(include=args.include, exclude=args.exclude)
-    entries: list[ManifestEntry] = []
     left_out: list[str] = []
     links: list[str] = []
-    if args.method == "put":
-        walked = await anyio.to_thread.run_sync(lambda: list(walk_tree(
-            args.source, filters, follow_symlinks=args.follow_symlinks
-        )))
-        algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
-        for found in walked:
+    writer = await anyio.to_thread.run_sync(ManifestWriter, args.manifest)
+    try:
+        if args.method == "put":
+            signed = _signed_puts(
+                args, signer, bucket, prefix, filters, left_out=left_out, links=links
+            )
+        else:
+            signed = _signed_gets(args, signer, filters, left_out)
+        batch: list[ManifestEntry] = []
+        async for entry in signed:
+            batch.append(entry)
+            if len(batch) == _MANIFEST_BATCH:
+                await anyio.to_thread.run_sync(writer.write, batch)
+                batch = []
+        await anyio.to_thread.run_sync(writer.write, batch)
+        count = await anyio.to_thread.run_sync(writer.commit)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(writer.discard)
+        raise
+    return count, left_out, links
+
+
+#: Manifest entries written per thread hop (each ~0.5-1 KB).
+_MANIFEST_BATCH = 500
+
+
+async def _signed_puts(
+    args: argparse.Namespace, signer: Signer, bucket: str, prefix: str, filters: Filters,
+    *, left_out: list[str], links: list[str],
+) -> AsyncIterator[ManifestEntry]:
+    """A folder's files signed for upload, each with its checksum signed in
+    (whoever sends it, the server refuses bytes that are not this file's). The
+    walk and the checksums run in a thread, a batch of files per hop."""
+    walk = walk_tree(args.source, filters, follow_symlinks=args.follow_symlinks)
+    algorithm = signer.checksum if signer.checksum in ALGORITHMS else None
+
+    def take() -> list[tuple[WalkEntry, str | LocalFileError | None]]:
+        batch: list[tuple[WalkEntry, str | LocalFileError | None]] = []
+        nbytes = 0
+        for found in walk:
+            checksum: str | LocalFileError | None = None
+            if algorithm and not found.not_followed and found.problem is None:
+                try:
+                    checksum = file_checksum(found.path, algorithm)
+                except LocalFileError as exc:
+                    checksum = exc
+                nbytes += found.size
+            batch.append((found, checksum))
+            if len(batch) == _MANIFEST_BATCH or nbytes >= 256 << 20:
+                break
+        return batch
+
+    while batch := await anyio.to_thread.run_sync(take):
+        for found, checksum in batch:
             if found.not_followed:
                 links.append(found.path)
                 continue
             if found.problem is not None:
                 left_out.append(str(found.error()))
                 continue
-            path, relative, size = found.path, found.relative, found.size
-            key = object_key(prefix, relative)
-            # The file's checksum, signed in: whoever sends it, the server
-            # refuses bytes that are not this file's.
-            try:
-                checksum = (
-                    (algorithm, await anyio.to_thread.run_sync(file_checksum, path, algorithm))
-                    if algorithm
-                    else None
-                )
-            except LocalFileError as exc:
-                left_out.append(str(exc))
+            if isinstance(checksum, LocalFileError):
+                left_out.append(str(checksum))
                 continue
+            key = object_key(prefix, found.relative)
             request = await signer.presign_put(
                 bucket, key, expires_in=args.expires, content_type=args.content_type,
-                checksum=checksum,
+                checksum=(algorithm, checksum) if algorithm and checksum else None,
             )
-            entries.append(ManifestEntry(
-                op="put", url=request.url, headers=dict(request.headers), path=path,
-                size=size, bucket=bucket, key=key,
+            yield ManifestEntry(
+                op="put", url=request.url, headers=dict(request.headers), path=found.path,
+                size=found.size, bucket=bucket, key=key,
                 expires_at=request.expires_at.isoformat(),
-            ))
-    elif args.method == "get":
-        bucket, prefix, filters = await _listing(args, signer, args.target, filters)
-        paths = SamePath(prefix, fold_case=await anyio.to_thread.run_sync(
-            ignores_case, args.source
-        ))
-        listed = listed_by(signer, bucket, prefix, filters)
-        async for key, size, etag in list_objects(signer, bucket, prefix):
-            if is_folder_marker(key, size) or not filters(relative_key(prefix, key)):
-                continue
-            try:
-                dest = local_path(args.source, prefix, key)
-                earlier = await same_path_as(paths, key, listed)
-                if earlier is not None:
-                    raise same_path_error(bucket, key, earlier, dest)
-            except AsyncPresignError as exc:
-                left_out.append(f"s3://{bucket}/{key}: {exc}")
-                continue
-            request = await signer.presign_get(bucket, key, expires_in=args.expires)
-            entries.append(ManifestEntry(
-                op="get", url=request.url, headers=dict(request.headers), path=dest,
-                bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
-                etag=etag,
-            ))
-    else:
-        raise InvalidArgumentError("a manifest holds get or put jobs, not post")
-    count = await anyio.to_thread.run_sync(write_manifest, args.manifest, entries)
-    return count, left_out, links
+            )
+
+
+async def _signed_gets(
+    args: argparse.Namespace, signer: Signer, filters: Filters, left_out: list[str]
+) -> AsyncIterator[ManifestEntry]:
+    """A prefix's objects signed for download, each with the ETag it was listed with."""
+    bucket, prefix, filters = await _listing(args, signer, args.target, filters)
+    paths = SamePath(prefix, fold_case=await anyio.to_thread.run_sync(
+        ignores_case, args.source
+    ))
+    listed = listed_by(signer, bucket, prefix, filters)
+    async for key, size, etag in list_objects(signer, bucket, prefix):
+        if is_folder_marker(key, size) or not filters(relative_key(prefix, key)):
+            continue
+        try:
+            dest = local_path(args.source, prefix, key)
+            earlier = await same_path_as(paths, key, listed)
+            if earlier is not None:
+                raise same_path_error(bucket, key, earlier, dest)
+        except AsyncPresignError as exc:
+            left_out.append(f"s3://{bucket}/{key}: {exc}")
+            continue
+        request = await signer.presign_get(bucket, key, expires_in=args.expires)
+        yield ManifestEntry(
+            op="get", url=request.url, headers=dict(request.headers), path=dest,
+            bucket=bucket, key=key, expires_at=request.expires_at.isoformat(),
+            etag=etag,
+        )
 
 
 async def _sign_parts(args: argparse.Namespace) -> int:

@@ -219,39 +219,69 @@ def _json_object(raw: bytes) -> bool:
         return False
 
 
-def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
-    """Write entries with their paths relative to the manifest's folder, 0600
-    (it holds live URLs: whoever reads it can use them until they expire), and
-    atomically: a temporary file renamed over ``path`` once complete."""
-    base = os.path.dirname(os.path.abspath(path))
-    folder, name = os.path.split(os.path.abspath(path))
-    temporary = ""
-    count = 0
-    try:
-        # A fresh name, created 0600 with O_EXCL: never a file or a link that
-        # someone else placed there (its mode or target would be kept).
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+class ManifestWriter:
+    """A manifest written as its entries come, so a listing of millions never
+    sits in memory: entries go to a temporary file beside ``path``, made 0600
+    (it holds live URLs: whoever reads it can use them until they expire),
+    which :meth:`commit` moves over ``path`` once complete; :meth:`discard`
+    removes it. Paths are written relative to the manifest's folder. Blocking:
+    call it from a thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self._base = os.path.dirname(os.path.abspath(path))
+        folder, name = os.path.split(os.path.abspath(path))
+        try:
+            # A fresh name, created 0600 with O_EXCL: never a file or a link that
+            # someone else placed there (its mode or target would be kept).
+            fd, self._temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise self._error(exc) from None
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, entries: Iterable[ManifestEntry]) -> None:
+        try:
             for entry in entries:
-                relative = os.path.relpath(os.path.abspath(entry.path), base)
-                f.write(replace(entry, path=relative).to_json() + "\n")
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
+                relative = os.path.relpath(os.path.abspath(entry.path), self._base)
+                self._file.write(replace(entry, path=relative).to_json() + "\n")
+                self.count += 1
+        except OSError as exc:
+            self.discard()
+            raise self._error(exc) from None
+
+    def commit(self) -> int:
+        """Make the manifest whole and durable under its name; how many entries."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._temporary, self.path)
+        except OSError as exc:
+            self.discard()
+            raise self._error(exc) from None
+        return self.count
+
+    def discard(self) -> None:
         with contextlib.suppress(OSError):
-            if temporary:
-                os.unlink(temporary)
-        raise LocalFileError(
-            f"cannot write manifest {path!r}: {exc.strerror or exc}", path
-        ) from None
+            self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._temporary)
+
+    def _error(self, exc: OSError) -> LocalFileError:
+        return LocalFileError(f"cannot write manifest {self.path!r}: {exc.strerror or exc}",
+                              self.path)
+
+
+def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
+    """Write a whole manifest at once (see :class:`ManifestWriter`); how many entries."""
+    writer = ManifestWriter(path)
+    try:
+        writer.write(entries)
+        return writer.commit()
     except BaseException:
-        with contextlib.suppress(OSError):
-            if temporary:
-                os.unlink(temporary)
+        writer.discard()
         raise
-    return count
 
 
 #: The first line of every journal: what wrote it and in which form.

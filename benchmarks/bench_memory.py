@@ -160,6 +160,32 @@ def copy_client(port: int, keys: int) -> dict[str, float]:
     }
 
 
+def sign_manifest_client(port: int, keys: int) -> dict[str, float]:
+    """``asyncpresign sign get --manifest`` over a listing of ``keys`` keys: the
+    entries stream into the manifest's file, so memory must not grow with them."""
+    import contextlib
+    import io
+
+    from asyncpresign._cli import main as cli
+
+    fake_credentials(port)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = os.path.join(folder, "jobs.jsonl")
+        with contextlib.redirect_stderr(io.StringIO()):
+            code = cli(["sign", "get", f"s3://bench/n{keys}/", "--manifest", manifest,
+                        "--from", os.path.join(folder, "out")])
+        with open(manifest, "rb") as f:
+            lines = sum(1 for _ in f)
+    if code != 0 or lines != keys:
+        raise SystemExit(f"unexpected: exit {code}, {lines} of {keys} entries")
+    return {
+        "jobs": float(keys),
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def dask_download_client(port: int, keys: int) -> dict[str, float]:
     """The driver's side of ``download --dask-scheduler`` over ``keys`` keys."""
     from asyncpresign import Filters, Signer
@@ -176,7 +202,7 @@ def dask_download_client(port: int, keys: int) -> dict[str, float]:
             async with Signer() as signer:
                 specs = _dask_downloads(args, signer, Filters(), bad)
                 async for partition in _partitions(specs, 500):
-                    payload = await _sign_partition(list(enumerate(partition)), signer, 3600)
+                    payload, _ = await _sign_partition(list(enumerate(partition)), signer, 3600)
                     signed += len(payload)
             if bad:
                 raise SystemExit(f"unexpected: {bad[:3]}")
@@ -268,7 +294,9 @@ def main() -> None:
         if kind == "sync":
             print(json.dumps(sync_client(int(keys))))
             return
-        run = copy_client if kind == "copy" else dask_download_client
+        run = {"copy": copy_client, "sign-manifest": sign_manifest_client}.get(
+            kind, dask_download_client
+        )
         print(json.dumps(run(int(port), int(keys))))
         return
     if args.sync_only:
@@ -299,6 +327,7 @@ def main() -> None:
         print("| keys listed | what runs | seconds | client peak RSS (MiB) |")
         print("|---|---|---|---|")
         for kind, what in (("copy", "`asyncpresign copy` (list, sign, copy)"),
+                           ("sign-manifest", "`sign get --manifest` (list, sign, write)"),
                            ("dask-download", "Dask download, the driver (list, folders, sign)")):
             for jobs in args.jobs:
                 out = subprocess.run(

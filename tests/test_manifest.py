@@ -4,6 +4,7 @@ a file that is not a manifest at all is refused whole."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,58 @@ def test_entries_without_bucket_and_key_are_told_apart_by_their_urls() -> None:
     again = ManifestEntry(op="put", url="https://h/b/one?X-Amz-Signature=3", path="a.csv")
     assert one.id != two.id
     assert one.id == again.id  # re-signed: the same job
+
+
+def _lines_in_temporary_files(folder: Path) -> int:
+    return sum(
+        len(p.read_bytes().splitlines()) for p in folder.iterdir() if p.name.endswith(".tmp")
+    )
+
+
+class _CountingSigner:
+    """Signs PUTs without a server; at call ``stop_at`` looks at what the manifest's
+    temporary file holds so far, then fails (a run broken off half-way)."""
+
+    checksum = "crc64nvme"
+
+    def __init__(self, folder: Path, stop_at: int) -> None:
+        self.folder, self.stop_at, self.calls = folder, stop_at, 0
+        self.lines_on_disk_at_stop = -1
+
+    async def presign_put(self, bucket: str, key: str, **_: object) -> object:
+        import datetime as dt
+
+        from asyncpresign import PresignedRequest
+
+        self.calls += 1
+        if self.calls == self.stop_at:
+            self.lines_on_disk_at_stop = _lines_in_temporary_files(self.folder)
+            raise RuntimeError("broken off")
+        return PresignedRequest(
+            method="PUT", url=f"https://s3.example.com/{bucket}/{key}?X-Amz-Signature=x",
+            expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
+        )
+
+
+@pytest.mark.anyio
+async def test_sign_manifest_writes_entries_as_it_signs_and_leaves_nothing_when_broken_off(
+    tmp_path: Path,
+) -> None:
+    """A folder of millions must not sit in memory as manifest entries: they reach
+    the manifest's temporary file a batch at a time while signing goes on. A run
+    broken off leaves neither the manifest nor its temporary file."""
+    from asyncpresign._cli import _parser, _sign_manifest
+
+    source = tmp_path / "outbox"
+    source.mkdir()
+    for i in range(1200):
+        (source / f"f{i:04d}").write_bytes(b"%d" % i)
+    manifest = tmp_path / "jobs.jsonl"
+    args = _parser().parse_args(
+        ["sign", "put", "s3://bucket/in", "--manifest", str(manifest), "--from", str(source)]
+    )
+    signer = _CountingSigner(tmp_path, stop_at=1100)
+    with pytest.raises(RuntimeError, match="broken off"):
+        await _sign_manifest(args, signer, "bucket", "in/")  # type: ignore[arg-type]
+    assert signer.lines_on_disk_at_stop >= 500
+    assert sorted(os.listdir(tmp_path)) == ["outbox"]
