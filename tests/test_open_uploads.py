@@ -105,6 +105,26 @@ async def test_an_upload_that_cannot_be_aborted_is_returned_with_its_error_and_t
     assert await open_upload_ids(signer, bucket) == {denied}
 
 
+async def test_many_open_uploads_are_aborted_side_by_side_not_one_after_another(
+    proxied: Signer, proxy: S3Proxy, signer: Signer, bucket: str
+) -> None:
+    """A crashed job can leave thousands open: each abort held 1 s by the proxy,
+    the first ten must all be under way before the first is answered."""
+    ids = {await signer.create_multipart_upload(bucket, f"many/k{i:02d}") for i in range(12)}
+    listed = [u.upload_id async for u in signer.list_multipart_uploads(bucket, "many/")]
+    proxy.add(Rule("DELETE", "/many/", times=100, delay=1.0))
+    outcomes = await proxied.abort_multipart_uploads(bucket, "many/")
+    assert [u.upload_id for u, error in outcomes if error is None] == listed
+    assert set(listed) == ids
+    arrivals = sorted(
+        when for (method, _), when in zip(proxy.seen, proxy.times, strict=True)
+        if method == "DELETE"
+    )
+    assert len(arrivals) == 12
+    assert arrivals[9] - arrivals[0] < 1.0
+    assert await open_upload_ids(signer, bucket) == set()
+
+
 @pytest.mark.parametrize("older_than", [-1, float("nan"), "7d", True])
 async def test_older_than_must_be_a_timedelta_or_seconds_of_at_least_zero(
     signer: Signer, bucket: str, older_than: object
