@@ -433,10 +433,12 @@ class TransferEngine:
                     if not state.ranges:
                         return result
                     try:
-                        return await fetch_ranges(
+                        ranged = await fetch_ranges(
                             rt, result, partial=partial, state=state, sign=sign, policy=policy,
                             chunk=chunk, tracker=tracker,
                         )
+                        # A round fetched again after a failed check counts as an attempt.
+                        return replace(ranged, attempts=max(ranged.attempts, round_number))
                     except WholeFileMismatch as exc:
                         # Which range went wrong cannot be told: fetch the whole
                         # object again, as a retry of the download.

@@ -463,10 +463,11 @@ class PartialFile:
             self.write(chunks or [b""])
         return self.commit_checked()
 
-    def finish_ranged(self, size: int, expected_md5: str | None) -> str | None:
-        """Check a file assembled from ranges (size, and MD5 read back when asked:
-        an MD5 cannot be assembled from pieces, a CRC can, and is checked by the
-        caller) and move it into place; returns a mismatch description."""
+    def finish_ranged(self, size: int, md5: tuple[str, str] | None) -> str | None:
+        """Check a file assembled from ranges (its size, and ``md5``: the MD5 of
+        its bytes, as read back while the ranges came, and the ETag it must
+        match; a CRC is checked by the caller) and move it into place; returns a
+        mismatch description."""
         self.close()
         actual_size = os.stat(self.path).st_size
         if actual_size != size:
@@ -474,19 +475,32 @@ class PartialFile:
             raise LocalFileError(
                 f"assembled {actual_size} bytes at {self.dest!r}, expected {size}", self.dest
             )
-        if expected_md5 is not None:
-            digest = hashlib.md5(usedforsecurity=False)
-            with open(self.path, "rb") as f:
-                while block := f.read(IO_SIZE):
-                    digest.update(block)
-            if digest.hexdigest() != expected_md5:
-                self.discard()
-                return (
-                    f"MD5 of the downloaded bytes {digest.hexdigest()} does not match "
-                    f"the ETag {expected_md5}"
-                )
+        if md5 is not None and md5[0] != md5[1]:
+            self.discard()
+            return f"MD5 of the downloaded bytes {md5[0]} does not match the ETag {md5[1]}"
         self._commit()
         return None
+
+    def hash_region(self, offset: int, length: int, update: Callable[[bytes], object]) -> None:
+        """Feed ``length`` bytes of the partial file from ``offset`` to ``update``
+        (read back from the page cache, where the range was just written)."""
+        remaining = length
+        try:
+            with os.fdopen(open_regular(self.path), "rb") as f:
+                f.seek(offset)
+                while remaining > 0 and (block := f.read(min(IO_SIZE, remaining))):
+                    update(block)
+                    remaining -= len(block)
+        except OSError as exc:
+            raise LocalFileError(
+                f"cannot read back download {self.dest!r}: {describe_os_error(exc)}",
+                self.dest, errno=exc.errno,
+            ) from None
+        if remaining:
+            raise LocalFileError(
+                f"read back {length - remaining} of {length} bytes at {offset} of "
+                f"{self.dest!r}", self.dest
+            )
 
     def _commit(self) -> None:
         self.close()

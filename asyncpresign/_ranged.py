@@ -3,6 +3,7 @@ each checked against the object's size and ETag, then the whole file checked."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import replace
 
@@ -53,9 +54,14 @@ async def fetch_ranges(
         )
         most_attempts = max(most_attempts, result.attempts)
 
+    expected_md5 = state.etag.strip('"').lower() if state.verify_md5 and state.etag else None
+    md5 = PrefixMd5(partial, state.part_size) if expected_md5 else None
+
     async def worker() -> None:
         for first_byte, last_byte in ranges:
             await fetch(first_byte, last_byte)
+            if md5 is not None:
+                await md5.landed(first_byte, last_byte + 1)
 
     await run_workers(min(rt.concurrency, len(state.ranges)), worker)
     verified = None
@@ -73,8 +79,10 @@ async def fetch_ranges(
                 attempts=most_attempts,
             )
         verified = whole.algorithm
-    expected = state.etag.strip('"').lower() if state.verify_md5 and state.etag else None
-    mismatch = await anyio.to_thread.run_sync(partial.finish_ranged, state.total, expected)
+    checked_md5 = None
+    if md5 is not None and expected_md5 is not None:
+        checked_md5 = (await md5.finish(state.total), expected_md5)
+    mismatch = await anyio.to_thread.run_sync(partial.finish_ranged, state.total, checked_md5)
     if mismatch is not None:
         raise WholeFileMismatch(mismatch, url=first.url, attempts=most_attempts)
     return replace(
@@ -82,8 +90,53 @@ async def fetch_ranges(
         nbytes=state.total,
         seconds=first.seconds + time.perf_counter() - started,
         attempts=most_attempts,
-        verified=verified or ("md5" if expected else None),
+        verified=verified or ("md5" if checked_md5 else None),
     )
+
+
+class PrefixMd5:
+    """The MD5 of a file whose ranges land out of order, taken while they land.
+
+    An MD5 runs front to back and cannot be assembled from pieces (a CRC can),
+    so it used to be one read back of the whole file after its last range:
+    ~110 ms per 64 MiB with the network idle. Here, whenever the ranges written
+    so far extend the prefix already hashed, the worker whose range completed
+    it hashes on (a read back from the page cache, in a thread) while the other
+    workers keep fetching; :meth:`finish` hashes what is left. One hashes at a
+    time: a worker that finds another at it leaves its range to that one."""
+
+    def __init__(self, partial: _files.PartialFile, first_part: int) -> None:
+        self._partial = partial
+        self._digest = hashlib.md5(usedforsecurity=False)
+        self._hashed_to = 0
+        self._landed = {0: first_part}  # start -> end (exclusive) of ranges not yet hashed
+        self._busy = False
+
+    async def landed(self, start: int, end: int) -> None:
+        self._landed[start] = end
+        if not self._busy:
+            await self._hash_on()
+
+    async def finish(self, total: int) -> str:
+        """The file's MD5, once every range has landed."""
+        await self._hash_on()
+        if self._hashed_to != total:
+            raise IntegrityError(
+                f"ranges reached byte {self._hashed_to} of {total}", url=self._partial.dest
+            )
+        return self._digest.hexdigest()
+
+    async def _hash_on(self) -> None:
+        self._busy = True
+        try:
+            while (end := self._landed.pop(self._hashed_to, None)) is not None:
+                await anyio.to_thread.run_sync(
+                    self._partial.hash_region, self._hashed_to, end - self._hashed_to,
+                    self._digest.update,
+                )
+                self._hashed_to = end
+        finally:
+            self._busy = False
 
 
 class WholeFileMismatch(IntegrityError):
