@@ -308,6 +308,11 @@ _UNIQUE_PARTIAL = re.compile(
 )
 
 
+#: The longest name (in bytes) kept whole in a partial download's name: 255
+#: less the dot, the unique tag (~30), the suffix (21) and a sidecar's ".json".
+_PARTIAL_NAME_MAX = 190
+
+
 def partial_path(dest: str, unique: bool) -> str:
     """Where a download is written before it is complete: beside ``dest``, hidden,
     named ``.NAME[.PID-TAGN].asyncpresign-partial``.
@@ -316,6 +321,12 @@ def partial_path(dest: str, unique: bool) -> str:
     unique one so two writers never share a file."""
     folder, name = os.path.split(os.path.abspath(dest))
     tag = f".{os.getpid()}-{_PROCESS_TAG}{next(_partial_numbers)}" if unique else ""
+    raw = os.fsencode(name)
+    if len(raw) > _PARTIAL_NAME_MAX:
+        # The tag and suffixes add ~50 bytes: a name that fits in NAME_MAX (255)
+        # would not as a partial. Its start and a hash of it are still one per name.
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        name = os.fsdecode(raw[: _PARTIAL_NAME_MAX - 17]) + "~" + digest
     return os.path.join(folder, f".{name}{tag}{PARTIAL_SUFFIX}")
 
 
@@ -522,7 +533,9 @@ class PartialFile:
 
     def discard(self) -> None:
         self.close()
-        with contextlib.suppress(FileNotFoundError):
+        # Cleaning up after a failure: an error here (ENAMETOOLONG: the file was
+        # never made) must not replace the failure's own LocalFileError.
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
         _remove_sidecar(self.path)
 

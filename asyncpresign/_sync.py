@@ -182,8 +182,9 @@ def mtime_metadata(mtime_ns: int) -> dict[str, str]:
 
 def is_plain_path(relative: str) -> bool:
     """Whether a key below the prefix names a file path one to one: no empty,
-    ``.`` or ``..`` segment (``a//b``, ``a/./b`` and ``../x`` do not)."""
-    return all(part not in ("", ".", "..") for part in relative.split("/"))
+    ``.`` or ``..`` segment (``a//b``, ``a/./b`` and ``../x`` do not), and no
+    NUL, which no file name can hold (the OS calls raise ValueError on it)."""
+    return "\0" not in relative and all(part not in ("", ".", "..") for part in relative.split("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,11 @@ def _place(where: str | os.PathLike[str]) -> _Place:
         if prefix and not prefix.endswith("/"):
             prefix += "/"  # s3://b/photos is the folder photos/, as everywhere
         return _Place(bucket, prefix)
-    return _Place(None, os.fspath(where))
+    path = os.fspath(where)
+    if not path:
+        # os.path.join("", "a", "b") is "a/b": files would land in the working folder.
+        raise InvalidArgumentError("the folder to sync is an empty name (use '.' for this one)")
+    return _Place(None, path)
 
 
 class _Spool:
@@ -401,9 +406,14 @@ class _Sync:
                     self.plan.add(self.direction, self.src.uri(entry.relative),
                                   self.dst.uri(entry.relative), entry.size)
                 batch = _merge(_EMPTY, self.refused, 0)
-                would_delete = 0 if batch.failed else self.plan.deletions
-                return self._result(batch, would_delete, self.plan.deleted_bytes,
-                                    self.plan.deletions - would_delete)
+                if batch.failed:  # held back, as a real run would: not listed
+                    return self._result(batch, 0, 0, self.spool.count)
+                batches = self.spool.batches(DELETE_BATCH)
+                while names := await anyio.to_thread.run_sync(next, batches, None):
+                    for name, size in names:
+                        self.plan.delete(name if self.dst.bucket is None
+                                         else f"s3://{self.dst.bucket}/{name}", size)
+                return self._result(batch, self.spool.count, self.spool.nbytes, 0)
             if self.direction == "upload":
                 batch = await self._uploads()
             elif self.direction == "download":
@@ -444,10 +454,30 @@ class _Sync:
     ) -> AsyncIterator[Listed]:
         """The objects under ``prefix``, page by page, as the server lists them."""
         paginator = signer.client.get_paginator("list_objects_v2")
-        with signer._translate(f"list s3://{bucket}/{prefix}"):
+        where = f"s3://{bucket}/{prefix}"
+        tokens: set[str] = set()  # one per page: a token seen again is a loop
+        with signer._translate(f"list {where}"):
             async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                # A listing cut short, or one that goes round, would make what
+                # it never reached look deleted on this side: stop, delete nothing.
+                token = page.get("NextContinuationToken")
+                if page.get("IsTruncated") and not token:
+                    raise TransferError(f"the listing of {where} is truncated with no "
+                                        "continuation token: the sync stopped and deleted "
+                                        "nothing", url=where)
+                if token is not None and token in tokens:
+                    raise TransferError(f"the listing of {where} came back to a continuation "
+                                        f"token it gave before ({token!r}): the sync stopped "
+                                        "and deleted nothing", url=where)
+                tokens.add(token or "")
                 for item in page.get("Contents", []):
                     key, size = item["Key"], item["Size"]
+                    if not key.startswith(prefix):
+                        # A server that ignores Prefix: cut at len(prefix), such a
+                        # key would name some other object below the prefix.
+                        raise TransferError(f"the listing of {where} holds {key!r}, which is "
+                                            "not under it: the sync stopped and deleted "
+                                            "nothing", url=where)
                     relative = key[len(prefix):]
                     if is_folder_marker(key, size) or not relative or not self.filters(relative):
                         continue
@@ -457,7 +487,7 @@ class _Sync:
                         await self._refuse(TransferResult(
                             url=f"s3://{bucket}/{key}", op="download", error=InvalidArgumentError(
                                 f"object key {key!r} does not name one file path (an empty, "
-                                "'.' or '..' segment): not synced"
+                                "'.' or '..' segment, or a NUL): not synced"
                             )))
                         continue
                     yield Listed(relative, size, item["LastModified"].timestamp(), key,
@@ -492,11 +522,8 @@ class _Sync:
         async for _, src, dst in pairs:
             if src is None:
                 assert dst is not None
-                if self.delete:
-                    if self.dry_run:
-                        self.plan.delete(self.dst.uri(dst.relative), dst.size)
-                    else:
-                        self.spool.add(dst.name, dst.size)
+                if self.delete:  # a dry run lists them once it knows none is held back
+                    self.spool.add(dst.name, dst.size)
             elif dst is None:
                 tally.new += 1
                 tally.new_bytes += src.size

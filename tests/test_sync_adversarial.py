@@ -1,0 +1,253 @@
+"""``sync`` against hostile input: object keys that are unsafe as paths, a
+server whose listing is truncated, repeats itself or strays outside the
+prefix, and destinations that are not what they seem. Each test pins one
+rule: nothing is written outside the destination, a bad key fails alone with
+a typed error, and ``delete`` never removes what it should not."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+from xml.sax.saxutils import escape
+
+import anyio
+import pytest
+
+from asyncpresign import (
+    AsyncPresignError,
+    InvalidArgumentError,
+    LocalFileError,
+    Signer,
+    TransferEngine,
+    sync,
+)
+from asyncpresign._plan import Plan
+
+from .rawserver import Reply, Request, Serve, head_bytes
+
+#: Every object the fake server holds has this body.
+BODY = b"data"
+ETAG = f'"{hashlib.md5(BODY, usedforsecurity=False).hexdigest()}"'
+#: 2001-09-09: older than any file a test writes, so a file already there is kept.
+LAST_MODIFIED = "2001-09-09T01:46:40.000Z"
+
+
+def listing_xml(keys: list[str], *, prefix: str, truncated: bool = False,
+                token: str | None = None) -> bytes:
+    """A ListObjectsV2 answer with ``EncodingType=url`` (as botocore asks), so
+    a key may hold any character."""
+    contents = "".join(
+        f"<Contents><Key>{quote(k, safe='/')}</Key><LastModified>{LAST_MODIFIED}</LastModified>"
+        f"<ETag>{escape(ETAG)}</ETag><Size>{len(BODY)}</Size>"
+        "<StorageClass>STANDARD</StorageClass></Contents>"
+        for k in keys
+    )
+    more = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Name>bkt</Name><Prefix>{quote(prefix, safe='/')}</Prefix>"
+        f"<KeyCount>{len(keys)}</KeyCount><MaxKeys>1000</MaxKeys>"
+        f"<EncodingType>url</EncodingType><IsTruncated>{str(truncated).lower()}</IsTruncated>"
+        f"{more}{contents}</ListBucketResult>"
+    ).encode()
+
+
+def reply(status: int, body: bytes, *lines: str) -> Reply:
+    return Reply([head_bytes(f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", *lines)
+                  + body])
+
+
+#: (query of a listing request) -> its answer body
+Lister = Callable[[dict[str, list[str]]], bytes]
+
+
+def fake_s3(lister: Lister) -> Callable[[Request], Reply]:
+    """A path-style S3 of one bucket: listings from ``lister``, every object
+    ``BODY``, every DeleteObjects answered as if all were deleted (and recorded)."""
+
+    def answer(request: Request) -> Reply:
+        parts = urlsplit(request.target)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if request.method == "GET" and "list-type" in query:
+            return reply(200, lister(query), "Content-Type: application/xml")
+        if request.method == "POST" and "delete" in query:
+            return reply(200, b'<?xml version="1.0" encoding="UTF-8"?><DeleteResult '
+                         b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>')
+        if request.method in ("GET", "HEAD"):
+            return reply(200, BODY if request.method == "GET" else b"", f"ETag: {ETAG}",
+                         "Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT")
+        if request.method == "PUT":
+            return reply(200, b"", f"ETag: {ETAG}")
+        return reply(405, b"")
+
+    return answer
+
+
+def fixed_listing(keys: list[str], prefix: str = "d/") -> Lister:
+    return lambda query: listing_xml(sorted(keys), prefix=prefix)
+
+
+def deleted_keys(requests: list[Request]) -> list[str]:
+    """The keys the client asked the fake server to delete."""
+    found = []
+    for request in requests:
+        if request.method == "POST" and request.body:
+            text = request.body.decode()
+            found += [unquote(k.split("</Key>")[0]) for k in text.split("<Key>")[1:]]
+    return found
+
+
+@pytest.fixture
+async def fake(serve: Serve) -> AsyncIterator[Callable[[Lister], Any]]:
+    """Start a fake S3 answering listings with the given lister; yields a
+    function returning ``(server, signer)``."""
+    signers: list[Signer] = []
+
+    async def start(lister: Lister) -> tuple[Any, Signer]:
+        server = await serve(fake_s3(lister))
+        signer = Signer(endpoint_url=server.url, region="us-east-1", access_key="AKFAKE",
+                        secret_key="fake-secret-key-never-shown", addressing_style="path")
+        await signer.__aenter__()
+        signers.append(signer)
+        return server, signer
+
+    yield start
+    for signer in signers:
+        await signer.__aexit__(None, None, None)
+
+
+def entries(root: Path) -> list[str]:
+    return os.listdir(root)
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+
+
+
+def write(root: Path, names: list[str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (root / name).write_bytes(BODY)
+
+
+# -- listings that cannot be trusted: nothing is deleted ------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_listing_truncated_without_a_token_stops_before_any_local_deletion(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # IsTruncated says more keys follow, but no token says where: botocore's
+    # paginator just stops, and b.txt and z.txt, still in the bucket, looked
+    # gone from it.
+    out = tmp_path / "out"
+    write(out, ["a.txt", "b.txt", "z.txt"])
+    _, signer = await fake(lambda query: listing_xml(["d/a.txt"], prefix="d/", truncated=True))
+    with pytest.raises(AsyncPresignError, match="truncated"):
+        await sync(signer, engine, "s3://bkt/d", out, delete=True)
+    assert files_under(out) == {"a.txt", "b.txt", "z.txt"}
+
+
+@pytest.mark.anyio
+async def test_a_listing_with_a_key_outside_the_prefix_deletes_nothing_outside_it(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # A server that ignores Prefix lists "xxzz.txt" for "d/": cut at len("d/"),
+    # it became "zz.txt" of the folder d/, which the source does not have.
+    write(tmp_path / "src", ["keep.txt"])
+    server, signer = await fake(fixed_listing(["d/keep.txt", "xxzz.txt"]))
+    with pytest.raises(AsyncPresignError, match=r"xxzz\.txt"):
+        await sync(signer, engine, tmp_path / "src", "s3://bkt/d", delete=True)
+    assert deleted_keys(server.requests) == []
+
+
+@pytest.mark.anyio
+async def test_a_listing_whose_continuation_tokens_go_round_in_a_circle_stops(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # Empty pages, tokens A, B, A, B ...: botocore only sees a token repeated
+    # twice in a row, and the sync listed forever.
+    def circle(query: dict[str, list[str]]) -> bytes:
+        token = query.get("continuation-token", [""])[0]
+        keys = [] if token else ["d/a.txt"]
+        return listing_xml(keys, prefix="d/", truncated=True, token="B" if token == "A" else "A")
+
+    server, signer = await fake(circle)
+    write(tmp_path / "out", ["a.txt", "b.txt"])
+    with anyio.fail_after(10), pytest.raises(AsyncPresignError, match="continuation token"):
+        await sync(signer, engine, "s3://bkt/d", tmp_path / "out", delete=True)
+    assert files_under(tmp_path / "out") == {"a.txt", "b.txt"}
+    assert len(server.requests) < 10
+
+
+# -- keys that are not file names: each fails alone -----------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_key_with_a_nul_fails_alone_and_the_rest_is_downloaded(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # A NUL in a folder's name made os.makedirs raise ValueError: the whole
+    # sync died with it (a traceback on the command line).
+    _, signer = await fake(fixed_listing(["d/a\x00b/c", "d/n\x00ul", "d/ok.txt"]))
+    result = await sync(signer, engine, "s3://bkt/d", tmp_path / "out")
+    assert sorted(r.url for r in result.failed) == ["s3://bkt/d/a\x00b/c", "s3://bkt/d/n\x00ul"]
+    assert all(isinstance(r.error, AsyncPresignError) for r in result.failed)
+    assert files_under(tmp_path / "out") == {"ok.txt"}
+
+
+@pytest.mark.anyio
+async def test_a_long_name_that_the_file_system_holds_is_downloaded(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # 240 bytes fit in a name (255), but the partial download beside it added
+    # ~40 and failed; a name that can never fit fails with a LocalFileError,
+    # not a bare OSError from cleaning up.
+    fits, never = "y" * 240, "n" * 300
+    _, signer = await fake(fixed_listing([f"d/{fits}", f"d/{never}"]))
+    result = await sync(signer, engine, "s3://bkt/d", tmp_path / "out")
+    assert files_under(tmp_path / "out") == {fits}
+    assert [r.url for r in result.failed] == [f"s3://bkt/d/{never}"]
+    assert isinstance(result.failed[0].error, LocalFileError)
+
+
+# -- arguments and dry runs -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_empty_destination_folder_name_is_refused_before_anything_is_written(
+    fake: Any, engine: TransferEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "" joined to "a/b" is "a/b": files landed in the working directory (and
+    # the top-level ones failed, as the folder "" cannot be made).
+    monkeypatch.chdir(tmp_path)
+    _, signer = await fake(fixed_listing(["d/a/b", "d/top"]))
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        await sync(signer, engine, "s3://bkt/d", "")
+    assert entries(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_dry_run_lists_no_deletion_that_a_failure_would_hold_back(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write(src, ["ok.txt"])
+    os.mkfifo(src / "pipe")
+    _, signer = await fake(fixed_listing(["d/extra.txt"]))
+    lines = io.StringIO()
+    result = await sync(signer, engine, src, "s3://bkt/d", delete=True, dry_run=True,
+                        plan=Plan(lines))
+    assert len(result.failed) == 1
+    assert (result.deleted, result.deleted_bytes, result.not_deleted) == (0, 0, 1)
+    assert "would delete" not in lines.getvalue()
+    assert "would upload" in lines.getvalue()
