@@ -23,13 +23,19 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
 from ._attempts import fspath
 from ._engine import TransferEngine, _aiter
-from ._exceptions import AsyncPresignError, HTTPStatusError, InvalidArgumentError, LocalFileError
+from ._exceptions import (
+    AsyncPresignError,
+    HTTPStatusError,
+    InvalidArgumentError,
+    LocalFileError,
+    TransferError,
+)
 from ._files import describe_os_error
 from ._manifest import Journal, has_size, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
@@ -689,11 +695,44 @@ async def list_objects(
     signer: Signer, bucket: str, prefix: str
 ) -> AsyncIterator[tuple[str, int, str | None]]:
     """``(key, size, ETag)`` of every object under ``prefix``, page by page."""
+    async for item in listed_items(signer, bucket, prefix):
+        yield item["Key"], item["Size"], item.get("ETag")
+
+
+async def listed_items(signer: Signer, bucket: str, prefix: str) -> AsyncIterator[Any]:
+    """The ``Contents`` items of a ListObjectsV2 of ``prefix``, page by page, each
+    page checked first. A listing cut short (truncated with no continuation
+    token: botocore's paginator just stops), one going round (a token given
+    again: botocore only notices the same token twice in a row), or one holding
+    keys outside the prefix (a server that ignores Prefix) would make a run
+    report "done" for part of the objects, or a sync take what it never reached
+    for deleted: each is a ``TransferError`` before the page is used."""
     paginator = signer.client.get_paginator("list_objects_v2")
-    with signer._translate(f"list s3://{bucket}/{prefix}"):
+    where = f"s3://{bucket}/{prefix}"
+    tokens: set[str] = set()  # one per page of 1,000 keys
+    with signer._translate(f"list {where}"):
         async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                yield item["Key"], item["Size"], item.get("ETag")
+            token = page.get("NextContinuationToken")
+            if page.get("IsTruncated") and not token:
+                raise TransferError(
+                    f"the listing of {where} is truncated with no continuation token: "
+                    "stopped before acting on part of it", url=where,
+                )
+            if token is not None and token in tokens:
+                raise TransferError(
+                    f"the listing of {where} came back to a continuation token it gave "
+                    f"before ({token!r}): stopped before acting on part of it", url=where,
+                )
+            tokens.add(token or "")
+            items = page.get("Contents", [])
+            for item in items:
+                if not item["Key"].startswith(prefix):
+                    raise TransferError(
+                        f"the listing of {where} holds {item['Key']!r}, which is not under "
+                        "it: stopped before acting on it", url=where,
+                    )
+            for item in items:
+                yield item
 
 
 @dataclass

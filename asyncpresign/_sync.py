@@ -58,6 +58,7 @@ from ._bulk import (
     _Tracker,
     copy_objects,
     is_folder_marker,
+    listed_items,
 )
 from ._engine import TransferEngine
 from ._exceptions import (
@@ -452,46 +453,25 @@ class _Sync:
     async def _bucket_side(
         self, signer: Signer, bucket: str, prefix: str, *, plain_only: bool
     ) -> AsyncIterator[Listed]:
-        """The objects under ``prefix``, page by page, as the server lists them."""
-        paginator = signer.client.get_paginator("list_objects_v2")
-        where = f"s3://{bucket}/{prefix}"
-        tokens: set[str] = set()  # one per page: a token seen again is a loop
-        with signer._translate(f"list {where}"):
-            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                # A listing cut short, or one that goes round, would make what
-                # it never reached look deleted on this side: stop, delete nothing.
-                token = page.get("NextContinuationToken")
-                if page.get("IsTruncated") and not token:
-                    raise TransferError(f"the listing of {where} is truncated with no "
-                                        "continuation token: the sync stopped and deleted "
-                                        "nothing", url=where)
-                if token is not None and token in tokens:
-                    raise TransferError(f"the listing of {where} came back to a continuation "
-                                        f"token it gave before ({token!r}): the sync stopped "
-                                        "and deleted nothing", url=where)
-                tokens.add(token or "")
-                for item in page.get("Contents", []):
-                    key, size = item["Key"], item["Size"]
-                    if not key.startswith(prefix):
-                        # A server that ignores Prefix: cut at len(prefix), such a
-                        # key would name some other object below the prefix.
-                        raise TransferError(f"the listing of {where} holds {key!r}, which is "
-                                            "not under it: the sync stopped and deleted "
-                                            "nothing", url=where)
-                    relative = key[len(prefix):]
-                    if is_folder_marker(key, size) or not relative or not self.filters(relative):
-                        continue
-                    if plain_only and not is_plain_path(relative):
-                        # a//b or a/./b lands where a/b does: the two could never
-                        # both be kept in step with one file.
-                        await self._refuse(TransferResult(
-                            url=f"s3://{bucket}/{key}", op="download", error=InvalidArgumentError(
-                                f"object key {key!r} does not name one file path (an empty, "
-                                "'.' or '..' segment, or a NUL): not synced"
-                            )))
-                        continue
-                    yield Listed(relative, size, item["LastModified"].timestamp(), key,
-                                 item.get("ETag"))
+        """The objects under ``prefix``, page by page, as the server lists them
+        (a listing cut short, going round or leaving the prefix stops the sync
+        before any deletion: see ``listed_items``)."""
+        async for item in listed_items(signer, bucket, prefix):
+            key, size = item["Key"], item["Size"]
+            relative = key[len(prefix):]
+            if is_folder_marker(key, size) or not relative or not self.filters(relative):
+                continue
+            if plain_only and not is_plain_path(relative):
+                # a//b or a/./b lands where a/b does: the two could never
+                # both be kept in step with one file.
+                await self._refuse(TransferResult(
+                    url=f"s3://{bucket}/{key}", op="download", error=InvalidArgumentError(
+                        f"object key {key!r} does not name one file path (an empty, "
+                        "'.' or '..' segment, or a NUL): not synced"
+                    )))
+                continue
+            yield Listed(relative, size, item["LastModified"].timestamp(), key,
+                         item.get("ETag"))
 
     async def _local_side(self, root: str, *, source: bool) -> AsyncIterator[Listed]:
         """The folder's files in key order. What the walk cannot send fails as a

@@ -130,9 +130,6 @@ def files_under(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
-
-
-
 def write(root: Path, names: list[str]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -251,3 +248,53 @@ async def test_a_dry_run_lists_no_deletion_that_a_failure_would_hold_back(
     assert (result.deleted, result.deleted_bytes, result.not_deleted) == (0, 0, 1)
     assert "would delete" not in lines.getvalue()
     assert "would upload" in lines.getvalue()
+
+
+# -- every command reads listings through the same checks -----------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("listing", ["truncated", "circle", "outside"])
+async def test_a_download_of_a_listing_that_cannot_be_trusted_fails_instead_of_reporting_done(
+    fake: Any, engine: TransferEngine, tmp_path: Path, listing: str
+) -> None:
+    """A download of a prefix read through such a listing used to move the
+    objects it reached and report success for them: a false "done" for the
+    prefix. Now it is a typed error."""
+    from asyncpresign import TransferError, download_prefix
+
+    def lister(query: dict[str, list[str]]) -> bytes:
+        if listing == "truncated":
+            return listing_xml(["d/a.txt"], prefix="d/", truncated=True)
+        if listing == "outside":
+            return listing_xml(["d/a.txt", "e.txt"], prefix="d/")
+        token = query.get("continuation-token", ["A"])[0]
+        return listing_xml([], prefix="d/", truncated=True, token="B" if token == "A" else "A")
+
+    _, signer = await fake(lister)
+    with anyio.fail_after(20), pytest.raises(TransferError, match="listing of s3://bkt/d/"):
+        await download_prefix(signer, engine, "bkt", "d/", tmp_path / "out")
+
+
+@pytest.mark.anyio
+async def test_the_cli_download_of_a_truncated_listing_fails_with_the_reason(
+    serve: Serve, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    server = await serve(fake_s3(lambda query: listing_xml(["d/a.txt"], prefix="d/",
+                                                            truncated=True)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": "AKFAKE", "AWS_SECRET_ACCESS_KEY": "fake-secret",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull})
+    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "asyncpresign", "download", "s3://bkt/d/", str(tmp_path / "o"),
+         "--endpoint-url", server.url, "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    ))
+    assert done.returncode == 1, done.stderr
+    assert "truncated" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert '"succeeded": 1' not in done.stdout
