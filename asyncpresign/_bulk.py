@@ -131,15 +131,30 @@ def relative_key(prefix: str, key: str) -> str:
 def local_relative(prefix: str, key: str) -> str:
     """Where ``key`` lands under the destination folder, as a posix path: its
     path relative to ``prefix`` without empty or ``.`` segments (a file system
-    has no ``a//b``); refuses keys that would escape the folder."""
+    has no ``a//b``); refuses keys that would escape the folder, and keys no
+    S3 holds (a NUL, which no file name can hold; over S3's 1,024 bytes, which a
+    hostile listing could nest deeper than ``os.makedirs`` recurses)."""
+    check_key_length(key)
     parts = [p for p in relative_key(prefix, key).split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or key.endswith("/"):
+    if not parts or ".." in parts or key.endswith("/") or "\0" in key:
         raise InvalidArgumentError(f"object key {key!r} does not map to a file in the folder")
     return "/".join(parts)
 
 
+def check_key_length(key: str) -> None:
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidArgumentError(
+            f"object key {key[:60]!r}... is over S3's {MAX_KEY_BYTES} bytes: not a key S3 holds"
+        )
+
+
+#: The longest object key S3 accepts, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+
+
 def local_path(directory: str, prefix: str, key: str) -> str:
     """Where ``key`` lands under ``directory``; refuses keys that would escape it."""
+    check_key_length(key)
     try:
         relative = local_relative(prefix, key)
     except InvalidArgumentError:

@@ -49,6 +49,7 @@ from typing import IO, Any, Literal
 import anyio.to_thread
 
 from ._bulk import (
+    MAX_KEY_BYTES,
     Filters,
     FolderCache,
     ResultCallback,
@@ -183,9 +184,15 @@ def mtime_metadata(mtime_ns: int) -> dict[str, str]:
 
 def is_plain_path(relative: str) -> bool:
     """Whether a key below the prefix names a file path one to one: no empty,
-    ``.`` or ``..`` segment (``a//b``, ``a/./b`` and ``../x`` do not), and no
-    NUL, which no file name can hold (the OS calls raise ValueError on it)."""
-    return "\0" not in relative and all(part not in ("", ".", "..") for part in relative.split("/"))
+    ``.`` or ``..`` segment (``a//b``, ``a/./b`` and ``../x`` do not), no
+    NUL, which no file name can hold (the OS calls raise ValueError on it), and
+    no more than S3's 1,024 bytes (a hostile listing's key can nest folders
+    deeper than ``os.makedirs`` recurses)."""
+    return (
+        "\0" not in relative
+        and len(relative.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+        and all(part not in ("", ".", "..") for part in relative.split("/"))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +474,7 @@ class _Sync:
                 await self._refuse(TransferResult(
                     url=f"s3://{bucket}/{key}", op="download", error=InvalidArgumentError(
                         f"object key {key!r} does not name one file path (an empty, "
-                        "'.' or '..' segment, or a NUL): not synced"
+                        "'.' or '..' segment, a NUL, or over 1,024 bytes): not synced"
                     )))
                 continue
             yield Listed(relative, size, item["LastModified"].timestamp(), key,

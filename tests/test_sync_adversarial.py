@@ -298,3 +298,23 @@ async def test_the_cli_download_of_a_truncated_listing_fails_with_the_reason(
     assert "truncated" in done.stderr
     assert "Traceback" not in done.stderr
     assert '"succeeded": 1' not in done.stdout
+
+
+@pytest.mark.anyio
+async def test_keys_no_s3_holds_fail_alone_in_a_download_and_the_rest_arrive(
+    fake: Any, engine: TransferEngine, tmp_path: Path
+) -> None:
+    """A NUL (no file name holds one) and a key of 2,000 nested folders (over
+    S3's 1,024 bytes; deeper than os.makedirs recurses) in a listing: each is
+    one failed job with the reason, never a ValueError or RecursionError that
+    stops the run."""
+    from asyncpresign import download_prefix
+
+    deep = "d/" + "x/" * 2000 + "f"
+    keys = ["d/a.txt", "d/n\x00ul", deep, "d/z.txt"]
+    _, signer = await fake(fixed_listing(keys))
+    result = await download_prefix(signer, engine, "bkt", "d/", tmp_path / "out")
+    assert files_under(tmp_path / "out") == {"a.txt", "z.txt"}
+    assert len(result.failed) == 2
+    assert all(isinstance(r.error, InvalidArgumentError) for r in result.failed)
+    assert any("1024 bytes" in str(r.error) for r in result.failed)
