@@ -34,6 +34,7 @@ from ._exceptions import (
     InvalidArgumentError,
     NoCredentialsError,
     SigningError,
+    TransferError,
     TransportError,
 )
 from ._models import OpenUpload, PresignedPost, PresignedRequest, SignFunction
@@ -1225,4 +1226,8 @@ def _botocore_error(exc: Exception, action: str) -> AsyncPresignError:
         return InvalidArgumentError(f"could not {action}: {exc}")
     if isinstance(exc, (boto_exc.EndpointConnectionError, boto_exc.ConnectionError)):
         return TransportError(f"could not {action}: {exc}")
+    if isinstance(exc, boto_exc.PaginationError):
+        # The server's listing repeats its continuation token: its answer is
+        # at fault, not the signing.
+        return TransferError(f"could not {action}: the server's listing is malformed: {exc}")
     return SigningError(f"could not {action}: {exc}")

@@ -254,7 +254,7 @@ async def test_a_dry_run_lists_no_deletion_that_a_failure_would_hold_back(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("listing", ["truncated", "circle", "outside"])
+@pytest.mark.parametrize("listing", ["truncated", "circle", "repeat", "outside"])
 async def test_a_download_of_a_listing_that_cannot_be_trusted_fails_instead_of_reporting_done(
     fake: Any, engine: TransferEngine, tmp_path: Path, listing: str
 ) -> None:
@@ -268,11 +268,13 @@ async def test_a_download_of_a_listing_that_cannot_be_trusted_fails_instead_of_r
             return listing_xml(["d/a.txt"], prefix="d/", truncated=True)
         if listing == "outside":
             return listing_xml(["d/a.txt", "e.txt"], prefix="d/")
+        if listing == "repeat":  # the same token every time (botocore notices this one)
+            return listing_xml(["d/a.txt"], prefix="d/", truncated=True, token="A")
         token = query.get("continuation-token", ["A"])[0]
         return listing_xml([], prefix="d/", truncated=True, token="B" if token == "A" else "A")
 
     _, signer = await fake(lister)
-    with anyio.fail_after(20), pytest.raises(TransferError, match="listing of s3://bkt/d/"):
+    with anyio.fail_after(20), pytest.raises(TransferError, match="listing"):
         await download_prefix(signer, engine, "bkt", "d/", tmp_path / "out")
 
 
