@@ -23,6 +23,7 @@ bytes refilled, not in seconds), and a lifted limit forgives it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -37,17 +38,16 @@ BURST_SECONDS = 0.25
 
 def check_max_rate(value: object) -> float:
     """``max_rate`` as a float: a positive, finite number of bytes per second."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not value > 0
-    ):
-        raise InvalidArgumentError(
-            f"max_rate must be a positive number of bytes per second (or None for no "
-            f"limit), got {value!r}"
-        )
-    return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float
+            rate = float(value)
+            if math.isfinite(rate) and rate > 0:
+                return rate
+    shown = repr(value)
+    raise InvalidArgumentError(
+        f"max_rate must be a positive number of bytes per second (or None for no "
+        f"limit), got {shown if len(shown) <= 40 else shown[:40] + '...'}"
+    )
 
 
 def rate_text(rate: float) -> str:

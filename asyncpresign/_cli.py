@@ -129,6 +129,10 @@ def parse_rate(text: str) -> int:
         ) from None
     if rate < 1:
         raise argparse.ArgumentTypeError(f"must be more than 0 bytes per second, not {text!r}")
+    try:
+        float(rate)  # the limit is counted in floats
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"too large a rate: {text[:40]!r}...") from None
     return rate
 
 
@@ -551,12 +555,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _reopen_closed_std_streams() -> frozenset[int]:
+    """Which of stdin, stdout and stderr were closed when the run began
+    (``<&-``, ``>&-``), each now open on the null device: else the run's first
+    socket takes the free number (uvloop aborts on closing it; a write to
+    stdout would go into the connection) and Python has None for the stream."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:  # in order: each open takes the lowest free number, this one
+        opened = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if opened != fd:
+            os.dup2(opened, fd)
+            os.close(opened)
+        os.set_inheritable(fd, True)  # as a standard stream is, for a child process
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is None:
+            # Kept open for the whole run, as Python's own streams are.
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+    return frozenset(closed)
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    closed = _reopen_closed_std_streams()
     parser = _parser()
     if not (sys.argv[1:] if argv is None else argv):
         parser.print_help()  # no command: the overview of them
         return EXIT_USAGE
     args = parser.parse_args(argv)
+    args.closed_streams = closed
     if args.debug:
         # Retries and their reasons on stderr; failed jobs keep their tracebacks.
         logging.basicConfig(format="asyncpresign: %(message)s")
@@ -1195,6 +1225,19 @@ async def _stream(args: argparse.Namespace) -> int:
     """``upload - s3://b/key`` (stdin) or ``download s3://b/key -`` (stdout): one
     object, no journal; a download's summary goes to stderr, out of the data's way."""
     out = sys.stderr if args.command == "download" else sys.stdout
+    # Not the null device put in their place: an empty upload, or a download
+    # sent nowhere, would be reported as done.
+    closed: frozenset[int] = getattr(args, "closed_streams", frozenset())
+    if args.command == "upload" and 0 in closed:
+        raise InvalidArgumentError(
+            "stdin is closed: there is nothing to upload (pipe the stream in: ... | "
+            "asyncpresign upload - s3://bucket/key)"
+        )
+    if args.command == "download" and 1 in closed:
+        raise InvalidArgumentError(
+            "stdout is closed: the object would go nowhere (redirect it: asyncpresign "
+            "download s3://bucket/key - > FILE)"
+        )
     display = ProgressDisplay(
         args.command, mode="quiet" if args.quiet or args.json or args.dry_run else "auto"
     )
@@ -1205,6 +1248,9 @@ async def _stream(args: argparse.Namespace) -> int:
         else:
             single = await _single_object(args, signer, args.source)
             if single is None:
+                _, key = parse_s3_uri(args.source)
+                if key and not key.endswith("/") and not getattr(args, "prefix_match", False):
+                    raise InvalidArgumentError(f"nothing is stored at {args.source}")
                 raise InvalidArgumentError(
                     f"{args.source} is not one object: only a single object can be written "
                     "to stdout (s3://bucket/key, as listed)"

@@ -328,14 +328,15 @@ class TransferEngine:
         cancellation the multipart upload is aborted, so nothing is left
         stored or billed and no partial object appears at ``key``.
         """
-        return await upload_stream_operation(
+        self._rt.check_open()  # before a byte of the stream is read: it cannot be read again
+        return await self._rt.bounded(upload_stream_operation(
             self._rt, signer, bucket, key, chunks,
             part_size=choose_part_size(0, part_size or self.part_size),
             parts_in_flight=self._parts_in_flight(parts_in_flight),
             content_type=content_type, metadata=metadata, expires_in=expires_in,
             chunk=self._chunk(chunk_size), policy=retry or self.retry,
             tracker=Tracker(progress),
-        )
+        ))
 
     def download_stream(
         self,
@@ -361,7 +362,8 @@ class TransferEngine:
         concurrency, at most 8), handed out in order. The bytes are checked as
         they pass; a mismatch (or a short body) is raised by the iteration
         after the last bytes, so treat what was received as good only when the
-        iteration ends without error. See :class:`DownloadStream`.
+        iteration ends without error. The engine's ``Timeout.total`` bounds the
+        whole iteration, the consumer's time included. See :class:`DownloadStream`.
         """
         self._rt.check_open()
         return DownloadStream(

@@ -80,6 +80,13 @@ def _not_regular(path: str, mode: int) -> LocalFileError:
     )
 
 
+def _not_replaced(dest: str, mode: int) -> LocalFileError:
+    return LocalFileError(
+        f"download destination {dest!r} is {kind_of(mode)}, not a regular file: not "
+        "replaced (to write into it, download to - and redirect stdout)", dest,
+    )
+
+
 def open_regular(path: str) -> int:
     """A descriptor of ``path`` for reading, only if it is a regular file (see
     :func:`open_regular_stat`)."""
@@ -148,11 +155,21 @@ def open_source(
             )
         if size > small_limit:
             return size, None, version
-        data = os.pread(fd, size, offset) if size else b""
-        if len(data) != size:
+        # Read to its end, one byte more: a file holding more than its size
+        # says (/proc, /sys: size 0) would else go up empty, or cut, as a success.
+        want = size + 1 if length is None else size
+        data = os.pread(fd, want, offset) if want else b""
+        if len(data) < size:
             raise LocalFileError(f"upload source {path!r} changed size while being read", path)
         # A write during the read shows in the version: what was read may be torn.
         check_version(path, version, version_of(os.fstat(fd)))
+        if len(data) > size:
+            raise LocalFileError(
+                f"upload source {path!r} holds more than the {file_size} bytes its size "
+                "says (a /proc or /sys file?): not sent; upload what it reads as a stream "
+                "(cat FILE | asyncpresign upload - s3://bucket/key)",
+                path,
+            )
         return size, data, version
     except OSError as exc:
         if isinstance(exc, LocalFileError):
@@ -278,7 +295,8 @@ def stream_size(f: IO[bytes]) -> int | None:
 
 
 def check_destination(dest: str) -> None:
-    """Raise unless ``dest`` can be created: its folder exists and it is not a folder."""
+    """Raise unless ``dest`` can be created: its folder exists, and it is not a
+    folder, a device or a FIFO (which the move into place would replace)."""
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
         raise LocalFileError(f"download destination folder {parent!r} does not exist", dest)
@@ -286,6 +304,12 @@ def check_destination(dest: str) -> None:
         raise LocalFileError(f"download destination {dest!r} is a folder", dest)
     if not os.access(parent, os.W_OK):
         raise LocalFileError(f"download destination folder {parent!r} is not writable", dest)
+    try:
+        mode = os.lstat(dest).st_mode
+    except OSError:
+        return  # not there yet (or not to be told now): the move into place judges it
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # as _commit would refuse it
+        raise _not_replaced(dest, mode)
 
 
 def prepare_folder(dest: str) -> None:
@@ -515,6 +539,16 @@ class PartialFile:
 
     def _commit(self) -> None:
         self.close()
+        # The move replaces whatever is at dest: never a device or a FIFO (run
+        # as root, a download to /dev/null would replace the device). A
+        # symlink is replaced itself, not what it points to.
+        try:
+            mode: int | None = os.lstat(self.dest).st_mode
+        except OSError:
+            mode = None  # nothing there (or the move itself says what is wrong)
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            self.discard()
+            raise _not_replaced(self.dest, mode)
         try:
             os.replace(self.path, self.dest)
         except OSError as exc:

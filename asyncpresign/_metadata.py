@@ -46,6 +46,8 @@ MAX_TOTAL: Final = 8192
 
 _USER_PREFIX: Final = "x-amz-meta-"
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: The four-digit year of an HTTP date (the first such number in it).
+_YEAR: Final = re.compile(r"\b[0-9]{4}\b")
 #: What a carried value may hold: printable ASCII and tab.
 _VALUE: Final = re.compile(r"[\t\x20-\x7e]*")
 
@@ -130,4 +132,16 @@ def _expires(value: str, url: str | None) -> dt.datetime:
         )
     if when.tzinfo is None:  # "-0000": UTC, as RFC 5322 means it
         when = when.replace(tzinfo=dt.timezone.utc)
-    return when
+    # The instant is signed in UTC: one past year 9999 there cannot be, and a
+    # year the parser took for two digits ("0001" read as 2001) is not the source's.
+    year = _YEAR.search(value)
+    try:
+        utc = when.astimezone(dt.timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or (year is not None and int(year.group()) != when.year):
+        raise MetadataError(
+            f"the source's Expires header {value[:80]!r} names a date that cannot be "
+            "carried exactly", url=url,
+        )
+    return utc

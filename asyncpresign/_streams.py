@@ -14,13 +14,14 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Iterable,
     Iterator,
     Mapping,
 )
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -29,7 +30,12 @@ from ._attempts import Runtime, Tracker, initial_request, ungrouped
 from ._checks import check_etag, check_part_answer, expected_total, parse_content_range
 from ._checksums import Verifier
 from ._download import verifier_for
-from ._exceptions import IntegrityError, InvalidArgumentError
+from ._exceptions import (
+    AsyncPresignError,
+    IntegrityError,
+    InvalidArgumentError,
+    TransferTimeoutError,
+)
 from ._models import PresignedRequest, RequestLike, SignFunction, TransferResult
 from ._multipart import MultipartUpload
 from ._parts import plan_ranges, stream_part_size
@@ -41,6 +47,8 @@ if TYPE_CHECKING:
     from ._signer import Signer
 
 __all__ = ["DownloadStream", "upload_stream"]
+
+T = TypeVar("T")
 
 #: Parts a stream holds in flight at most (fewer when the engine's concurrency
 #: is lower): with 8 MiB parts, a stream's memory stays near 72 MiB.
@@ -239,6 +247,7 @@ class DownloadStream:
         self._part_size, self._parts_in_flight = part_size, parts_in_flight
         self._chunk, self._policy, self._tracker = chunk, policy, tracker
         self._iterator: AsyncGenerator[bytes, None] | None = None
+        self._closed = False
         #: Set when the whole object has been handed out and checked.
         self.result: TransferResult | None = None
 
@@ -246,8 +255,15 @@ class DownloadStream:
         return f"<DownloadStream {self._tracker.url or '(not started)'}>"
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._iterator is None:
-            self._iterator = self._stream()
+        # Once only: a second loop over a spent stream would end at once without
+        # error, which reads as a whole, checked object of no bytes (a loop that
+        # retries after an error would take its nothing for good).
+        if self._iterator is not None or self._closed:
+            raise AsyncPresignError(
+                "a DownloadStream is iterated once; call download_stream() again for "
+                "another pass"
+            )
+        self._iterator = self._stream()
         return self._iterator
 
     async def __aenter__(self) -> DownloadStream:
@@ -263,21 +279,40 @@ class DownloadStream:
 
     async def aclose(self) -> None:
         """Stop the stream's transfers; the bytes not yet handed out are dropped."""
+        self._closed = True
         if self._iterator is not None:
             await self._iterator.aclose()
 
+    async def _within(self, obj: _Object, deadline: float | None, work: Awaitable[T]) -> T:
+        """``work`` awaited until the engine's total timeout, counted from the
+        stream's start, runs out. Only waits are bounded, never a yield (a
+        cancel scope must not span one), so time the consumer holds a piece
+        counts too, as a file's writes count for a download."""
+        if deadline is None:
+            return await work
+        with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
+            return await work
+        assert scope.cancelled_caught
+        raise TransferTimeoutError(
+            "the stream did not finish within the total timeout of "
+            f"{self._rt.transport.timeout.total:g} s",
+            url=obj.shown or None,
+        )
+
     async def _stream(self) -> AsyncGenerator[bytes, None]:
         started = time.perf_counter()
+        total = self._rt.transport.timeout.total
+        deadline = None if total is None else anyio.current_time() + total
         obj = _Object()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
         producer = asyncio.ensure_future(self._first(obj, queue))
         try:
-            while (data := await _next(queue, producer)) is not None:
+            while (data := await self._within(obj, deadline, _next(queue, producer))) is not None:
                 await self._hand_out(obj, data)
                 yield data
             await producer  # its error, if it failed after its last piece
             if obj.ranged:
-                async with contextlib.aclosing(self._ranges(obj)) as ranges:
+                async with contextlib.aclosing(self._ranges(obj, deadline)) as ranges:
                     async for data in ranges:
                         await self._hand_out(obj, data)
                         yield data
@@ -406,12 +441,14 @@ class DownloadStream:
         if span is not None:
             obj.fetching.append(asyncio.ensure_future(self._fetch(obj, *span)))
 
-    async def _ranges(self, obj: _Object) -> AsyncGenerator[bytes, None]:
+    async def _ranges(
+        self, obj: _Object, deadline: float | None
+    ) -> AsyncGenerator[bytes, None]:
         """The ranges after the first, handed out in order; each one taken starts
         the next, so at most ``parts_in_flight`` are held."""
         try:
             while obj.fetching:
-                data = await obj.fetching[0]
+                data = await self._within(obj, deadline, obj.fetching[0])
                 obj.fetching.popleft()
                 self._start_next(obj)
                 yield data

@@ -16,6 +16,8 @@ def parse_s3_uri(text: str) -> tuple[str, str]:
     if not text.startswith("s3://") or len(text) <= 5:
         raise InvalidArgumentError(f"expected s3://bucket/key, got {text!r}")
     bucket, _, key = text[5:].partition("/")
+    if not bucket:  # s3:///key: else the signer's own words, or a failed job, later
+        raise InvalidArgumentError(f"{text!r} names no bucket: expected s3://bucket/key")
     return bucket, key
 
 
