@@ -32,27 +32,17 @@ from asyncpresign import (
     TransferTimeoutError,
 )
 from asyncpresign._metadata import metadata_params
-from asyncpresign.testing import LocalS3
 
+from . import test_cli_single
 from .conftest import FAST_RETRY
 from .rawserver import Reply, Request, Serve, head_bytes
-from .test_cli import base_env
+from .test_cli_single import run
 from .test_object_streams import MiB, pieces, read_all
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def env(s3: LocalS3, tmp_path: Path) -> dict[str, str]:
-    return {**base_env(tmp_path), **s3.env()}
-
-
-def run(*args: str, env: dict[str, str], data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    """The CLI with ``data`` on stdin, stdout kept as bytes."""
-    return subprocess.run(
-        [sys.executable, "-m", "asyncpresign", *args], input=data, env=env,
-        capture_output=True, timeout=180, check=False,
-    )
+#: The CLI's environment for the test server (the fixture of test_cli_single).
+env = test_cli_single.env
 
 
 def run_closed(fd: int, *args: str, env: dict[str, str]) -> tuple[int, bytes, str]:
