@@ -1196,6 +1196,12 @@ async def _bulk(args: argparse.Namespace) -> int:
             "stdin and stdout are streams: a journal cannot resume them and Dask cannot "
             "spread them (drop --journal / --dask-scheduler)"
         )
+    if stream and (args.include or args.exclude):
+        # One object either way: a filter that dropped it would leave an empty
+        # stream that looks like an empty object.
+        raise InvalidArgumentError(
+            "stdin and stdout carry one object: --include / --exclude do not apply to them"
+        )
     if getattr(args, "dask_scheduler", None):
         return await _on_dask(args)
     if stream:

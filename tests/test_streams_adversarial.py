@@ -332,3 +332,22 @@ def test_an_expires_that_cannot_be_carried_exactly_is_a_metadata_error(value: st
 def test_an_expires_in_another_zone_is_carried_as_its_instant() -> None:
     got = metadata_params([("Expires", "Thu, 01 Jan 2071 01:00:00 +0100")])
     assert got["Expires"] == dt.datetime(2071, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["download", "s3://some-bucket/report.txt", "-", "--exclude", "*.txt"],
+        ["upload", "-", "s3://some-bucket/k", "--include", "*.csv"],
+    ],
+)
+def test_a_filter_on_a_stream_is_bad_usage_not_an_empty_stream(
+    args: list[str], env: dict[str, str]
+) -> None:
+    """A filter that dropped the one object would leave nothing on stdout and
+    exit 0: to the reader, an empty object."""
+    done = run(*args, env=env, data=b"payload")
+    assert done.returncode == 2
+    assert b"--include / --exclude do not apply" in done.stderr
+    assert done.stdout == b""
+    assert b"Traceback" not in done.stderr
