@@ -135,14 +135,23 @@ def local_relative(prefix: str, key: str) -> str:
     S3 holds (a NUL, which no file name can hold; over S3's 1,024 bytes, which a
     hostile listing could nest deeper than ``os.makedirs`` recurses)."""
     check_key_length(key)
+    return _relative_path(prefix, key)
+
+
+def _relative_path(prefix: str, key: str) -> str:
     parts = [p for p in relative_key(prefix, key).split("/") if p not in ("", ".")]
     if not parts or ".." in parts or key.endswith("/") or "\0" in key:
         raise InvalidArgumentError(f"object key {key!r} does not map to a file in the folder")
     return "/".join(parts)
 
 
+def is_key_too_long(key: str) -> bool:
+    """Whether ``key`` is over S3's limit: no key S3 holds, only a hostile listing's."""
+    return len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+
+
 def check_key_length(key: str) -> None:
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if is_key_too_long(key):
         raise InvalidArgumentError(
             f"object key {key[:60]!r}... is over S3's {MAX_KEY_BYTES} bytes: not a key S3 holds"
         )
@@ -154,9 +163,9 @@ MAX_KEY_BYTES = 1024
 
 def local_path(directory: str, prefix: str, key: str) -> str:
     """Where ``key`` lands under ``directory``; refuses keys that would escape it."""
-    check_key_length(key)
+    check_key_length(key)  # its own message: the one below would show the whole key
     try:
-        relative = local_relative(prefix, key)
+        relative = _relative_path(prefix, key)
     except InvalidArgumentError:
         raise InvalidArgumentError(
             f"object key {key!r} does not map to a file inside {directory!r}"

@@ -80,7 +80,16 @@ def _not_regular(path: str, mode: int) -> LocalFileError:
     )
 
 
-def _not_replaced(dest: str, mode: int) -> LocalFileError:
+def _not_replaceable(dest: str) -> LocalFileError | None:
+    """Why a download may not be moved over ``dest`` (a device, a FIFO: run as
+    root, a download to /dev/null would replace the device), or None. A
+    symlink is replaced itself, not what it points to; nothing there is fine."""
+    try:
+        mode = os.lstat(dest).st_mode
+    except OSError:
+        return None  # not there yet (or the move itself says what is wrong)
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
     return LocalFileError(
         f"download destination {dest!r} is {kind_of(mode)}, not a regular file: not "
         "replaced (to write into it, download to - and redirect stdout)", dest,
@@ -304,12 +313,9 @@ def check_destination(dest: str) -> None:
         raise LocalFileError(f"download destination {dest!r} is a folder", dest)
     if not os.access(parent, os.W_OK):
         raise LocalFileError(f"download destination folder {parent!r} is not writable", dest)
-    try:
-        mode = os.lstat(dest).st_mode
-    except OSError:
-        return  # not there yet (or not to be told now): the move into place judges it
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # as _commit would refuse it
-        raise _not_replaced(dest, mode)
+    refusal = _not_replaceable(dest)  # checked again at the move into place
+    if refusal is not None:
+        raise refusal
 
 
 def prepare_folder(dest: str) -> None:
@@ -539,16 +545,11 @@ class PartialFile:
 
     def _commit(self) -> None:
         self.close()
-        # The move replaces whatever is at dest: never a device or a FIFO (run
-        # as root, a download to /dev/null would replace the device). A
-        # symlink is replaced itself, not what it points to.
-        try:
-            mode: int | None = os.lstat(self.dest).st_mode
-        except OSError:
-            mode = None  # nothing there (or the move itself says what is wrong)
-        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        # One may have appeared during the download: the move replaces what is there.
+        refusal = _not_replaceable(self.dest)
+        if refusal is not None:
             self.discard()
-            raise _not_replaced(self.dest, mode)
+            raise refusal
         try:
             os.replace(self.path, self.dest)
         except OSError as exc:

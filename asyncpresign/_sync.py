@@ -49,7 +49,6 @@ from typing import IO, Any, Literal
 import anyio.to_thread
 
 from ._bulk import (
-    MAX_KEY_BYTES,
     Filters,
     FolderCache,
     ResultCallback,
@@ -59,6 +58,7 @@ from ._bulk import (
     _Tracker,
     copy_objects,
     is_folder_marker,
+    is_key_too_long,
     listed_items,
 )
 from ._engine import TransferEngine
@@ -184,15 +184,9 @@ def mtime_metadata(mtime_ns: int) -> dict[str, str]:
 
 def is_plain_path(relative: str) -> bool:
     """Whether a key below the prefix names a file path one to one: no empty,
-    ``.`` or ``..`` segment (``a//b``, ``a/./b`` and ``../x`` do not), no
-    NUL, which no file name can hold (the OS calls raise ValueError on it), and
-    no more than S3's 1,024 bytes (a hostile listing's key can nest folders
-    deeper than ``os.makedirs`` recurses)."""
-    return (
-        "\0" not in relative
-        and len(relative.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
-        and all(part not in ("", ".", "..") for part in relative.split("/"))
-    )
+    ``.`` or ``..`` segment (``a//b``, ``a/./b`` and ``../x`` do not), and no
+    NUL, which no file name can hold (the OS calls raise ValueError on it)."""
+    return "\0" not in relative and all(part not in ("", ".", "..") for part in relative.split("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,9 +462,10 @@ class _Sync:
             relative = key[len(prefix):]
             if is_folder_marker(key, size) or not relative or not self.filters(relative):
                 continue
-            if plain_only and not is_plain_path(relative):
+            if plain_only and (not is_plain_path(relative) or is_key_too_long(key)):
                 # a//b or a/./b lands where a/b does: the two could never
-                # both be kept in step with one file.
+                # both be kept in step with one file. A key over S3's limit can
+                # nest folders deeper than os.makedirs recurses.
                 await self._refuse(TransferResult(
                     url=f"s3://{bucket}/{key}", op="download", error=InvalidArgumentError(
                         f"object key {key!r} does not name one file path (an empty, "
