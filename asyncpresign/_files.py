@@ -230,7 +230,13 @@ def read_with_checksum(
         return size, data, checksum_of(algorithm, data), version
     crc = Crc(algorithm)
     if _feed_region(path, offset, size, crc.update) != size:
-        raise LocalFileError(f"upload source {path!r} shrank while its checksum was taken", path)
+        # Shorter than it was a moment ago: a new version (a rewrite truncates
+        # first), so the upload starts over as for any other change.
+        raise SourceChangedError(
+            f"upload source {path!r} changed while being uploaded (it shrank while its "
+            "checksum was taken)",
+            path,
+        )
     check_version(path, version, source_version(path))
     return size, None, crc.b64, version
 

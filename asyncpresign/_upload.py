@@ -20,7 +20,13 @@ from ._attempts import Runtime, Tracker, fspath, header, initial_request, signs_
 from ._checks import check_etag, check_stored_md5, is_plain_md5
 from ._checksums import ALGORITHMS, Crc, header_name
 from ._checksums import of as checksum_of
-from ._exceptions import HTTPStatusError, IntegrityError, InvalidArgumentError, LocalFileError
+from ._exceptions import (
+    HTTPStatusError,
+    IntegrityError,
+    InvalidArgumentError,
+    LocalFileError,
+    SourceChangedError,
+)
 from ._models import FilePart, PresignedRequest, RequestLike, SignFunction, Source, TransferResult
 from ._offload import FileThread
 from ._retry import RetryPolicy
@@ -458,9 +464,11 @@ async def _blocks(
                 f"cannot read upload source: {_files.describe_os_error(exc)}", path, errno=exc.errno
             ) from None
         if not block:
-            raise LocalFileError(
-                f"upload source ended {remaining} bytes early (it shrank while uploading)", path
-            )
+            message = f"upload source ended {remaining} bytes early (it shrank while uploading)"
+            if path is None:
+                raise LocalFileError(message, path)
+            # A file that shrank is at a new version: start over, as for any change.
+            raise SourceChangedError(f"{message}: it changed while being uploaded", path)
         remaining -= len(block)
         if not remaining and last is not None:
             await last()

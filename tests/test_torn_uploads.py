@@ -88,7 +88,60 @@ def test_a_read_at_another_version_than_the_first_is_a_source_changed_error(
     assert check_version("f", None, (1, 2)) == (1, 2)
 
 
+def test_a_file_shortened_while_its_checksum_is_taken_is_a_source_changed_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rewrite truncates before it writes: a checksum read in between comes up
+    # short. That is a new version of the file (started over), not a failure.
+    from asyncpresign import _files
+
+    path = old_file(tmp_path / "f", b"x" * 4096)
+    opened = _files.open_source
+
+    def open_then_truncate(*args: object, **kwargs: object) -> tuple[object, ...]:
+        answer = opened(*args, **kwargs)  # type: ignore[arg-type]
+        path.write_bytes(b"")
+        return answer
+
+    monkeypatch.setattr(_files, "open_source", open_then_truncate)
+    with pytest.raises(SourceChangedError, match="changed while being uploaded"):
+        read_with_checksum(str(path), 0, "crc64nvme")
+
+
 # -- single PUT, streamed --------------------------------------------------------------------
+
+
+class Truncator:
+    """A progress callback that cuts the file to half its length on the first
+    byte of the first attempt, as a rewrite does before it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.done = path, False
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self.done or event.delta <= 0:
+            return
+        self.done = True
+        data = self.path.read_bytes()
+        self.path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("checksum", ["crc64nvme", None], ids=["signed-crc", "unsigned"])
+async def test_a_file_cut_short_while_streaming_is_uploaded_again_whole(
+    s3: object, bucket: str, tmp_path: Path, checksum: str | None
+) -> None:
+    path = old_file(tmp_path / "cut.bin", os.urandom(3 * MiB))
+    truncator = Truncator(path)
+    async with s3.signer(checksum=checksum) as signer, TransferEngine(  # type: ignore[attr-defined]
+        checksum=checksum or "md5"
+    ) as engine:
+        result = await engine.upload(
+            None, path, progress=truncator, sign=signer.sign_later("PUT", bucket, "cut.bin")
+        )
+        assert result.ok
+        assert truncator.done
+        assert await stored(signer, bucket, "cut.bin") == path.read_bytes()
+    assert path.stat().st_size == 3 * MiB // 2
 
 
 @pytest.mark.parametrize("grow", [True, False], ids=["growing", "rewritten"])
