@@ -1196,6 +1196,13 @@ async def _bulk(args: argparse.Namespace) -> int:
             "stdin and stdout are streams: a journal cannot resume them and Dask cannot "
             "spread them (drop --journal / --dask-scheduler)"
         )
+    if args.command == "sync" and "-" in (args.source, args.dest):
+        # Elsewhere - is stdin or stdout; a sync compares two folders, so a
+        # bare - here is a mistake, not a folder named "-" (write ./- for that).
+        raise InvalidArgumentError(
+            "sync compares two folders or prefixes: - (stdin/stdout) is not one; use "
+            "upload/download for a stream, or ./- for a folder named -"
+        )
     if stream and (args.include or args.exclude):
         # One object either way: a filter that dropped it would leave an empty
         # stream that looks like an empty object.

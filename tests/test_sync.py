@@ -455,6 +455,28 @@ async def test_bad_pairs_of_sides_are_refused_with_exit_2(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.anyio
+async def test_a_bare_dash_is_not_a_sync_side_and_makes_no_folder_named_dash(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    # - is stdin/stdout for every other command: a sync to it is a mistake,
+    # refused before anything moves (it used to download into a folder "-").
+    import subprocess
+
+    await put(signer, bucket, "dash/one.txt", b"1")
+    (tmp_path / "work").mkdir()
+    for args in ((f"s3://{bucket}/dash", "-"), ("-", f"s3://{bucket}/dash")):
+        done = subprocess.run(
+            [sys.executable, "-m", "asyncpresign", "sync", *args], cwd=tmp_path / "work",
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "(stdin/stdout) is not one" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert list((tmp_path / "work").iterdir()) == []
+    assert await stored(signer, bucket, "dash/") == {"one.txt": b"1"}
+
+
 def test_sync_help_names_every_option_with_its_default(tmp_path: Path) -> None:
     text = cli("sync", "--help", env=base_env(tmp_path)).stdout
     for option in ("--delete", "--checksum", "--dry-run", "--journal", "--json", "--include",
