@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import glob
 import hashlib
+import io
 import json
 import logging
 import os
@@ -65,7 +66,7 @@ from ._exceptions import (
     LocalFileError,
     NoCredentialsError,
 )
-from ._files import file_checksum, source_version
+from ._files import describe_os_error, file_checksum, source_version
 from ._manifest import (
     Journal,
     ManifestEntry,
@@ -544,15 +545,89 @@ def _uploads_parser(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    restore = _stdout_that_writes_everything()
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # here, so a full disk is this run's error, not the exit's
+        return code
     except BrokenPipeError:
         # The reader of stdout went away (``asyncpresign ... | head``), even
         # while help was printed: stop quietly, as a shell tool does (128 +
         # SIGPIPE), with no flush error at exit.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_null()
         return EXIT_BROKEN_PIPE
+    except _OutputError as exc:
+        # stdout could not take the output (a full disk, a quota): what the
+        # run printed is incomplete, so it did not succeed.
+        _stdout_to_null()
+        print(f"asyncpresign: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        restore()
+
+
+def _stdout_to_null() -> None:
+    """Send what is still buffered for stdout nowhere (its reader is gone, or
+    its disk is full), so the flush at exit does not fail again."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _OutputError(OSError):
+    """stdout refused what the run wrote (a full disk, a quota, EIO)."""
+
+
+class _WholeWrites(io.BufferedWriter):
+    """A buffered stdout whose write errors say they are stdout's (a closed
+    pipe stays a BrokenPipeError)."""
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except (BrokenPipeError, _OutputError):
+            raise
+        except OSError as exc:
+            raise _OutputError(exc.errno, exc.strerror) from None
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except (BrokenPipeError, _OutputError):
+            raise
+        except OSError as exc:
+            raise _OutputError(exc.errno, exc.strerror) from None
+
+
+def _stdout_that_writes_everything() -> Callable[[], None]:
+    """Put a buffered stdout in place; returns what puts the original back.
+
+    Under ``python -u`` or ``PYTHONUNBUFFERED`` (common in containers) Python's
+    stdout writes straight to the raw file, which may take only part of a
+    write (a disk filling up) and says so only in the count it returns,
+    which print() ignores: the output was cut short with no error and exit
+    0. A buffered writer writes everything or raises, and ours raises an
+    error that names stdout."""
+    original = sys.stdout
+    try:
+        fd = original.fileno()
+    except (AttributeError, OSError, ValueError):
+        return lambda: None  # not a file (a test's capture): left alone
+    if not isinstance(getattr(original, "buffer", None), (io.FileIO, io.BufferedWriter)):
+        return lambda: None
+    original.flush()
+    buffered = io.TextIOWrapper(
+        _WholeWrites(io.FileIO(fd, "w", closefd=False)),
+        encoding=original.encoding, errors=original.errors, line_buffering=True,
+    )
+    sys.stdout = buffered
+
+    def restore() -> None:
+        sys.stdout = original
+        with contextlib.suppress(OSError, ValueError):
+            buffered.flush()
+            buffered.detach()  # the descriptor stays open: it is the original's
+
+    return restore
 
 
 def _reopen_closed_std_streams() -> frozenset[int]:
@@ -1323,9 +1398,16 @@ async def _to_stdout(
     """The object to stdout in order, each piece written in a thread."""
     out = sys.stdout.buffer
     async with engine.download_stream(None, sign=sign, progress=display.on_bytes) as stream:
-        async for data in stream:
-            await anyio.to_thread.run_sync(out.write, data)
-        await anyio.to_thread.run_sync(out.flush)
+        try:
+            async for data in stream:
+                await anyio.to_thread.run_sync(out.write, data)
+            await anyio.to_thread.run_sync(out.flush)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise LocalFileError(
+                f"cannot write stdout: {describe_os_error(exc)}", "-", errno=exc.errno
+            ) from None
     assert stream.result is not None  # the iteration ended without error
     return stream.result
 

@@ -351,3 +351,61 @@ def test_a_filter_on_a_stream_is_bad_usage_not_an_empty_stream(
     assert b"--include / --exclude do not apply" in done.stderr
     assert done.stdout == b""
     assert b"Traceback" not in done.stderr
+
+
+# -- stdout that takes only part of what is written ------------------------------------------
+
+
+def run_into_small_file(
+    out: Path, limit: int, *args: str, env: dict[str, str], unbuffered: bool
+) -> subprocess.CompletedProcess[str]:
+    """The CLI with stdout a file that may grow to ``limit`` bytes (RLIMIT_FSIZE,
+    SIGXFSZ ignored: a write across the limit is cut short, the next fails
+    with EFBIG, as on a disk that fills up), Python's stdout unbuffered or not."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    child_env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        child_env["PYTHONUNBUFFERED"] = "1"  # as many container images set it
+    with out.open("wb") as stdout:
+        return subprocess.run(
+            [sys.executable, "-m", "asyncpresign", *args], env=child_env, stdout=stdout,
+            stderr=subprocess.PIPE, text=True, timeout=180, check=False, preexec_fn=limited,
+        )
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+async def test_a_download_to_stdout_that_cannot_take_it_all_fails(
+    signer: Signer, bucket: str, env: dict[str, str], tmp_path: Path, unbuffered: bool
+) -> None:
+    # Unbuffered, Python's stdout took 1 MiB of a 3 MiB piece, said so only in
+    # the count it returned, and the run reported the download done (exit 0).
+    await signer.client.put_object(Bucket=bucket, Key="big", Body=os.urandom(3 * MiB))
+    done = run_into_small_file(
+        tmp_path / "out.bin", MiB, "download", f"s3://{bucket}/big", "-", env=env,
+        unbuffered=unbuffered,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot write stdout" in done.stderr
+    assert "0 done" in done.stderr and "1 failed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+async def test_printed_output_cut_short_is_an_error_not_a_success(
+    bucket: str, env: dict[str, str], tmp_path: Path, unbuffered: bool
+) -> None:
+    # A signed URL is some 400 bytes; stdout takes 100. Unbuffered, print()
+    # dropped the rest without a word and the run exited 0.
+    done = run_into_small_file(
+        tmp_path / "urls.txt", 100, "sign", "get", f"s3://{bucket}/some/key", env=env,
+        unbuffered=unbuffered,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot write the output" in done.stderr
+    assert "Traceback" not in done.stderr
