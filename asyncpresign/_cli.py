@@ -1301,11 +1301,17 @@ async def _bulk(args: argparse.Namespace) -> int:
         with display:
             result = await _run_command(args, journal, filters, display, plan)
     finally:
-        await anyio.to_thread.run_sync(journal.close)
+        # Raised only after the run: it must not replace an error in flight.
+        with contextlib.suppress(LocalFileError):
+            await anyio.to_thread.run_sync(journal.close)
     if args.dry_run:
         _plan_summary(args, plan, result)
     else:
-        _summary(args, result, time.monotonic() - started)
+        _summary(args, result, time.monotonic() - started, journal=journal)
+    if journal.failure is not None:
+        # The transfers' counts stand; the run still failed to keep its record.
+        print(f"asyncpresign: error: {journal.failure}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -1928,17 +1934,20 @@ def _plan_summary(
 
 
 def _summary(
-    args: argparse.Namespace, result: BatchResult, seconds: float, *, out: TextIO | None = None
+    args: argparse.Namespace, result: BatchResult, seconds: float, *, out: TextIO | None = None,
+    journal: Journal | None = None,
 ) -> None:
     failures, links = _failures(result, args.command), _links(result)
     if args.json:
         # succeeded, skipped and failed are disjoint and add up to total.
+        journal_error = journal.failure if journal is not None else None
         print(json.dumps({
             "command": args.command, "total": result.total,
             "succeeded": result.succeeded - result.skipped,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
             "seconds": round(seconds, 3), "failures": failures, "not_followed": links,
             **_sync_json(result),
+            **({"journal_error": str(journal_error)} if journal_error is not None else {}),
         }, indent=2), file=out)
         return
     rate = human_bytes(result.nbytes / seconds) if seconds > 0 else "-"

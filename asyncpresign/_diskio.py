@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from ._checksums import Crc
 from ._exceptions import LocalFileError
-from ._files import PartialFile, describe_os_error, write_sidecar
+from ._files import PartialFile, describe_os_error, partial_opener, write_sidecar
 
 __all__ = ["RangeWriter", "StreamWriter"]
 
@@ -49,10 +49,10 @@ class StreamWriter:
             if partial.appending:
                 if partial.verifier is not None:
                     await anyio.to_thread.run_sync(partial.hash_existing)
-                self._file = await aiofiles.open(partial.path, "ab")
+                self._file = await aiofiles.open(partial.path, "ab", opener=partial_opener)
                 partial.size = await anyio.to_thread.run_sync(os.path.getsize, partial.path)
             else:
-                self._file = await aiofiles.open(partial.path, "wb")
+                self._file = await aiofiles.open(partial.path, "wb", opener=partial_opener)
                 partial.size = 0
                 if partial.resumable:
                     await anyio.to_thread.run_sync(
@@ -112,7 +112,9 @@ class RangeWriter:
 
     async def open(self, *, create: bool) -> None:
         try:
-            self._file = await aiofiles.open(self.partial.path, "wb" if create else "r+b")
+            self._file = await aiofiles.open(
+                self.partial.path, "wb" if create else "r+b", opener=partial_opener
+            )
             await anyio.to_thread.run_sync(self._reserve)
             await self._file.seek(self.offset)
         except OSError as exc:

@@ -133,6 +133,18 @@ def open_regular_stat(path: str) -> tuple[int, os.stat_result]:
     return fd, info
 
 
+#: Partial downloads and their sidecars are only ever our own files: a link at
+#: one of their (predictable, for resumable downloads) names was put there by
+#: someone else, to make us write, append or truncate where it points.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def partial_opener(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` (and aiofiles) of a partial download:
+    never through a symbolic link."""
+    return os.open(path, flags | _NOFOLLOW, 0o644)
+
+
 def regular_opener(path: str, flags: int) -> int:
     """An ``opener`` for :func:`open` (and aiofiles) in read mode: :func:`open_regular`."""
     return open_regular(path)
@@ -454,10 +466,10 @@ class PartialFile:
             if self.appending:
                 if self.verifier is not None:
                     self.hash_existing()
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                self._fd = partial_opener(self.path, os.O_WRONLY | os.O_APPEND)
                 self.size = os.fstat(self._fd).st_size
             else:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                self._fd = partial_opener(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                 self.size = 0
                 if self.resumable:
                     write_sidecar(self.path, self.etag, self.verifier)
@@ -488,7 +500,7 @@ class PartialFile:
     def hash_existing(self) -> None:
         """Feed the bytes already on disk to the verifier (a resumed download's prefix)."""
         assert self.verifier is not None
-        with open(self.path, "rb") as f:
+        with open(self.path, "rb", opener=partial_opener) as f:
             while block := f.read(IO_SIZE):
                 self.verifier.update(block)
 
@@ -610,7 +622,7 @@ def write_sidecar(path: str, etag: str | None, verifier: Verifier | None = None)
     saved: dict[str, object] = {"etag": etag}
     if verifier is not None:
         saved["check"] = list(verifier.expected)
-    with open(path + ".json", "w", encoding="utf-8") as f:
+    with open(path + ".json", "w", encoding="utf-8", opener=partial_opener) as f:
         json.dump(saved, f)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ._exceptions import InvalidArgumentError, LocalFileError
+from ._files import kind_of
 from ._models import Download, FilePart, PresignedRequest, Upload
 from ._validation import check_http_url
 
@@ -232,6 +233,9 @@ class ManifestWriter:
         self.count = 0
         self._base = os.path.dirname(os.path.abspath(path))
         folder, name = os.path.split(os.path.abspath(path))
+        refusal = _not_replaceable("manifest", path)
+        if refusal is not None:
+            raise refusal
         try:
             # A fresh name, created 0600 with O_EXCL: never a file or a link that
             # someone else placed there (its mode or target would be kept).
@@ -256,7 +260,13 @@ class ManifestWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+            refusal = _not_replaceable("manifest", self.path)  # one made meanwhile
+            if refusal is not None:
+                raise refusal
             os.replace(self._temporary, self.path)
+        except LocalFileError:
+            self.discard()
+            raise
         except OSError as exc:
             self.discard()
             raise self._error(exc) from None
@@ -271,6 +281,19 @@ class ManifestWriter:
     def _error(self, exc: OSError) -> LocalFileError:
         return LocalFileError(f"cannot write manifest {self.path!r}: {exc.strerror or exc}",
                               self.path)
+
+
+def _not_replaceable(what: str, path: str) -> LocalFileError | None:
+    """Why the file written at ``path`` may not replace what is there (a device,
+    a FIFO: run as root, ``--manifest /dev/null`` replaced the device with a
+    regular file), or None. A symlink is replaced itself; nothing there is fine."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    return LocalFileError(f"{what} {path!r} is {kind_of(mode)}, not a regular file", path)
 
 
 def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
@@ -351,20 +374,27 @@ class Journal:
         self.etags: dict[str, str] = {}  # for parts, completed elsewhere by ETag
         self._file: Any = None
         self._unflushed = 0
+        #: Why records stopped reaching the file (a full disk), once they did.
+        self.failure: LocalFileError | None = None
         if path is not None:
+            _check_regular(path)
             self._load(path)
             _check_writable(path)
 
     def _load(self, path: str) -> None:
         try:
-            f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+            # O_NONBLOCK: a FIFO put there since the check must not hang the run.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise LocalFileError(
                 f"cannot read journal {path!r}: {exc.strerror or exc}", path
             ) from None
-        with f:
+        if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LocalFileError(f"journal {path!r} is {kind_of(mode)}, not a regular file", path)
+        with open(fd, encoding="utf-8") as f:
             try:
                 lines = iter(f)
                 first = next((line for line in lines if line.strip()), None)
@@ -420,28 +450,76 @@ class Journal:
             self.etags[job_id] = etag
         if self.path is None or state is None:
             return
-        if self._file is None:
-            self._file = _open_private(self.path)
+        self.done[job_id] = (state, size)
+        if self.failure is not None:
+            return
         item: dict[str, Any] = {"id": job_id, "state": state, "size": size}
         if etag is not None:
             item["etag"] = etag
-        self._file.write(json.dumps(item) + "\n")  # ASCII, as to_json, for the same reason
-        self.done[job_id] = (state, size)
-        self._unflushed += 1
-        if self._unflushed >= 32:
-            self.flush()
+        try:
+            if self._file is None:
+                self._file = _open_private(self.path)
+            self._file.write(json.dumps(item) + "\n")  # ASCII, as to_json, for the same reason
+            self._unflushed += 1
+            if self._unflushed >= 32:
+                self._flush()
+        except OSError as exc:
+            self._fail(exc)
 
     def flush(self) -> None:
+        try:
+            self._flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _flush(self) -> None:
         if self._file is not None and self._unflushed:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._unflushed = 0
 
+    def _fail(self, exc: OSError) -> None:
+        """Records no longer reach the file (a full disk): the run goes on, as
+        its transfers are not at fault, and :meth:`close` raises this. A record
+        lost only makes a re-run do its job again; a torn last line is skipped
+        when the journal is read."""
+        what = (
+            str(exc) if isinstance(exc, LocalFileError)  # from opening it: says as much
+            else f"cannot write journal {self.path!r}: {exc.strerror or exc}"
+        )
+        self.failure = LocalFileError(
+            f"{what}; the jobs done since its last record are not in it, and a re-run "
+            "does them again", self.path, errno=exc.errno,
+        )
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
     def close(self) -> None:
+        """Write what is buffered and close the file. Raises
+        :class:`LocalFileError` if any record could not be written."""
         self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as exc:
+                self._fail(exc)
+        if self.failure is not None:
+            raise self.failure
+
+
+def _check_regular(path: str) -> None:
+    """Refuse a journal that is not a regular file (or not there yet): run as
+    root, ``--journal /dev/null`` made the device 0600 for everyone, and a
+    FIFO would hang the run."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # not there yet (or reading it says what is wrong)
+    if not stat.S_ISREG(mode):
+        raise LocalFileError(f"journal {path!r} is {kind_of(mode)}, not a regular file", path)
 
 
 def _check_writable(path: str) -> None:
@@ -459,11 +537,15 @@ def _check_writable(path: str) -> None:
 def _open_private(path: str) -> Any:
     """Open a journal for appending, created 0600 with its header line."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
     except OSError as exc:
         raise LocalFileError(
             f"cannot write journal {path!r}: {exc.strerror or exc}", path
         ) from None
+    if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+        # Never chmod a device that was put there since the run began.
+        os.close(fd)
+        raise LocalFileError(f"journal {path!r} is {kind_of(mode)}, not a regular file", path)
     with contextlib.suppress(OSError):
         os.fchmod(fd, 0o600)  # one made before, by hand or an older version
     f = os.fdopen(fd, "a", encoding="utf-8")

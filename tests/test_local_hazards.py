@@ -1,0 +1,142 @@
+"""What a sysadmin and an attacker on the same machine try against the files we
+write: a device or a FIFO named as a journal or a manifest, a symbolic link
+planted at a resumable download's predictable partial name, and a disk that
+fills up under the journal. Each test pins a behaviour that was broken:
+``--journal /dev/null`` run as root made the device 0600 for everyone,
+``--manifest /dev/null`` replaced it with a regular file, a journal that was a
+FIFO hung the run, a planted link made a resumed download append to the file
+it pointed at, and a journal on a full disk ended the run with a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncpresign import Journal, LocalFileError, Signer, TransferEngine
+from asyncpresign._manifest import write_manifest
+from asyncpresign.testing import LocalS3
+
+from .test_cli import base_env
+
+pytestmark = pytest.mark.anyio
+
+
+def null_device(path: Path) -> Path:
+    """A character device like /dev/null at ``path`` (root only)."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node takes root")
+    os.chmod(path, 0o666)  # whatever the umask took off
+    return path
+
+
+# -- devices and FIFOs are never journals or manifests ---------------------------------------
+
+
+def test_a_device_as_the_journal_is_refused_and_keeps_its_mode(tmp_path: Path) -> None:
+    device = null_device(tmp_path / "null")
+    with pytest.raises(LocalFileError, match="is a character device, not a regular file"):
+        journal = Journal(str(device))
+        journal.record("job", "state", 1)  # what a run did with it before
+        journal.close()
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+    assert stat.S_IMODE(os.lstat(device).st_mode) == 0o666
+
+
+def test_a_device_as_the_manifest_is_refused_and_not_replaced(tmp_path: Path) -> None:
+    device = null_device(tmp_path / "null")
+    with pytest.raises(LocalFileError, match="is a character device, not a regular file"):
+        write_manifest(str(device), [])
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+    assert os.listdir(tmp_path) == ["null"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize("command", ["upload", "manifest"])
+def test_a_fifo_as_the_journal_or_manifest_is_refused_at_once(
+    s3: LocalS3, tmp_path: Path, command: str
+) -> None:
+    # Opened to read, a FIFO with no writer waited forever.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"a")
+    args = (
+        ["upload", str(tmp_path / "src"), "s3://bkt/x/", "--journal", str(fifo)]
+        if command == "upload"
+        else ["sign", "put", "s3://bkt/x/", "--from", str(tmp_path / "src"),
+              "--manifest", str(fifo)]
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "asyncpresign", *args], env={**base_env(tmp_path), **s3.env()},
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "is a FIFO (named pipe), not a regular file" in done.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+# -- a resumable download's partial name -----------------------------------------------------
+
+
+async def test_a_link_planted_at_a_resumable_partial_name_is_never_written_through(
+    signer: Signer, bucket: str, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # The partial name of a resumable download is fixed, so another user of a
+    # shared folder can put a link there: it pointed our appends at its target.
+    from asyncpresign._files import partial_path
+
+    await signer.client.put_object(Bucket=bucket, Key="k", Body=b"object bytes " * 100)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    dest = tmp_path / "out.bin"
+    os.symlink(victim, partial_path(str(dest), unique=False))
+    with pytest.raises(LocalFileError, match="cannot write download destination"):
+        await engine.download(None, dest, sign=signer.sign_later("GET", bucket, "k"), resume=True)
+    assert victim.read_bytes() == b"precious"
+    assert not dest.exists()
+
+
+# -- a journal on a full disk ----------------------------------------------------------------
+
+
+async def test_a_journal_that_cannot_be_written_fails_the_run_after_it_and_loses_nothing(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    import resource
+    import signal
+
+    env = {**base_env(tmp_path), **s3.env()}
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(100):
+        (src / f"f{i:03d}").write_bytes(os.urandom(100))
+    journal = tmp_path / "journal"
+
+    def small_files() -> None:  # the journal may hold its header and a few records
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+
+    command = [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/j/",
+               "--journal", str(journal), "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180,
+                          check=False, preexec_fn=small_files)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot write journal" in done.stderr and "a re-run does them again" in done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["succeeded"], summary["failed"]) == (100, 0)  # the uploads stand
+    assert "cannot write journal" in summary["journal_error"]
+    # The re-run skips only what the journal holds whole, and does the rest.
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180,
+                           check=False)
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads(again.stdout)
+    assert rerun["succeeded"] + rerun["skipped"] == 100
+    assert 0 < rerun["succeeded"] < 100
