@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -140,9 +141,19 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def partial_opener(path: str, flags: int) -> int:
-    """An ``opener`` for :func:`open` (and aiofiles) of a partial download:
-    never through a symbolic link."""
-    return os.open(path, flags | _NOFOLLOW, 0o644)
+    """An ``opener`` for :func:`open` (and aiofiles) of a partial download or
+    its sidecar: never through a symbolic link, and only a regular file (a
+    FIFO there would block the thread until someone read it)."""
+    fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o644)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{kind_of(mode)} is there, not a regular file")
+    return fd
 
 
 def regular_opener(path: str, flags: int) -> int:
@@ -593,6 +604,10 @@ class PartialFile:
         _remove_sidecar(self.path)
 
 
+#: What a sidecar (an ETag and a checksum) can hold, with room to spare.
+_SIDECAR_MAX = 64 * 1024
+
+
 def read_sidecar(path: str) -> tuple[int, str | None, Verifier | None]:
     """Size of an existing partial download, the ETag it was started with, and
     the check its whole file must pass (the object's checksum, remembered)."""
@@ -601,8 +616,10 @@ def read_sidecar(path: str) -> tuple[int, str | None, Verifier | None]:
     except FileNotFoundError:
         return 0, None, None
     try:
-        with open(path + ".json", encoding="utf-8") as f:
-            saved = json.load(f)
+        # Only a regular file, and only its start: a FIFO or a huge file put at
+        # this predictable name must not hang or swamp the run (it starts over).
+        with os.fdopen(open_regular(path + ".json"), "rb") as f:
+            saved = json.loads(f.read(_SIDECAR_MAX))
     except (OSError, ValueError):
         return size, None, None
     if not isinstance(saved, dict):
@@ -622,7 +639,8 @@ def write_sidecar(path: str, etag: str | None, verifier: Verifier | None = None)
     saved: dict[str, object] = {"etag": etag}
     if verifier is not None:
         saved["check"] = list(verifier.expected)
-    with open(path + ".json", "w", encoding="utf-8", opener=partial_opener) as f:
+    _remove_sidecar(path)  # whatever is there: a fresh file of our own is made
+    with open(path + ".json", "x", encoding="utf-8", opener=partial_opener) as f:
         json.dump(saved, f)
 
 

@@ -140,3 +140,42 @@ async def test_a_journal_that_cannot_be_written_fails_the_run_after_it_and_loses
     rerun = json.loads(again.stdout)
     assert rerun["succeeded"] + rerun["skipped"] == 100
     assert 0 < rerun["succeeded"] < 100
+
+
+async def test_a_fifo_planted_as_a_resumable_partials_sidecar_does_not_hang_the_download(
+    signer: Signer, bucket: str, engine: TransferEngine, tmp_path: Path
+) -> None:
+    # Opened to read, the FIFO waited for a writer forever; now the sidecar is
+    # taken as unreadable and the download starts over.
+    import threading
+    import time
+
+    from asyncpresign._files import partial_path
+
+    data = b"object bytes " * 100
+    await signer.client.put_object(Bucket=bucket, Key="k", Body=data)
+    dest = tmp_path / "out.bin"
+    partial = partial_path(str(dest), unique=False)
+    Path(partial).write_bytes(data[:10])
+    os.mkfifo(partial + ".json")
+    unblocked: list[bool] = []
+
+    def unblock() -> None:
+        # A blocked open of the FIFO (a thread, or the loop itself) would hang
+        # the test for good: after 20 s, be its other end, and say so.
+        unblocked.append(True)
+        fd = os.open(partial + ".json", os.O_RDWR | os.O_NONBLOCK)
+        time.sleep(1)
+        os.close(fd)
+
+    watchdog = threading.Timer(20, unblock)
+    watchdog.start()
+    try:
+        result = await engine.download(
+            None, dest, sign=signer.sign_later("GET", bucket, "k"), resume=True
+        )
+    finally:
+        watchdog.cancel()
+    assert not unblocked, "the download waited on the FIFO"
+    assert result.ok
+    assert dest.read_bytes() == data
