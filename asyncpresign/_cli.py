@@ -3,8 +3,8 @@
 Credentials come only from the standard AWS environment variables, shared
 config files and profiles (``--profile``), never from arguments that would land
 in shell history. Exit status: 0 all done, 1 some jobs failed (listed in the
-summary), 2 bad usage; 130 when interrupted, 143 when terminated (SIGTERM) (re-run to
-resume with a journal).
+summary), 2 bad usage; 130 when interrupted, 143 when terminated (SIGTERM), 129 on
+SIGHUP (re-run to resume with a journal).
 """
 
 from __future__ import annotations
@@ -283,7 +283,8 @@ a URL (a worker, a browser, another machine) needs none.
 credentials come from the AWS environment (AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE or --profile, roles, SSO), never from
 arguments. Exit status: 0 all done, 1 some jobs failed (each listed), 2 bad
-input, 130 interrupted, 141 stdout closed, 143 terminated (SIGTERM).
+input, 130 interrupted, 141 stdout closed, 143 terminated (SIGTERM), 129 hung up
+(SIGHUP; under nohup the run goes on).
 """
 
 
@@ -689,13 +690,30 @@ def _main(argv: Sequence[str] | None) -> int:
             if journal
             else "; add --journal FILE to make a run resumable"
         )
-        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-        print(f"asyncpresign: {what}{hint}", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+        if isinstance(exc, _Terminated):
+            name = signal.Signals(exc.signum).name
+            print(f"asyncpresign: terminated ({name}){hint}", file=sys.stderr)
+            return 128 + exc.signum  # as a shell reports it: 143 for SIGTERM, 129 SIGHUP
+        print(f"asyncpresign: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 class _Terminated(BaseException):
-    """SIGTERM arrived: the run was cancelled as for Ctrl-C."""
+    """SIGTERM (or SIGHUP) arrived: the run was cancelled as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopping_signals() -> list[signal.Signals]:
+    """SIGTERM (systemd, Kubernetes, batch schedulers), and SIGHUP (the terminal
+    closed) unless it is ignored, as ``nohup`` leaves it: then the run goes on."""
+    stopping = [signal.SIGTERM]
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        stopping.append(hangup)
+    return stopping
 
 
 async def _until_terminated(main: Coroutine[Any, Any, int]) -> int:
@@ -705,25 +723,29 @@ async def _until_terminated(main: Coroutine[Any, Any, int]) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    terminated = False
+    terminated: int | None = None
+    stopping = _stopping_signals()
 
-    def on_sigterm() -> None:
+    def on_signal(signum: int) -> None:
         nonlocal terminated
-        terminated = True
+        if terminated is None:
+            terminated = signum
         task.cancel()
 
     try:
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        for signum in stopping:
+            loop.add_signal_handler(signum, on_signal, signum)
     except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not POSIX
         return await main
     try:
         return await main
     except asyncio.CancelledError:
-        if terminated:
-            raise _Terminated from None
+        if terminated is not None:
+            raise _Terminated(terminated) from None
         raise
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for signum in stopping:
+            loop.remove_signal_handler(signum)
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:

@@ -177,14 +177,15 @@ async def test_a_descriptor_limit_of_256_with_concurrency_512_fails_no_job(
 
 
 async def _sigterm_when(
-    command: list[str], env: dict[str, str], ready: Callable[[], bool]
+    command: list[str], env: dict[str, str], ready: Callable[[], bool],
+    signum: int = signal.SIGTERM,
 ) -> tuple[int, str]:
     process = await anyio.open_process(command, env=env)
     deadline = time.monotonic() + 60
     while not ready():
         assert time.monotonic() < deadline, "the run never reached the point to stop it"
         await anyio.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     with anyio.fail_after(30):
         code = await process.wait()
     assert process.stderr is not None
@@ -206,20 +207,27 @@ async def stalled_large_objects(
     return rule
 
 
-async def test_sigterm_mid_download_exits_143_and_leaves_no_partial_file(
-    s3: LocalS3, signer: Signer, proxy: S3Proxy, bucket: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"]
+)
+async def test_sigterm_or_sighup_mid_download_exits_128_plus_it_and_leaves_no_partial_file(
+    s3: LocalS3, signer: Signer, proxy: S3Proxy, bucket: str, tmp_path: Path,
+    signum: int, code: int,
 ) -> None:
+    # SIGHUP (the terminal closed) used to kill the run on the spot, leaving
+    # its partial files and open multipart uploads behind.
     await stalled_large_objects(signer, proxy, bucket, "t", 3)
     env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
     out = tmp_path / "out"
-    code, stderr = await _sigterm_when(
+    exit_code, stderr = await _sigterm_when(
         [sys.executable, "-m", "asyncpresign", "download", f"s3://{bucket}/t", str(out),
          "--journal", str(tmp_path / "j")],
         env,
         lambda: len(list(out.rglob(PARTIALS))) >= 3,
+        signum,
     )
-    assert code == 143
-    assert "terminated" in stderr
+    assert exit_code == code
+    assert f"terminated ({signal.Signals(signum).name})" in stderr
     assert "--journal" in stderr  # how to resume
     assert list(out.rglob(PARTIALS)) == []
     assert "Traceback" not in stderr
@@ -242,6 +250,25 @@ async def test_sigterm_mid_multipart_upload_aborts_it_and_exits_143(
     assert "terminated" in stderr
     listing = await signer.client.list_multipart_uploads(Bucket=bucket)
     assert listing.get("Uploads", []) == []
+
+
+async def test_a_run_under_nohup_goes_on_through_sighup(
+    s3: LocalS3, signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    files = make_tree(tmp_path / "src", 300)
+    env = {**base_env(tmp_path), **s3.env()}
+
+    process = await anyio.open_process(
+        ["nohup", sys.executable, "-m", "asyncpresign", "upload", str(tmp_path / "src"),
+         f"s3://{bucket}/nohup", "--json", "--concurrency", "2"],
+        env=env,
+    )
+    await anyio.sleep(1.5)  # started, with its handlers in place
+    process.send_signal(signal.SIGHUP)
+    with anyio.fail_after(120):
+        assert await process.wait() == 0
+    listing = await signer.client.list_objects_v2(Bucket=bucket, Prefix="nohup/")
+    assert listing["KeyCount"] == len(files)
 
 
 async def test_partial_files_of_a_killed_run_are_removed_by_the_next_one(

@@ -392,7 +392,8 @@ async def test_a_download_to_stdout_that_cannot_take_it_all_fails(
     )
     assert done.returncode == 1, done.stderr
     assert "cannot write stdout" in done.stderr
-    assert "0 done" in done.stderr and "1 failed" in done.stderr
+    assert "0 done" in done.stderr
+    assert "1 failed" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -4,6 +4,7 @@ three directions against SeaweedFS."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -466,10 +467,11 @@ async def test_a_bare_dash_is_not_a_sync_side_and_makes_no_folder_named_dash(
     await put(signer, bucket, "dash/one.txt", b"1")
     (tmp_path / "work").mkdir()
     for args in ((f"s3://{bucket}/dash", "-"), ("-", f"s3://{bucket}/dash")):
-        done = subprocess.run(
-            [sys.executable, "-m", "asyncpresign", "sync", *args], cwd=tmp_path / "work",
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )
+        done = await anyio.to_thread.run_sync(functools.partial(
+            subprocess.run, [sys.executable, "-m", "asyncpresign", "sync", *args],
+            cwd=tmp_path / "work", env=env, capture_output=True, text=True, timeout=60,
+            check=False,
+        ))
         assert done.returncode == 2, done.stderr
         assert "(stdin/stdout) is not one" in done.stderr
         assert "Traceback" not in done.stderr
