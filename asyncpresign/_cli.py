@@ -616,9 +616,13 @@ def _stdout_that_writes_everything() -> Callable[[], None]:
     if not isinstance(getattr(original, "buffer", None), (io.FileIO, io.BufferedWriter)):
         return lambda: None
     original.flush()
+    # Unbuffered was asked for: each line goes out when printed. Else as Python
+    # does it: by line on a terminal, in blocks into a pipe or a file.
+    unbuffered = isinstance(original.buffer, io.FileIO)
     buffered = io.TextIOWrapper(
         _WholeWrites(io.FileIO(fd, "w", closefd=False)),
-        encoding=original.encoding, errors=original.errors, line_buffering=True,
+        encoding=original.encoding, errors=original.errors,
+        line_buffering=unbuffered or bool(original.line_buffering),
     )
     sys.stdout = buffered
 
