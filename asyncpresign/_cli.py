@@ -68,6 +68,7 @@ from ._exceptions import (
 )
 from ._files import describe_os_error, file_checksum, source_version
 from ._manifest import (
+    Destinations,
     Journal,
     ManifestEntry,
     ManifestWriter,
@@ -782,9 +783,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(_uploads(args))
     if args.command in ("transfer", "complete") and args.journal is None:
         args.journal = args.manifest + ".journal"
+    if args.command in ("transfer", "complete") and _same_file(args.journal, args.manifest):
+        # Read as a journal, it would be refused with "delete it": the manifest.
+        raise InvalidArgumentError(
+            f"the journal {args.journal} is the manifest itself: a journal is a file of its "
+            f"own (by default {args.manifest}.journal)"
+        )
     if args.command == "complete":
         return _run(_complete(args))
     return _run(_bulk(args))
+
+
+def _same_file(one: str, other: str) -> bool:
+    """Whether two paths name one file (through links too); False if either is missing."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 async def _listing(
@@ -1238,6 +1253,15 @@ async def _complete(args: argparse.Namespace) -> int:
             uploads.setdefault((entry.bucket, entry.key, entry.upload_id), []).append(entry)
     if not uploads:
         raise InvalidArgumentError(f"{args.manifest} holds no multipart upload parts")
+    # Every upload is checked before any is completed; an abort needs no check.
+    for (bucket, key, _), parts in () if args.abort else uploads.items():
+        problem = _torn(parts)
+        if problem is not None:
+            raise InvalidArgumentError(
+                f"{args.manifest}: s3://{bucket}/{key}: {problem}; completing it would store "
+                f"a torn object: abort it ('asyncpresign complete {args.manifest} --abort') "
+                "and sign the upload again"
+            )
     status = EXIT_OK
     async with _signer(args) as signer:
         for (bucket, key, upload_id), parts in uploads.items():
@@ -1261,6 +1285,34 @@ async def _complete(args: argparse.Namespace) -> int:
             )
             print(f"completed s3://{bucket}/{key} ({len(parts)} parts, ETag {etag})")
     return status
+
+
+def _torn(parts: list[ManifestEntry]) -> str | None:
+    """Why one upload's parts, as a manifest holds them, are not the whole file
+    they were signed from (a line lost, the manifest cut short), or None. The
+    server checks only that the parts it is given exist, so a manifest missing
+    its last lines would complete an object missing its end. Parts written by
+    ``sign --multipart`` say where they sit in one file (offset and size) and
+    its size when signed (version); parts without offsets (each a file of its
+    own) can only be checked for their numbering."""
+    ordered = sorted(parts, key=lambda p: p.part or 0)
+    numbers = [p.part for p in ordered]
+    if numbers != list(range(1, len(ordered) + 1)):
+        return f"the manifest holds parts {numbers[:10]}, not 1 to {len(ordered)} once each"
+    if any(p.offset is None or p.size is None for p in ordered):
+        return None  # each part a whole file of its own (written by hand): nothing to add up
+    if len({p.path for p in ordered}) > 1 or len({p.version for p in ordered}) > 1:
+        return "its parts were signed from different files, or versions of the file"
+    end = 0
+    for p in ordered:
+        if p.offset != end:
+            return f"part {p.part} starts at byte {p.offset:,}, not at {end:,}"
+        end += p.size or 0
+    version = ordered[0].version
+    if version is not None and version[0] != end:
+        return (f"its {len(ordered)} parts hold {end:,} bytes of the file's {version[0]:,}: "
+                "the lines of the other parts are missing")
+    return None
 
 
 def _whole_checksum(parts: list[ManifestEntry]) -> dict[str, Any]:
@@ -1492,6 +1544,10 @@ async def _count_ahead(
                 abandon_on_cancel=True,
             )
         elif args.command == "transfer":
+            if not await anyio.to_thread.run_sync(os.path.isfile, args.manifest):
+                # A pipe (<(...), /dev/stdin, a FIFO) can be read only once: a
+                # count would take lines from the run, or wait on it forever.
+                return
             count = await anyio.to_thread.run_sync(
                 lambda: sum(
                     1 for entry in read_manifest_lines(args.manifest)
@@ -1626,8 +1682,10 @@ async def _transfer(
         nonlocal skipped
         index = 0
         entries = read_manifest_lines(args.manifest)
+        destinations = Destinations()
         while batch := await anyio.to_thread.run_sync(lambda: _take(
-            entries, 500, journal, filters, dry_run=args.dry_run, manifest=args.manifest
+            entries, 500, journal, filters, destinations, dry_run=args.dry_run,
+            manifest=args.manifest,
         )):
             for taken in batch:
                 if isinstance(taken, TransferResult):
@@ -1750,11 +1808,16 @@ async def _dask_entries(
     the folders their downloads need made as they go; a malformed line, or a
     download whose folder cannot be made, fails alone (into ``bad``)."""
     folders = FolderCache()
+    destinations = Destinations()
     async for entry in _in_thread_batches(read_manifest_lines(args.manifest)):
         if isinstance(entry, InvalidArgumentError):
             bad.append((args.manifest, f"{type(entry).__name__}: {entry}"))
             continue
         if not filters(entry.key or entry.path):
+            continue
+        if (earlier := destinations.earlier(entry)) is not None:
+            refused = _same_destination(entry, earlier)
+            bad.append((refused.url, f"{type(refused.error).__name__}: {refused.error}"))
             continue
         if entry.op == "get":
             problem = await folders.make(os.path.dirname(entry.path))  # absolute
@@ -1867,15 +1930,16 @@ async def _signed_copies(
 
 def _take(
     entries: Iterator[ManifestEntry | InvalidArgumentError], count: int, journal: Journal,
-    filters: Filters, *, dry_run: bool, manifest: str,
+    filters: Filters, destinations: Destinations, *, dry_run: bool, manifest: str,
 ) -> list[tuple[ManifestEntry, str | None, bool] | TransferResult]:
     """The next ``count`` entries that ``filters`` let through (on the key, else
     the path; in a thread), each with the state a journal records it in and
     whether the journal says it is done: an upload while its file is as it was
     (size and mtime), a download while the object has the ETag it had and the
     file is still there with the size written. The folders downloads need are
-    made, unless this is a dry run. A malformed line, or a download whose
-    folder cannot be made, comes as its failed result: it fails alone."""
+    made, unless this is a dry run. A malformed line, a job writing where an
+    earlier line's does (``destinations``), or a download whose folder cannot
+    be made, comes as its failed result: it fails alone."""
     batch: list[tuple[ManifestEntry, str | None, bool] | TransferResult] = []
     folders: dict[str, str | None] = {}  # folder -> why it cannot be made, or None
     for entry in entries:
@@ -1883,6 +1947,10 @@ def _take(
             batch.append(TransferResult(url=manifest, error=entry))
         elif not filters(entry.key or entry.path):
             continue
+        elif (earlier := destinations.earlier(entry)) is not None:
+            # Even when the earlier line is done (skipped): this one would
+            # overwrite what it wrote.
+            batch.append(_same_destination(entry, earlier))
         else:
             state, done = journal_state(journal, entry.id, entry.op, entry.path, entry.etag)
             folder = os.path.dirname(os.path.abspath(entry.path))
@@ -1897,6 +1965,25 @@ def _take(
         if len(batch) == count:
             break
     return batch
+
+
+def _same_destination(entry: ManifestEntry, earlier: int) -> TransferResult:
+    """The failed result of a manifest line that writes where line ``earlier`` does."""
+    named = f"s3://{entry.bucket}/{entry.key}" if entry.bucket and entry.key else None
+    if entry.op == "get":
+        error: AsyncPresignError = LocalFileError(
+            f"manifest line {entry.line} downloads to {entry.path!r}, as line {earlier} does: "
+            "not run, so neither overwrites the other", entry.path,
+        )
+    else:
+        # The object its URL names (its bucket and key fields only inform).
+        error = InvalidArgumentError(
+            f"manifest line {entry.line} uploads to {redact_url(entry.url.partition('?')[0])}"
+            f"{f' (part {entry.part})' if entry.part is not None else ''}, as line {earlier} "
+            "does: not run, so neither overwrites the other"
+        )
+    return TransferResult(url=named or redact_url(entry.url), error=error,
+                          op="download" if entry.op == "get" else "upload", path=entry.path)
 
 
 def _rebase(key: str, old: str, new: str) -> str:

@@ -12,15 +12,17 @@ by its id (and size), so a re-run skips it.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from ._exceptions import InvalidArgumentError, LocalFileError
 from ._files import kind_of
@@ -56,6 +58,17 @@ class ManifestEntry:
     #: A part's file as it was signed, ``[size, st_mtime_ns]``: every part must
     #: be read from that version, or the parts would make a torn object.
     version: tuple[int, int] | None = None
+    #: The manifest line it was read from (0: not read from one); not written.
+    line: int = field(default=0, compare=False)
+
+    @property
+    def destination(self) -> str:
+        """What the job writes: a download its local file, an upload its object
+        (by the URL without its query), a part its place in its upload."""
+        if self.op == "get":
+            return f"file {os.path.abspath(self.path)}"
+        part = f" part {self.upload_id}:{self.part}" if self.part is not None else ""
+        return f"object {self.url.partition('?')[0]}{part}"
 
     @property
     def id(self) -> str:
@@ -191,7 +204,17 @@ def read_manifest_lines(path: str) -> Iterator[ManifestEntry | InvalidArgumentEr
         raise LocalFileError(f"cannot read manifest {path!r}: {exc.strerror}", path) from None
     with f:
         first = True
-        for number, raw in enumerate(f, start=1):
+        for number, raw in _bounded_lines(f):
+            if raw is None:
+                if first:
+                    raise InvalidArgumentError(
+                        f"{path!r} is not a manifest: its line {number} is over "
+                        f"{MAX_LINE_BYTES:,} bytes"
+                    )
+                yield InvalidArgumentError(
+                    f"manifest line {number}: over {MAX_LINE_BYTES:,} bytes, not a job"
+                )
+                continue
             if not raw.strip():
                 continue
             try:
@@ -201,6 +224,12 @@ def read_manifest_lines(path: str) -> Iterator[ManifestEntry | InvalidArgumentEr
                     raise InvalidArgumentError(
                         f"{path!r} is not a manifest: its line {number} is not a JSON object"
                     ) from None
+                if first and json.loads(raw) == JOURNAL_HEADER:
+                    # Else each of its lines would fail as a job: a journal is
+                    # named after its manifest, and easily given instead of it.
+                    raise InvalidArgumentError(
+                        f"{path!r} is a journal, not a manifest: give the manifest it records"
+                    ) from None
                 first = False
                 yield (
                     exc if isinstance(exc, InvalidArgumentError)
@@ -208,9 +237,31 @@ def read_manifest_lines(path: str) -> Iterator[ManifestEntry | InvalidArgumentEr
                 )
                 continue
             first = False
-            if not os.path.isabs(entry.path):
-                entry = replace(entry, path=os.path.join(base, entry.path))
-            yield entry
+            where = entry.path if os.path.isabs(entry.path) else os.path.join(base, entry.path)
+            yield replace(entry, path=where, line=number)
+
+
+#: The longest manifest line read: a job's URL, headers and path take a few
+#: kilobytes; a file with longer lines (a disk image given by mistake has no
+#: newline at all) is not read into memory whole.
+MAX_LINE_BYTES = 1024 * 1024
+
+
+def _bounded_lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """``(number, line)`` of each line of ``f``; a line over MAX_LINE_BYTES
+    comes as None, read past in bounded pieces, never held whole. A UTF-8 BOM
+    before the first line (as Windows editors save UTF-8) is dropped."""
+    number = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        if len(raw) <= MAX_LINE_BYTES:
+            yield number, raw
+            continue
+        while raw and not raw.endswith(b"\n"):
+            raw = f.readline(MAX_LINE_BYTES)
+        yield number, None
 
 
 def _json_object(raw: bytes) -> bool:
@@ -305,6 +356,35 @@ def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
     except BaseException:
         writer.discard()
         raise
+
+
+class Destinations:
+    """Where a manifest's jobs write, to find two that write one place (two
+    lines downloading to one file, or uploading to one object). They would run
+    at once and race: the last to finish replaces the other's bytes, both
+    report done, and a journal skips both from then on. So the first runs and
+    each later one fails, naming the line it collides with.
+
+    A manifest may hold millions of jobs: each is held as 12 bytes of digest
+    with its line number, not its path: about 110 bytes a job (114 MB for a
+    million), as a journal holds for each job done.
+    Two places sharing a digest (one chance in 10^17 at a million jobs) would
+    fail the later job, never let it through."""
+
+    def __init__(self) -> None:
+        self._first: dict[int, int] = {}
+
+    def earlier(self, entry: ManifestEntry) -> int | None:
+        """The line of an earlier job writing where ``entry`` does, or None
+        (then ``entry`` holds the place)."""
+        digest = hashlib.blake2b(
+            entry.destination.encode("utf-8", "surrogatepass"), digest_size=12
+        ).digest()
+        key = int.from_bytes(digest, "big")
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = entry.line
+        return first
 
 
 #: The first line of every journal: what wrote it and in which form.
@@ -537,7 +617,9 @@ def _check_writable(path: str) -> None:
 def _open_private(path: str) -> Any:
     """Open a journal for appending, created 0600 with its header line."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+        # O_RDWR: the last byte is read to mend a torn line; O_NONBLOCK: a FIFO
+        # put there since the check fails instead of waiting for a reader.
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
     except OSError as exc:
         raise LocalFileError(
             f"cannot write journal {path!r}: {exc.strerror or exc}", path
@@ -549,6 +631,11 @@ def _open_private(path: str) -> Any:
     with contextlib.suppress(OSError):
         os.fchmod(fd, 0o600)  # one made before, by hand or an older version
     f = os.fdopen(fd, "a", encoding="utf-8")
-    if os.fstat(fd).st_size == 0:
+    size = os.fstat(fd).st_size
+    if size == 0:
         f.write(json.dumps(JOURNAL_HEADER) + "\n")
+    elif os.pread(fd, 1, size - 1) != b"\n":
+        # A run killed mid-line left its last record torn: end that line, or
+        # this run's first record would be glued to it and lost with it.
+        f.write("\n")
     return f

@@ -30,7 +30,10 @@ def redact_url(url: str) -> str:
 
     Every transfer shows its URL, so the common case (a SigV4 URL with one
     signature and no session token) is cut by hand: the regex costs about ten
-    times as much. Anything else takes the regex."""
+    times as much. Anything else takes the regex. A password in the URL
+    (``https://user:password@host/...``) is replaced too."""
+    if "@" in url:
+        url = _without_password(url)
     lower = url.lower()
     if "signature=" not in lower and "security-token=" not in lower:
         return url
@@ -43,6 +46,20 @@ def redact_url(url: str) -> str:
             if stop > value:
                 return url[:value] + REDACTED + url[stop:]
     return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, url)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user information, if any, REDACTED."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    end = min(ends, default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (at and colon):
+        return url
+    return f"{scheme}://{user}:{REDACTED}@{host}{rest[end:]}"
 
 
 def redact_text(text: str) -> str:

@@ -207,6 +207,8 @@ def check_http_url(url: str) -> str:
     except ValueError as exc:
         raise InvalidArgumentError(f"not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = url if len(url) <= 80 else url[:77] + "..."
-        raise InvalidArgumentError(f"not an http(s) URL: {redact_url(shown)!r}")
+        # Redacted whole, then cut: a password cut before its "@" would not be found.
+        shown = redact_url(url)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise InvalidArgumentError(f"not an http(s) URL: {shown!r}")
     return url
