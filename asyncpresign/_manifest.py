@@ -610,6 +610,12 @@ def _check_writable(path: str) -> None:
         raise LocalFileError(
             f"cannot write journal {path!r}: the folder {folder!r} does not exist", path
         )
+    if os.path.lexists(path) and not os.path.exists(path):
+        # Written through, it would make a file wherever the link points.
+        raise LocalFileError(
+            f"cannot write journal {path!r}: it is a symbolic link to nothing "
+            f"({os.readlink(path)!r})", path,
+        )
     if not os.access(path if os.path.lexists(path) else folder, os.W_OK):
         raise LocalFileError(f"cannot write journal {path!r}: permission denied", path)
 

@@ -184,3 +184,14 @@ async def test_a_fifo_planted_as_a_resumable_partials_sidecar_does_not_hang_the_
     assert not unblocked, "the download waited on the FIFO"
     assert result.ok
     assert dest.read_bytes() == data
+
+
+def test_a_journal_that_is_a_dangling_link_is_refused_as_one_and_nothing_is_made(
+    tmp_path: Path,
+) -> None:
+    # It was refused as "permission denied", which sends one looking at modes.
+    link = tmp_path / "journal"
+    os.symlink(tmp_path / "elsewhere" / "target", link)
+    with pytest.raises(LocalFileError, match="symbolic link to nothing"):
+        Journal(str(link))
+    assert os.listdir(tmp_path) == ["journal"]
