@@ -79,6 +79,11 @@ class Tracker:
         total: int | None = None,
         parent: Tracker | None = None,
     ) -> None:
+        if callback is not None and not callable(callback):
+            # Else a bare TypeError at the first bytes moved, the transfer under way.
+            raise InvalidArgumentError(
+                f"progress must be a function, not {type(callback).__name__}"
+            )
         self.callback = callback
         self.url = url
         self.total = total
@@ -264,7 +269,14 @@ class Runtime:
         future: asyncio.Future[PresignedRequest] = asyncio.get_running_loop().create_future()
         self._resigning[key] = future
         try:
-            fresh = await sign()
+            signing = sign()
+            if not inspect.isawaitable(signing):
+                # A plain function: awaiting its result was a bare TypeError.
+                raise InvalidArgumentError(
+                    "a signing function must be async (an async def, or Signer.sign_later), "
+                    f"not one that returns {type(signing).__name__}"
+                )
+            fresh = await signing
             if not isinstance(fresh, PresignedRequest):
                 raise InvalidArgumentError("a signing function must return a PresignedRequest")
             check_method(fresh, method)

@@ -41,6 +41,7 @@ from ._manifest import Journal, has_size, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._plan import Plan
 from ._signer import Signer
+from ._validation import check_bucket, expires_seconds
 from ._walk import WalkEntry, walk_files, walk_one, walk_tree
 
 # walk_files and walk_tree live in _walk, and are imported from here too.
@@ -59,6 +60,31 @@ class Filters:
 
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("include", "exclude"):
+            patterns = getattr(self, name)
+            # A str is a sequence of one-character patterns: exclude=".env"
+            # excluded files named ".", "e", "n" and "v", and sent .env itself;
+            # include="*.txt" had "*" among them, and took every file.
+            if isinstance(patterns, (str, bytes)):
+                raise InvalidArgumentError(
+                    f"Filters {name} is a list of glob patterns, not one: "
+                    f"{name}=[{patterns!r:.60}]"
+                )
+            try:
+                patterns = tuple(patterns)
+            except TypeError:
+                raise InvalidArgumentError(
+                    f"Filters {name} must be a list of glob patterns, not "
+                    f"{type(patterns).__name__}"
+                ) from None
+            for pattern in patterns:
+                if not isinstance(pattern, str):
+                    raise InvalidArgumentError(
+                        f"Filters {name} patterns must be str, not {type(pattern).__name__}"
+                    )
+            object.__setattr__(self, name, patterns)
 
     def __call__(self, relative: str) -> bool:
         if self.include and not any(fnmatch.fnmatchcase(relative, p) for p in self.include):
@@ -359,6 +385,16 @@ async def _in_thread_batches(items: Iterator[T]) -> AsyncIterator[T]:
             yield item
 
 
+def _check_run(bucket: str, prefix: str, expires_in: float) -> None:
+    """Check at the call what each job would check only when signed: over an
+    empty folder or prefix a bad bucket or expiry was never looked at, and the
+    run said ok; a prefix that is no str failed deep inside, a bare error."""
+    check_bucket(bucket)
+    if not isinstance(prefix, str):
+        raise InvalidArgumentError(f"prefix must be a str, not {type(prefix).__name__}")
+    expires_seconds(expires_in)
+
+
 async def upload_tree(
     signer: Signer,
     engine: TransferEngine,
@@ -387,7 +423,8 @@ async def upload_tree(
     With ``dry_run=True`` nothing is sent: each upload it would make goes to
     ``plan`` (by default, a line on stdout).
     """
-    root = os.fspath(directory)
+    root = fspath(directory, "upload folder")
+    _check_run(bucket, prefix, expires_in)
     if not await anyio.to_thread.run_sync(os.path.isdir, root):
         raise InvalidArgumentError(f"{root!r} is not a folder")
     return await _upload_entries(
@@ -517,7 +554,8 @@ async def download_prefix(
     file system that ignores case, ``A/b``) do not overwrite each other: one is
     downloaded, each other one fails naming it (:class:`SamePath`). A key whose
     folder cannot be made fails alone."""
-    root = os.fspath(directory)
+    root = fspath(directory, "download folder")
+    _check_run(bucket, prefix, expires_in)
     fold_case = await anyio.to_thread.run_sync(lambda: ignores_case(root, dry_run=dry_run))
     return await _download_listed(
         signer, engine, bucket, list_objects(signer, bucket, prefix), None,
@@ -663,14 +701,14 @@ async def copy_objects(
     ``x-amz-meta-*`` metadata, taken from the GET's answer (no HEAD) and
     signed into the PUT; a source whose metadata cannot be carried exactly
     fails alone (:class:`MetadataError`). ``keep_metadata=False`` drops it."""
+    expires_seconds(expires_in)  # at the call, not at the first pair (or never)
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result, on_skip)
 
     async def jobs() -> AsyncIterator[Copy]:
         index = 0
         async for pair in _aiter(pairs):
-            (src_bucket, src_key), (dst_bucket, dst_key) = pair[0], pair[1]
-            etag = pair[2] if len(pair) > 2 else None
+            (src_bucket, src_key), (dst_bucket, dst_key), etag = _pair(pair)
             state = f"etag={etag}" if etag else None
             job = copy_id(src_bucket, src_key, dst_bucket, dst_key)
             if journal.is_done(job, state):
@@ -689,6 +727,21 @@ async def copy_objects(
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)
     return _merge(batch, [], tracker.skipped)
+
+
+def _pair(pair: Any) -> tuple[tuple[str, str], tuple[str, str], str | None]:
+    """A copy pair's parts. One pair given where a list of them was meant
+    (``copy_objects(..., ((b, k), (b2, k2)))``) unpacked a bucket name into a
+    bucket and key: a bare ValueError from inside the run."""
+    try:
+        (src_bucket, src_key), (dst_bucket, dst_key) = pair[0], pair[1]
+        etag = pair[2] if len(pair) > 2 else None
+    except (TypeError, ValueError, IndexError):
+        raise InvalidArgumentError(
+            f"a copy pair is ((src_bucket, src_key), (dst_bucket, dst_key)), not {pair!r:.80}"
+            " (pairs is a list of them)"
+        ) from None
+    return (src_bucket, src_key), (dst_bucket, dst_key), etag
 
 
 async def list_keys(signer: Signer, bucket: str, prefix: str) -> AsyncIterator[str]:

@@ -149,6 +149,9 @@ class TransferEngine:
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidArgumentError("retry must be a RetryPolicy")
+        if not isinstance(verify, bool):
+            # verify=None read as false: downloads went unchecked, yet came back ok.
+            raise InvalidArgumentError(f"verify must be True or False, not {verify!r}")
         self.verify = verify
         transport = Transport(
             timeout=timeout,
@@ -216,6 +219,23 @@ class TransferEngine:
         per second), or None when no endpoint is being throttled."""
         return self._rt.endpoints.rate_limit()
 
+    def _policy(self, retry: RetryPolicy | None) -> RetryPolicy:
+        """A call's retry policy: the engine's for None. Checked before anything is
+        sent: a wrong one failed only when a retry was due, a bare AttributeError."""
+        if retry is None:
+            return self.retry
+        if not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        return retry
+
+    def _verify(self, verify: bool | None) -> bool:
+        """A call's ``verify``: the engine's for None; anything else must be a bool."""
+        if verify is None:
+            return self.verify
+        if not isinstance(verify, bool):
+            raise InvalidArgumentError(f"verify must be True, False or None, not {verify!r}")
+        return verify
+
     def _chunk(self, chunk_size: int | None) -> int:
         return check_chunk_size(chunk_size) if chunk_size is not None else self.chunk_size
 
@@ -238,12 +258,16 @@ class TransferEngine:
         ``request`` must be a presigned PUT (a GET or other method is refused
         before anything is sent). The body is streamed with an explicit
         Content-Length. A non-seekable stream needs ``size`` and is not
-        retried, since it cannot be replayed. With ``sign`` the engine signs
-        just before sending and again when the URL expires. ``content_md5=True``
-        computes the body's MD5 and has it signed in (the server then rejects a
-        corrupted body with BadDigest); the returned ETag is checked against it.
+        retried, since it cannot be replayed; for any other source a ``size``
+        given must be its whole size (else nothing is sent), not a length to
+        cut it at (a :class:`FilePart` sends part of a file). With ``sign``
+        the engine signs just before sending and again when the URL expires.
+        ``content_md5=True`` computes the body's MD5 and has it signed in (the
+        server then rejects a corrupted body with BadDigest); the returned ETag
+        is checked against it.
         """
         tracker = Tracker(progress)
+        policy = self._policy(retry)
 
         def upload() -> Awaitable[TransferResult]:
             return upload_operation(
@@ -253,7 +277,7 @@ class TransferEngine:
                 sign=sign,
                 content_md5=content_md5,
                 chunk=self._chunk(chunk_size),
-                policy=retry or self.retry,
+                policy=policy,
                 tracker=tracker,
             )
 
@@ -284,6 +308,7 @@ class TransferEngine:
         (ContentType, Metadata, ServerSideEncryption …).
         """
         tracker = Tracker(progress)
+        policy = self._policy(retry)
 
         def upload() -> Awaitable[TransferResult]:
             return upload_large_operation(
@@ -292,7 +317,7 @@ class TransferEngine:
                 content_md5=content_md5,
                 expires_in=expires_in,
                 chunk=self._chunk(chunk_size),
-                policy=retry or self.retry,
+                policy=policy,
                 tracker=tracker,
                 **options,
             )
@@ -334,7 +359,7 @@ class TransferEngine:
             part_size=choose_part_size(0, part_size or self.part_size),
             parts_in_flight=self._parts_in_flight(parts_in_flight),
             content_type=content_type, metadata=metadata, expires_in=expires_in,
-            chunk=self._chunk(chunk_size), policy=retry or self.retry,
+            chunk=self._chunk(chunk_size), policy=self._policy(retry),
             tracker=Tracker(progress),
         ))
 
@@ -367,9 +392,9 @@ class TransferEngine:
         """
         self._rt.check_open()
         return DownloadStream(
-            self._rt, request, sign=sign, verify=self.verify if verify is None else verify,
+            self._rt, request, sign=sign, verify=self._verify(verify),
             part_size=self.part_size, parts_in_flight=self._parts_in_flight(parts_in_flight),
-            chunk=self._chunk(chunk_size), policy=retry or self.retry,
+            chunk=self._chunk(chunk_size), policy=self._policy(retry),
             tracker=Tracker(progress),
         )
 
@@ -407,11 +432,11 @@ class TransferEngine:
         dest_path = fspath(dest, "download destination")
         current = initial_request(request, sign, "GET")
         await self._rt.check_destination(dest_path)
-        policy = retry or self.retry
+        policy = self._policy(retry)
         partial = _files.PartialFile(dest_path, _files.partial_path(dest_path, unique=not resume))
         state = DownloadState(
             resume=resume,
-            verify=self.verify if verify is None else verify,
+            verify=self._verify(verify),
             ranged=not resume and self.multipart_threshold is not None,
             part_size=max(self.part_size, self.multipart_threshold or 0),
         )
@@ -476,7 +501,7 @@ class TransferEngine:
         that it failed), never after a connection broke with its body out."""
         return await self._rt.bounded(upload_post_operation(
             self._rt, post, source, filename=filename, content_type=content_type,
-            policy=retry or self.retry,
+            policy=self._policy(retry),
         ))
 
     async def copy(
@@ -509,7 +534,7 @@ class TransferEngine:
         """
         return await self._rt.bounded(copy_operation(
             self._rt, source, dest, source_sign=source_sign, dest_sign=dest_sign,
-            chunk=self._chunk(chunk_size), policy=retry or self.retry,
+            chunk=self._chunk(chunk_size), policy=self._policy(retry),
             tracker=Tracker(progress), keep_metadata=keep_metadata,
         ))
 
@@ -528,6 +553,19 @@ class TransferEngine:
         result carries the error. With ``keep_results=False`` only the counts
         and the failures are kept, so memory stays flat however many jobs run.
         """
+        for name, callback in (("progress", progress), ("on_result", on_result)):
+            # Else a bare TypeError once the first job had moved bytes or ended.
+            if callback is not None and not callable(callback):
+                raise InvalidArgumentError(
+                    f"{name} must be a function, not {type(callback).__name__}"
+                )
+        if isinstance(jobs, (str, bytes)) or not isinstance(jobs, (Iterable, AsyncIterable)):
+            # Else a bare TypeError from inside a worker (or, for a str, one
+            # failed "job" per character).
+            raise InvalidArgumentError(
+                f"jobs must be an iterable of Upload, Download and Copy jobs, not "
+                f"{type(jobs).__name__}"
+            )
         started = time.perf_counter()
         iterator = _aiter(jobs)
         pull_lock = anyio.Lock()

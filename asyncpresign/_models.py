@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Literal, TypeAlias
 
 from ._exceptions import InvalidArgumentError
-from ._redact import REDACTED, redact_fields, redact_url
+from ._redact import REDACTED, redact_fields, redact_headers, redact_url
 
 if TYPE_CHECKING:
     from ._retry import RetryPolicy
@@ -52,7 +52,8 @@ class PresignedRequest:
     def __repr__(self) -> str:
         return (
             f"PresignedRequest(method={self.method!r}, url={redact_url(self.url)!r}, "
-            f"headers={dict(self.headers)!r}, expires_at={self.expires_at.isoformat()!r})"
+            f"headers={redact_headers(self.headers)!r}, "
+            f"expires_at={self.expires_at.isoformat()!r})"
         )
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -152,8 +153,11 @@ class FilePart:
     version: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.offset < 0 or self.length < 0:
-            raise InvalidArgumentError("FilePart offset and length must be >= 0")
+        for name in ("offset", "length"):
+            value = getattr(self, name)
+            # A str was a bare TypeError from "<"; a bool passed as 0 or 1.
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgumentError(f"FilePart {name} must be an int >= 0, got {value!r}")
 
 
 Source: TypeAlias = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 REDACTED = "REDACTED"
 
@@ -12,13 +13,24 @@ _SECRET_QUERY = re.compile(
     r"(?i)((?<![A-Za-z0-9-])(?:X-Amz-Signature|X-Amz-Security-Token|Signature)=)[^&#\s,'\"]+"
 )
 # The same in dict reprs and header blocks: 'X-Amz-Security-Token': b'...', x-amz-security-token:...
+# An SSE-C key (its copy-source form too) decrypts the object: botocore logs
+# it at DEBUG, as a header and as a parameter. Its MD5 is a digest, kept.
 _SECRET_MAPPING = re.compile(
-    r"(?i)((?:x-amz-security-token|x-amz-signature|aws_session_token|aws_secret_access_key)"
+    r"(?i)((?:x-amz-security-token|x-amz-signature|aws_session_token|aws_secret_access_key"
+    r"|x-amz-(?:copy-source-)?server-side-encryption-customer-key|(?:CopySource)?SSECustomerKey)"
     r"['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}]+"
 )
 # botocore's own debug line "Signature:\n<64 hex digits>".
 _SIGNATURE_LINE = re.compile(r"(Signature:\s*)[0-9a-f]{64}")
 _SECRET_FIELDS = frozenset({"x-amz-signature", "signature", "x-amz-security-token"})
+#: Request headers whose values grant access or decrypt: a presigned request
+#: with SSE-C carries the customer's key, base64, among the headers to send.
+_SECRET_HEADERS = frozenset({
+    "authorization",
+    "x-amz-security-token",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-copy-source-server-side-encryption-customer-key",
+})
 
 
 _VALUE_END = re.compile(r"[&#\s,'\"]")
@@ -72,6 +84,11 @@ def redact_text(text: str) -> str:
 def redact_fields(fields: dict[str, str]) -> dict[str, str]:
     """Return POST form fields with the signature and token values replaced."""
     return {k: (REDACTED if k.lower() in _SECRET_FIELDS else v) for k, v in fields.items()}
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return request headers with the values of secret ones replaced."""
+    return {k: (REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
 class RedactingFilter(logging.Filter):

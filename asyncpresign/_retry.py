@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._exceptions import (
@@ -75,9 +76,38 @@ class RetryPolicy:
                 raise InvalidArgumentError(
                     f"{name} must be a finite number >= 0, got {value!r}"
                 )
-        if not isinstance(self.multiplier, (int, float)) or self.multiplier < 1:
-            raise InvalidArgumentError(f"multiplier must be >= 1, got {self.multiplier!r}")
-        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+        multiplier = self.multiplier
+        # NaN passed "< 1" and a bool passed as a number; inf times a zero
+        # initial backoff is NaN, a wait of max_backoff where none was asked.
+        if (
+            isinstance(multiplier, bool)
+            or not isinstance(multiplier, (int, float))
+            or not multiplier >= 1
+            or not math.isfinite(multiplier)
+        ):
+            raise InvalidArgumentError(
+                f"multiplier must be a finite number >= 1, got {multiplier!r}"
+            )
+        if not isinstance(self.jitter, bool):
+            raise InvalidArgumentError(f"jitter must be a bool, got {self.jitter!r}")
+        object.__setattr__(self, "retry_statuses", _statuses(self.retry_statuses))
+
+
+def _statuses(value: object) -> frozenset[int]:
+    """``retry_statuses`` as a frozenset of HTTP statuses. An int or None was a
+    bare TypeError, and a str such as "503" a set of its characters, which no
+    status ever matches: retries silently off."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidArgumentError(
+            f"retry_statuses must be a collection of HTTP statuses (ints), got {value!r}"
+        )
+    statuses = frozenset(value)
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise InvalidArgumentError(
+                f"retry_statuses must hold HTTP statuses (ints 100-599), got {status!r}"
+            )
+    return statuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +127,13 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None =
 
 
 def _bound(policy: RetryPolicy, attempt: int) -> float:
-    return float(
-        min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** min(attempt - 1, 64))
-    )
+    try:
+        growth = policy.multiplier ** min(attempt - 1, 64)
+    except OverflowError:
+        # A float power past 1.8e308 raises instead of giving inf (a multiplier
+        # of 1e6 by the 65th attempt): the bound is long reached by then.
+        return float(policy.max_backoff if policy.initial_backoff else 0.0)
+    return float(min(policy.max_backoff, policy.initial_backoff * growth))
 
 
 def _not_retryable(policy: RetryPolicy, error: BaseException) -> str:

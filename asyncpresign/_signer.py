@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import inspect
 import os
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore import exceptions as boto_exc
+from botocore import utils as botocore_utils
 
 from ._checks import parse_range_spec
 from ._checksums import ALGORITHMS, botocore_param, check_algorithm
@@ -116,10 +118,18 @@ class Signer:
             raise InvalidArgumentError(
                 f"addressing_style must be 'auto', 'virtual' or 'path', not {addressing_style!r}"
             )
+        for name, value in (("access_key", access_key), ("secret_key", secret_key)):
+            # An empty or non-str key fails deep in botocore or awscrt at the first
+            # signature (AssertionError, RuntimeError); never show the value.
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidArgumentError(f"{name} must be a non-empty str")
+        if session_token is not None and not isinstance(session_token, str):
+            # (An empty one is no token, as botocore reads it.)
+            raise InvalidArgumentError("session_token must be a str")
+        if region is not None:
+            _check_region(region)
         if endpoint_url is not None:
-            parts = urlsplit(endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidArgumentError(f"endpoint_url is not an http(s) URL: {endpoint_url!r}")
+            _check_endpoint_url(endpoint_url)
         self.endpoint_url = endpoint_url
         #: The flexible checksum asked for: GETs are signed with ChecksumMode
         #: ENABLED (the object's checksum comes back with it), and multipart
@@ -288,8 +298,12 @@ class Signer:
         if content_md5 is not None:
             params["ContentMD5"] = content_md5
         if checksum is not None:
-            params[_checksum_param(checksum)] = checksum[1]
+            # Checked first: in ``params[f(c)] = c[1]`` the value is read before
+            # f runs, so a malformed tuple raised a bare IndexError.
+            param = _checksum_param(checksum)
+            params[param] = checksum[1]
         if metadata:
+            _check_metadata(metadata)
             params["Metadata"] = dict(metadata)
         _check_options(params)
         return self._sign_now("put_object", "PUT", bucket, key, expires_in, params=params) or (
@@ -316,9 +330,33 @@ class Signer:
         max)`` bounds the size of the upload in bytes; the server enforces it.
         """
         check_bucket(bucket)
+        check_key(key)  # its type first: a number has no endswith
         check_key(key.replace("${filename}", "f") if key.endswith("${filename}") else key)
         seconds = expires_seconds(expires_in)
         prefilled = dict(fields or {})
+        for name, value in prefilled.items():
+            # Form fields are text: a number signed into the policy made a
+            # PresignedPost whose form (post_form) raised a bare AttributeError.
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise InvalidArgumentError(
+                    f"POST fields must be str names with str values: {name!r:.40} "
+                    f"({type(name).__name__}) is given a {type(value).__name__}"
+                )
+            if name.lower() in _SIGNER_POST_FIELDS:
+                # botocore sets these itself; given too, each became a second,
+                # contradicting condition ({"key": "other"} beside {"key": key}),
+                # and S3 refused every upload of the form.
+                raise InvalidArgumentError(
+                    f"{name!r} cannot be given in the fields: the signer sets it (the key "
+                    "and bucket are arguments)"
+                )
+        if isinstance(conditions, (str, bytes, Mapping)) or not all(
+            isinstance(condition, (Mapping, list, tuple)) for condition in conditions or []
+        ):
+            raise InvalidArgumentError(
+                "conditions must be a list of conditions, each a {field: value} dict or an "
+                '[operator, "$field", value] list'
+            )
         all_conditions: list[Any] = list(conditions or [])
         for name, value in prefilled.items():
             if not _has_condition(all_conditions, name):
@@ -534,6 +572,12 @@ class Signer:
             raise InvalidArgumentError(f"presign_many signs GET or PUT, not {method!r}")
         _check_options(options)
         check_bucket(bucket)
+        if isinstance(keys, (str, bytes)):
+            # A str is an iterable of one-character keys: one URL per character.
+            raise InvalidArgumentError(
+                "keys must be an iterable of keys, not a single key: use presign_get or "
+                "presign_put for one, or presign_many(..., [key])"
+            )
         all_keys = list(keys)
         for key in all_keys:
             check_key(key)
@@ -757,7 +801,8 @@ class Signer:
         if content_md5 is not None:
             params["ContentMD5"] = content_md5
         if checksum is not None:
-            params[_checksum_param(checksum)] = checksum[1]
+            param = _checksum_param(checksum)  # before checksum[1]: see presign_put
+            params[param] = checksum[1]
         return await self._presign(
             "upload_part", "PUT", bucket, key, expires_in=expires_in, params=params
         )
@@ -993,6 +1038,51 @@ class Signer:
             raise SigningError(f"could not {action}: {type(exc).__name__}: {exc}") from exc
 
 
+def _check_region(region: object) -> None:
+    """Refuse at construction a region botocore would refuse only when the
+    client is made (a bare TypeError for a non-str)."""
+    if not isinstance(region, str):
+        raise InvalidArgumentError(f"region must be a str, not {type(region).__name__}")
+    try:
+        botocore_utils.validate_region_name(region)
+    except boto_exc.InvalidRegionError:
+        raise InvalidArgumentError(
+            f"region {region!r} is not a region name (letters, digits and hyphens)"
+        ) from None
+
+
+def _check_endpoint_url(url: object) -> None:
+    """Refuse at construction an endpoint no URL can be signed for.
+
+    botocore takes some only to fail at the first signature (a query string, a
+    port that is no number) or when the client is made (a space, a CR/LF: a
+    bare ValueError). A user name or password would be copied into every URL
+    signed, where nothing redacts it: refused, without echoing it."""
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"endpoint_url must be a str, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or too big
+    except ValueError as exc:
+        raise InvalidArgumentError(f"endpoint_url is not a valid URL: {exc}") from None
+    if "@" in parts.netloc:
+        raise InvalidArgumentError(
+            "endpoint_url must not hold a user name or password: it would be copied into "
+            "every URL signed; give the credentials as access_key and secret_key"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(f"endpoint_url is not an http(s) URL: {url!r}")
+    if parts.query:
+        raise InvalidArgumentError(
+            f"endpoint_url must not have a query string (botocore cannot sign for it): {url!r}"
+        )
+    if not (
+        botocore_utils.is_valid_endpoint_url(url)
+        or botocore_utils.is_valid_ipv6_endpoint_url(url)
+    ):
+        raise InvalidArgumentError(f"endpoint_url is not a valid http(s) URL: {url!r}")
+
+
 #: Aborts sent at once by abort_multipart_uploads (botocore's pool holds 10
 #: connections by default; more in flight would only queue for one).
 _ABORTS_IN_FLIGHT = 10
@@ -1010,6 +1100,13 @@ def _beside(metadata: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str
     }
     merged.update(options)
     return merged
+
+
+#: The POST form fields the signer sets: given in ``fields`` they contradict it.
+_SIGNER_POST_FIELDS = frozenset({
+    "key", "bucket", "policy", "x-amz-algorithm", "x-amz-credential", "x-amz-date",
+    "x-amz-signature", "x-amz-security-token",
+})
 
 
 def _has_condition(conditions: Sequence[Any], name: str) -> bool:
@@ -1066,13 +1163,26 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 
 def _check_metadata(metadata: object) -> None:
-    """Refuse metadata names that differ only in case (see :func:`_check_options`)."""
+    """Refuse metadata that is not a mapping of str to str (botocore's handlers
+    raise a bare AttributeError on a number), and names that differ only in
+    case (see :func:`_check_options`)."""
+    if metadata is None:
+        return
     if not isinstance(metadata, Mapping):
-        return  # None, or a wrong type that botocore reports in its own words
+        raise InvalidArgumentError(
+            f"metadata must be a mapping of str names to str values, not "
+            f"{type(metadata).__name__}"
+        )
     seen: dict[str, str] = {}
-    for name in metadata:
+    for name, value in metadata.items():
         if not isinstance(name, str):
-            continue
+            raise InvalidArgumentError(
+                f"metadata names must be str, not {type(name).__name__} ({name!r:.40})"
+            )
+        if not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"metadata values must be str: {name!r:.40} is a {type(value).__name__}"
+            )
         first = seen.setdefault(name.lower(), name)
         if first != name:
             raise InvalidArgumentError(
@@ -1159,7 +1269,31 @@ def _display_headers(params: Mapping[str, Any], signed: Mapping[str, str]) -> di
     # Anything signed that the table does not name keeps the signer's spelling.
     named = {k.lower() for k in headers}
     headers.update({k: v for k, v in signed.items() if k.lower() not in named})
+    _check_sendable(headers)
     return headers
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Control characters but tab: no HTTP client sends them in a header value.
+_UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_sendable(headers: Mapping[str, str]) -> None:
+    """Refuse to hand out headers no client can send as signed: a Content-Type
+    or metadata value with CR/LF (a header injection in a client that does not
+    refuse it), a metadata name with a colon or space. Both signing paths
+    signed them, and the URL failed only when it was used."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise InvalidArgumentError(
+                f"{name!r:.80} is not an HTTP header name (a metadata name must be letters, "
+                "digits and !#$%&'*+-.^_`|~)"
+            )
+        if _UNSENDABLE.search(value):
+            raise InvalidArgumentError(
+                f"the value of header {name!r:.80} holds a control character (CR, LF, NUL ...), "
+                "which no client can send as signed"
+            )
 
 
 @functools.lru_cache(maxsize=64)

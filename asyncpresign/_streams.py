@@ -252,7 +252,14 @@ class DownloadStream:
         self.result: TransferResult | None = None
 
     def __repr__(self) -> str:
-        return f"<DownloadStream {self._tracker.url or '(not started)'}>"
+        # From the stream's own state: its tracker never learns the URL (the
+        # attempts have trackers of their own), so a finished stream read
+        # "(not started)".
+        if self.result is not None:
+            return f"<DownloadStream {self.result.url} (done, {self.result.nbytes} bytes)>"
+        if self._iterator is None and not self._closed:
+            return "<DownloadStream (not started)>"
+        return f"<DownloadStream ({'closed' if self._closed else 'in progress'})>"
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         # Once only: a second loop over a spent stream would end at once without

@@ -75,6 +75,7 @@ from ._models import BatchResult, Download, ProgressCallback, TransferResult, Up
 from ._plan import Plan
 from ._signer import Signer
 from ._targets import parse_s3_uri
+from ._validation import expires_seconds
 from ._walk import WalkEntry, walk_keys
 
 __all__ = ["Listed", "SyncResult", "differs", "folder_order", "merge_join", "s3_order", "sync"]
@@ -210,7 +211,12 @@ def _place(where: str | os.PathLike[str]) -> _Place:
         if prefix and not prefix.endswith("/"):
             prefix += "/"  # s3://b/photos is the folder photos/, as everywhere
         return _Place(bucket, prefix)
-    path = os.fspath(where)
+    try:
+        path = os.fspath(where)
+    except TypeError:  # a bare TypeError for, say, a number
+        raise InvalidArgumentError(
+            f"a side to sync is a folder or s3://bucket/prefix, not {type(where).__name__}"
+        ) from None
     if not path:
         # os.path.join("", "a", "b") is "a/b": files would land in the working folder.
         raise InvalidArgumentError("the folder to sync is an empty name (use '.' for this one)")
@@ -318,6 +324,9 @@ async def sync(
     it (most often a typo, which with ``delete`` would empty the destination).
     """
     src, dst = _place(source), _place(dest)
+    # At the call: each transfer checks it only when signed, so a sync with
+    # nothing to move (or only deletions) took any expiry and said ok.
+    expires_seconds(expires_in)
     dest_signer = dest_signer or signer
     if src.bucket is None and dst.bucket is None:
         raise InvalidArgumentError("sync needs a bucket on one side at least: s3://bucket/prefix")

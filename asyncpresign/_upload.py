@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import io
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
@@ -81,7 +82,7 @@ async def upload(
         return await put_once(rt, req, body, chunk, attempt_tracker)
 
     if tracker.total is None:
-        tracker.total = body.known_size
+        tracker.total = body.known_size if body.known_size is not None else body.expected_size
     return await rt.with_retries(
         current, sign, policy, attempt, method="PUT", replayable=body.replayable,
         tracker=tracker,
@@ -171,8 +172,11 @@ class UploadSource:
         replayable: bool = True,
         offset: int = 0,
         version: _files.Version | None = None,
+        expected_size: int | None = None,
     ) -> None:
         self.path = path
+        #: The size a caller said a whole file has (``upload(path, size=...)``).
+        self.expected_size = expected_size
         #: The source file's (size, mtime) when its upload began: a file read at
         #: another version changed while being uploaded.
         self.version = version
@@ -198,11 +202,22 @@ class UploadSource:
     def of(
         cls, source: Source, size: int | None, version: _files.Version | None = None
     ) -> UploadSource:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise InvalidArgumentError(f"size must be an int >= 0, got {size!r}")
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
+            if size is not None and size != len(data):
+                raise InvalidArgumentError(f"size={size} but the data holds {len(data)} bytes")
             return cls(data=data, size=len(data))
         if isinstance(source, (str, os.PathLike)):
-            return cls(path=fspath(source, "upload source"), size=size)
+            # A claim to check, as for a stream, not a length to cut at: the
+            # first ``size`` bytes of a longer file went up as a success.
+            return cls(path=fspath(source, "upload source"), expected_size=size)
+        if isinstance(source, io.TextIOBase):
+            # Its str chunks failed in aiohttp, reported as a connection failure.
+            raise InvalidArgumentError(
+                "an upload source must be a binary file: open it with 'rb', not as text"
+            )
         if isinstance(source, FilePart):
             return cls(
                 path=fspath(source.path, "upload source"), size=source.length,
@@ -225,6 +240,13 @@ class UploadSource:
         raise InvalidArgumentError(
             f"an upload source must be a path, bytes or a binary file, not {type(source).__name__}"
         )
+
+    def _check_expected_size(self, size: int) -> None:
+        """Refuse, before a byte is sent, a file whose size is not the one claimed."""
+        if self.expected_size is not None and size != self.expected_size:
+            raise InvalidArgumentError(
+                f"size={self.expected_size} but upload source {self.path!r} holds {size} bytes"
+            )
 
     async def md5_base64(self) -> str:
         """The body's MD5, base64 as Content-MD5 wants it (hashed in a thread)."""
@@ -263,9 +285,10 @@ class UploadSource:
                 )
                 if self.known_size is not None and self.known_size > SMALL_BODY:
                     # A long read: the shared pool, not the small files' thread.
-                    _, data, value, self.version = await anyio.to_thread.run_sync(read)
+                    size, data, value, self.version = await anyio.to_thread.run_sync(read)
                 else:
-                    _, data, value, self.version = await files.run(read)
+                    size, data, value, self.version = await files.run(read)
+                self._check_expected_size(size)
                 self._first_data, self._checksum = data, value
             else:
                 assert self.stream is not None
@@ -335,6 +358,7 @@ class UploadSource:
                 _files.open_source, self.path, SMALL_BODY, self.offset, self.known_size,
                 before=self.version,
             ))
+            self._check_expected_size(size)
             if data is not None:
                 self._feed(data)
                 return data, size

@@ -10,6 +10,7 @@ from typing import Any
 
 from ._exceptions import InvalidArgumentError
 from ._models import PresignedPost
+from ._validation import check_http_url
 
 __all__ = ["post_form"]
 
@@ -48,6 +49,9 @@ def post_form(
     """
     if not isinstance(post, PresignedPost):
         raise InvalidArgumentError("post_form needs a PresignedPost from Signer.presign_post")
+    # The form's action: a javascript: (or data:) URL there runs in the page
+    # when the form is submitted, which no escaping prevents.
+    check_http_url(post.url)
     fields = dict(post.fields)
     type_field = _complete_fields(fields, _policy_conditions(fields))
     if redirect is not None and fields.get("success_action_redirect") != redirect:
