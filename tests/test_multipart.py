@@ -85,12 +85,13 @@ async def test_an_expired_part_url_is_re_signed(
 ) -> None:
     data = os.urandom(11 * MiB)
     (tmp_path / "src").write_bytes(data)
-    # Part 2's first request is held until its 1-second URL has really expired;
-    # SeaweedFS then refuses it and the engine must sign the part again.
-    proxy.add(Rule("PUT", "partNumber=2&", times=1, delay=2.2))
+    # Part 2's first request is held until its 4-second URL has really expired;
+    # SeaweedFS then refuses it and the engine must sign the part again. (With
+    # 1 second, on a loaded machine other URLs expired too before they were used.)
+    proxy.add(Rule("PUT", "partNumber=2&", times=1, delay=5.2))
     async with TransferEngine(part_size=5 * MiB) as engine:
         result = await engine.upload_large(
-            proxied, bucket, "late", tmp_path / "src", expires_in=1
+            proxied, bucket, "late", tmp_path / "src", expires_in=4
         )
     assert result.attempts == 2
     part2 = [t for m, t in proxy.seen if m == "PUT" and "partNumber=2&" in t]

@@ -189,7 +189,8 @@ async def test_a_small_file_changed_between_attempts_is_uploaded_again_whole(
             await anyio.sleep(0.01)
         path.write_bytes(os.urandom(64 * 1024))
 
-    retry = RetryPolicy(initial_backoff=0.5, max_backoff=0.5)
+    # The rewrite must land between the attempts: a wide gap, for a loaded machine.
+    retry = RetryPolicy(initial_backoff=2.0, max_backoff=2.0, jitter=False)
     async with TransferEngine(retry=retry) as engine, anyio.create_task_group() as tasks:
         tasks.start_soon(rewrite_once_refused)
         result = await engine.upload(
