@@ -781,9 +781,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(_sign(args))
     if args.command == "uploads":
         return _run(_uploads(args))
-    if args.command in ("transfer", "complete") and args.journal is None:
+    if (
+        args.command in ("transfer", "complete") and args.journal is None
+        and (args.command == "complete" or os.path.isfile(args.manifest))
+    ):
+        # A manifest read from a pipe (<(...), /dev/stdin) cannot be run again,
+        # and "/dev/fd/63.journal" is no place for a file: no journal by default.
         args.journal = args.manifest + ".journal"
-    if args.command in ("transfer", "complete") and _same_file(args.journal, args.manifest):
+    if (
+        args.command in ("transfer", "complete") and args.journal is not None
+        and _same_file(args.journal, args.manifest)
+    ):
         # Read as a journal, it would be refused with "delete it": the manifest.
         raise InvalidArgumentError(
             f"the journal {args.journal} is the manifest itself: a journal is a file of its "

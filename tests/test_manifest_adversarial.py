@@ -338,3 +338,30 @@ def test_a_password_in_a_url_is_redacted_wherever_the_url_is_shown(url: str) -> 
     with pytest.raises(InvalidArgumentError) as refused:
         check_http_url(url.replace("s3.example.com", "").replace("https", "ftp"))
     assert "hunter2-SECRET" not in str(refused.value)
+
+
+async def test_a_manifest_on_stdin_runs_without_a_journal_beside_dev_stdin(
+    env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
+) -> None:
+    # The default journal was "/dev/stdin.journal": refused (exit 2) for a
+    # user, and for root a file made in /dev.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}").write_bytes(b"%d" % i)
+    manifest = tmp_path / "jobs.jsonl"
+    cli("sign", "put", f"s3://{bucket}/stdin", "--manifest", str(manifest), "--from", str(src),
+        env=env)
+    text = manifest.read_text().replace('"path": "src/', f'"path": "{src}/')
+    made_in_dev = anyio.Path("/dev/stdin.journal")
+    try:
+        done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+            [sys.executable, "-m", "asyncpresign", "transfer", "/dev/stdin", "--json"],
+            input=text, env=base_env(tmp_path), capture_output=True, text=True, timeout=120,
+            check=False,
+        ))
+        assert not await made_in_dev.exists()
+    finally:
+        await made_in_dev.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stderr
+    assert summary(done)["succeeded"] == 5
