@@ -41,7 +41,7 @@ async def main() -> None:
         total_mb = args.files * args.size / 1e6
         rows = []
         with LocalS3() as s3, distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0",
             local_directory=str(root / "dask"),
         ) as cluster, distributed.Client(cluster) as client:
             async with s3.signer() as signer:

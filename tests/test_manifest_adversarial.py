@@ -227,7 +227,7 @@ def dask_scheduler(tmp_path: Path) -> Iterator[str]:
     scratch = str(tmp_path / "dask")
     with dask.config.set({"temporary-directory": scratch}), distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, worker_dashboard_address=None, local_directory=scratch,
+        dashboard_address="127.0.0.1:0", worker_dashboard_address=None, local_directory=scratch,
     ) as cluster:
         yield str(cluster.scheduler_address)
 
