@@ -134,13 +134,8 @@ async def test_a_manifest_missing_its_last_part_lines_is_not_completed_into_a_to
 async def test_a_journal_torn_by_a_killed_run_keeps_every_record_of_the_next_run(
     env: dict[str, str], bucket: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(3):
-        (src / f"f{i}").write_bytes(b"%d" % i)
+    signed_uploads(tmp_path, 3, f"s3://{bucket}/t", env=env)
     manifest = tmp_path / "jobs.jsonl"
-    cli("sign", "put", f"s3://{bucket}/t", "--manifest", str(manifest), "--from", str(src),
-        env=env)
     journal = tmp_path / "jobs.jsonl.journal"
     # A run killed while writing its second line: no newline at the end.
     journal.write_text('{"journal": "asyncpresign", "version": 2}\n{"id": "put x/y /z", "sta')
@@ -150,17 +145,22 @@ async def test_a_journal_torn_by_a_killed_run_keeps_every_record_of_the_next_run
     assert (again["skipped"], again["succeeded"], again["total"]) == (3, 0, 3)
 
 
+def signed_uploads(tmp_path: Path, count: int, target: str, *, env: dict[str, str]) -> str:
+    """A manifest's text (its paths absolute, to be read from anywhere) uploading
+    ``count`` small files of ``tmp_path/src`` to ``target``."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(count):
+        (src / f"f{i:02d}").write_bytes(b"%d" % i)
+    manifest = tmp_path / "jobs.jsonl"
+    cli("sign", "put", target, "--manifest", str(manifest), "--from", str(src), env=env)
+    return manifest.read_text().replace('"path": "src/', f'"path": "{src}/')
+
+
 async def test_a_manifest_read_from_a_pipe_runs_every_line_once_with_progress_on(
     env: dict[str, str], bucket: str, tmp_path: Path, signer: Signer
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(20):
-        (src / f"f{i:02d}").write_bytes(b"%d" % i)
-    manifest = tmp_path / "jobs.jsonl"
-    cli("sign", "put", f"s3://{bucket}/p", "--manifest", str(manifest), "--from", str(src),
-        env=env)
-    text = manifest.read_text().replace('"path": "src/', f'"path": "{src}/')
+    text = signed_uploads(tmp_path, 20, f"s3://{bucket}/p", env=env)
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
 
@@ -345,14 +345,7 @@ async def test_a_manifest_on_stdin_runs_without_a_journal_beside_dev_stdin(
 ) -> None:
     # The default journal was "/dev/stdin.journal": refused (exit 2) for a
     # user, and for root a file made in /dev.
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(5):
-        (src / f"f{i}").write_bytes(b"%d" % i)
-    manifest = tmp_path / "jobs.jsonl"
-    cli("sign", "put", f"s3://{bucket}/stdin", "--manifest", str(manifest), "--from", str(src),
-        env=env)
-    text = manifest.read_text().replace('"path": "src/', f'"path": "{src}/')
+    text = signed_uploads(tmp_path, 5, f"s3://{bucket}/stdin", env=env)
     made_in_dev = anyio.Path("/dev/stdin.journal")
     try:
         done = await anyio.to_thread.run_sync(lambda: subprocess.run(
