@@ -76,25 +76,29 @@ def kind_of(mode: int) -> str:
 def _not_regular(path: str, mode: int) -> LocalFileError:
     if stat.S_ISDIR(mode):
         return LocalFileError(f"upload source {path!r} is a directory, not a file", path)
-    return LocalFileError(
-        f"upload source {path!r} is {kind_of(mode)}, not a regular file: not read", path
-    )
+    return not_a_regular_file("upload source", path, mode, ": not read")
 
 
-def _not_replaceable(dest: str) -> LocalFileError | None:
-    """Why a download may not be moved over ``dest`` (a device, a FIFO: run as
-    root, a download to /dev/null would replace the device), or None. A
+def not_replaceable(
+    path: str,
+    what: str = "download destination",
+    advice: str = ": not replaced (to write into it, download to - and redirect stdout)",
+) -> LocalFileError | None:
+    """Why a file of ours may not be moved over ``path`` (a device, a FIFO: run
+    as root, a download to /dev/null would replace the device), or None. A
     symlink is replaced itself, not what it points to; nothing there is fine."""
     try:
-        mode = os.lstat(dest).st_mode
+        mode = os.lstat(path).st_mode
     except OSError:
         return None  # not there yet (or the move itself says what is wrong)
     if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
         return None
-    return LocalFileError(
-        f"download destination {dest!r} is {kind_of(mode)}, not a regular file: not "
-        "replaced (to write into it, download to - and redirect stdout)", dest,
-    )
+    return not_a_regular_file(what, path, mode, advice)
+
+
+def not_a_regular_file(what: str, path: str, mode: int, advice: str = "") -> LocalFileError:
+    """``what`` at ``path`` is a device, FIFO, socket or folder: a LocalFileError saying so."""
+    return LocalFileError(f"{what} {path!r} is {kind_of(mode)}, not a regular file{advice}", path)
 
 
 def open_regular(path: str) -> int:
@@ -342,7 +346,7 @@ def check_destination(dest: str) -> None:
         raise LocalFileError(f"download destination {dest!r} is a folder", dest)
     if not os.access(parent, os.W_OK):
         raise LocalFileError(f"download destination folder {parent!r} is not writable", dest)
-    refusal = _not_replaceable(dest)  # checked again at the move into place
+    refusal = not_replaceable(dest)  # checked again at the move into place
     if refusal is not None:
         raise refusal
 
@@ -575,7 +579,7 @@ class PartialFile:
     def _commit(self) -> None:
         self.close()
         # One may have appeared during the download: the move replaces what is there.
-        refusal = _not_replaceable(self.dest)
+        refusal = not_replaceable(self.dest)
         if refusal is not None:
             self.discard()
             raise refusal

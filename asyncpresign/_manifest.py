@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal
 
 from ._exceptions import InvalidArgumentError, LocalFileError
-from ._files import kind_of
+from ._files import not_a_regular_file, not_replaceable
 from ._models import Download, FilePart, PresignedRequest, Upload
 from ._validation import check_http_url
 
@@ -284,7 +284,7 @@ class ManifestWriter:
         self.count = 0
         self._base = os.path.dirname(os.path.abspath(path))
         folder, name = os.path.split(os.path.abspath(path))
-        refusal = _not_replaceable("manifest", path)
+        refusal = not_replaceable(path, "manifest", "")
         if refusal is not None:
             raise refusal
         try:
@@ -311,7 +311,7 @@ class ManifestWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            refusal = _not_replaceable("manifest", self.path)  # one made meanwhile
+            refusal = not_replaceable(self.path, "manifest", "")  # one made meanwhile
             if refusal is not None:
                 raise refusal
             os.replace(self._temporary, self.path)
@@ -332,19 +332,6 @@ class ManifestWriter:
     def _error(self, exc: OSError) -> LocalFileError:
         return LocalFileError(f"cannot write manifest {self.path!r}: {exc.strerror or exc}",
                               self.path)
-
-
-def _not_replaceable(what: str, path: str) -> LocalFileError | None:
-    """Why the file written at ``path`` may not replace what is there (a device,
-    a FIFO: run as root, ``--manifest /dev/null`` replaced the device with a
-    regular file), or None. A symlink is replaced itself; nothing there is fine."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-        return None
-    return LocalFileError(f"{what} {path!r} is {kind_of(mode)}, not a regular file", path)
 
 
 def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> int:
@@ -473,7 +460,7 @@ class Journal:
             ) from None
         if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
             os.close(fd)
-            raise LocalFileError(f"journal {path!r} is {kind_of(mode)}, not a regular file", path)
+            raise not_a_regular_file("journal", path, mode)
         with open(fd, encoding="utf-8") as f:
             try:
                 lines = iter(f)
@@ -599,7 +586,7 @@ def _check_regular(path: str) -> None:
     except OSError:
         return  # not there yet (or reading it says what is wrong)
     if not stat.S_ISREG(mode):
-        raise LocalFileError(f"journal {path!r} is {kind_of(mode)}, not a regular file", path)
+        raise not_a_regular_file("journal", path, mode)
 
 
 def _check_writable(path: str) -> None:
@@ -633,7 +620,7 @@ def _open_private(path: str) -> Any:
     if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
         # Never chmod a device that was put there since the run began.
         os.close(fd)
-        raise LocalFileError(f"journal {path!r} is {kind_of(mode)}, not a regular file", path)
+        raise not_a_regular_file("journal", path, mode)
     with contextlib.suppress(OSError):
         os.fchmod(fd, 0o600)  # one made before, by hand or an older version
     f = os.fdopen(fd, "a", encoding="utf-8")
