@@ -37,7 +37,7 @@ from ._exceptions import (
     TransferError,
 )
 from ._files import describe_os_error
-from ._manifest import Journal, has_size, job_id
+from ._manifest import Journal, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._plan import Plan
 from ._signer import Signer
@@ -109,8 +109,8 @@ class _Tracker:
     journal: Journal
     on_result: ResultCallback | None
     on_skip: Callable[[], None] | None = None
-    #: index -> (job id, the state it is done in)
-    pending: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: index -> (job id, the state it is done in, a download's destination)
+    pending: dict[int, tuple[str, str | None, str | None]] = field(default_factory=dict)
     skipped: int = 0
 
     def skip(self) -> None:
@@ -119,10 +119,19 @@ class _Tracker:
         if self.on_skip is not None:
             self.on_skip()
 
+    async def record_queued(self) -> None:
+        """Record the downloads still queued (at the end of a run, so a caller
+        who never closes the journal loses none of them)."""
+        if self.journal.queued:
+            await anyio.to_thread.run_sync(self.journal.record_queued)
+
     async def __call__(self, result: TransferResult) -> None:
-        job, state = self.pending.pop(result.index or 0, ("", None))
+        job, state, dest = self.pending.pop(result.index or 0, ("", None, None))
         if result.ok and job:
-            self.journal.record(job, state, result.nbytes)
+            if dest is None:
+                self.journal.record(job, state, result.nbytes)
+            elif self.journal.record_download(job, state, result.nbytes, dest):
+                await anyio.to_thread.run_sync(self.journal.record_queued)
         await _notify(self.on_result, result)
 
 
@@ -507,7 +516,7 @@ async def _upload_entries(
             if dry_run:
                 plan.add("upload", path, f"s3://{bucket}/{key}", size)
                 continue
-            tracker.pending[index] = (job, state)
+            tracker.pending[index] = (job, state, None)
             index += 1
             yield Upload(None, path, sign=signer.sign_later("PUT", bucket, key,
                                                             expires_in=expires_in))
@@ -653,7 +662,7 @@ async def _download_listed(
                 continue
             job = job_id("get", bucket, key, dest)
             if journal.is_done(job, state) and await anyio.to_thread.run_sync(
-                has_size, dest, size
+                journal.download_done, job, state, dest
             ):
                 tracker.skip()
                 continue
@@ -665,7 +674,7 @@ async def _download_listed(
                 await refuse(key, LocalFileError(f"{problem}, so {dest!r} cannot be written",
                                                  dest))
                 continue
-            tracker.pending[index] = (job, state)
+            tracker.pending[index] = (job, state, dest)
             index += 1
             yield Download(
                 None, dest, sign=signer.sign_later("GET", bucket, key,
@@ -673,6 +682,7 @@ async def _download_listed(
             )
 
     batch = await engine.run(jobs(), progress=progress, on_result=tracker, keep_results=False)
+    await tracker.record_queued()
     return _merge(batch, bad, tracker.skipped)
 
 
@@ -714,7 +724,7 @@ async def copy_objects(
             if journal.is_done(job, state):
                 tracker.skip()
                 continue
-            tracker.pending[index] = (job, state)
+            tracker.pending[index] = (job, state, None)
             index += 1
             yield Copy(
                 None, None,

@@ -1721,11 +1721,14 @@ async def _transfer(
 
     named: dict[int, str] = {}  # a failed job's s3://bucket/key, from its entry
 
-    def record(result: TransferResult) -> None:
+    async def record(result: TransferResult) -> None:
         entry, state = pending.pop(result.index or 0, (None, None))
         if entry is not None and result.ok:
-            journal.record(entry.id, state, result.nbytes,
-                           result.etag if entry.part is not None else None)
+            if entry.op != "get":
+                journal.record(entry.id, state, result.nbytes,
+                               result.etag if entry.part is not None else None)
+            elif journal.record_download(entry.id, state, result.nbytes, entry.path):
+                await anyio.to_thread.run_sync(journal.record_queued)
         elif entry is not None and entry.bucket and entry.key:
             named[result.index or 0] = f"s3://{entry.bucket}/{entry.key}"
         display.on_result(result)

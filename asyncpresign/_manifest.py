@@ -20,6 +20,8 @@ import json
 import os
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal
@@ -393,15 +395,23 @@ def state_of(info: os.stat_result) -> str:
     return f"size={info.st_size} mtime={info.st_mtime_ns}"
 
 
-def has_size(path: str, size: int | None) -> bool:
-    """Whether a downloaded file is still there, a regular file of ``size`` bytes."""
-    if size is None:
-        return False
+def written_state(path: str) -> str | None:
+    """What a downloaded file is now, for a journal to compare: a regular
+    file's size, mtime, ctime and inode. The ctime and inode catch what size
+    and mtime miss: a file edited in place with its mtime put back, or
+    replaced by another of the same size and mtime. None if it is not a
+    regular file that can be stat'ed (then nothing is skipped). Stats the
+    file: call it in a thread."""
     try:
         info = os.stat(path)
     except OSError:
-        return False
-    return stat.S_ISREG(info.st_mode) and info.st_size == size
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return (
+        f"size={info.st_size} mtime={info.st_mtime_ns} ctime={info.st_ctime_ns} "
+        f"ino={info.st_ino}"
+    )
 
 
 def journal_state(
@@ -410,13 +420,13 @@ def journal_state(
     """The state a job is in now, as ``journal`` records it, and whether the
     journal says it is done in that state: an upload while its file is as it
     was (size and mtime), a download while the object has the ETag it had
-    (none known: never) and the file is still there with the size written.
+    (none known: never) and the file is still the one written, untouched.
     Stats the file: call it in a thread."""
     if op == "put":
         state = file_state(path)
         return state, journal.is_done(job_id, state)
     state = f"etag={etag}" if etag else None
-    return state, journal.is_done(job_id, state) and has_size(path, journal.size_of(job_id))
+    return state, journal.download_done(job_id, state, path)
 
 
 class Journal:
@@ -427,8 +437,9 @@ class Journal:
     the local path, the upload id and part number) with the *state* it was
     done in (an upload: its file's size and mtime; a download: the object's
     ETag). A re-run skips a job only when both match what it sees now, and for
-    a download only while the file is still there with the size written; any
-    doubt (no state known, a file changed, a download deleted) runs the job.
+    a download only while its file is still the one written, untouched (see
+    :func:`written_state`); any doubt (no state known, a file changed, a
+    download deleted or edited) runs the job.
     Journals of earlier versions, which recorded less, are refused.
 
     The file is created 0600 (its ids name buckets, keys and paths). Blocking
@@ -437,12 +448,19 @@ class Journal:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self.done: dict[str, tuple[str, int | None]] = {}
+        #: job id -> (the state it was done in, bytes moved, a download's
+        #: file as written, :func:`written_state`)
+        self.done: dict[str, tuple[str, int | None, str | None]] = {}
         self.etags: dict[str, str] = {}  # for parts, completed elsewhere by ETag
         self._file: Any = None
         self._unflushed = 0
         #: Why records stopped reaching the file (a full disk), once they did.
         self.failure: LocalFileError | None = None
+        #: Downloads done whose files are still to be stat'ed, and since when.
+        self._unstated: list[tuple[str, str, int | None, str]] = []
+        self._unstated_since = 0.0
+        # Records come from the event loop and from a thread stat'ing queued ones.
+        self._lock = threading.Lock()
         if path is not None:
             _check_regular(path)
             self._load(path)
@@ -491,10 +509,13 @@ class Journal:
             return  # a torn last line from a killed run
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             return
-        state, size = item.get("state"), item.get("size")
+        state, size, written = item.get("state"), item.get("size"), item.get("file")
         if not isinstance(state, str):
             return
-        self.done[item["id"]] = (state, size if isinstance(size, int) else None)
+        self.done[item["id"]] = (
+            state, size if isinstance(size, int) else None,
+            written if isinstance(written, str) else None,
+        )
         if isinstance(item.get("etag"), str):
             self.etags[item["id"]] = item["etag"]
 
@@ -505,24 +526,68 @@ class Journal:
         recorded = self.done.get(job_id)
         return recorded is not None and recorded[0] == state
 
-    def size_of(self, job_id: str) -> int | None:
-        """The size recorded for a job (a download's file), or None."""
-        recorded = self.done.get(job_id)
-        return None if recorded is None else recorded[1]
+    def download_done(self, job_id: str, state: str | None, path: str) -> bool:
+        """Whether the download ``job_id`` was done in ``state`` and its file at
+        ``path`` is still the one it wrote (a journal that did not record the
+        file: never). Stats the file: call it in a thread."""
+        if not self.is_done(job_id, state):
+            return False
+        written = self.done[job_id][2]
+        return written is not None and written_state(path) == written
+
+    def record_download(self, job_id: str, state: str | None, size: int, dest: str) -> bool:
+        """Queue the download ``job_id``, done in ``state``, to be recorded with
+        its file at ``dest`` as written, so that one thread hop
+        (:meth:`record_queued`) stats many files. No I/O. Returns whether the
+        queue is due: 32 downloads, or one waiting half a second."""
+        if self.path is None or state is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if not self._unstated:
+                self._unstated_since = now
+            self._unstated.append((job_id, state, size, dest))
+            return len(self._unstated) >= 32 or now - self._unstated_since >= 0.5
+
+    @property
+    def queued(self) -> int:
+        """How many downloads wait for :meth:`record_queued`."""
+        return len(self._unstated)
+
+    def record_queued(self) -> None:
+        """Stat the queued downloads' files and record them. Blocking: call it
+        in a thread."""
+        with self._lock:
+            queued, self._unstated = self._unstated, []
+        written = [written_state(dest) for _, _, _, dest in queued]
+        for (job_id, state, size, _), file in zip(queued, written, strict=True):
+            self.record(job_id, state, size, written=file)
 
     def record(
-        self, job_id: str, state: str | None, size: int | None = None, etag: str | None = None
+        self, job_id: str, state: str | None, size: int | None = None, etag: str | None = None,
+        *, written: str | None = None,
+    ) -> None:
+        """Record ``job_id`` done in ``state``; a download with its file as
+        written (:func:`written_state`), without which a re-run does it again."""
+        with self._lock:
+            self._record(job_id, state, size, etag, written)
+
+    def _record(
+        self, job_id: str, state: str | None, size: int | None, etag: str | None,
+        written: str | None,
     ) -> None:
         if etag is not None:
             self.etags[job_id] = etag
         if self.path is None or state is None:
             return
-        self.done[job_id] = (state, size)
+        self.done[job_id] = (state, size, written)
         if self.failure is not None:
             return
         item: dict[str, Any] = {"id": job_id, "state": state, "size": size}
         if etag is not None:
             item["etag"] = etag
+        if written is not None:
+            item["file"] = written
         try:
             if self._file is None:
                 self._file = _open_private(self.path)
@@ -534,10 +599,13 @@ class Journal:
             self._fail(exc)
 
     def flush(self) -> None:
-        try:
-            self._flush()
-        except OSError as exc:
-            self._fail(exc)
+        """Record the queued downloads and write everything to disk (blocking)."""
+        self.record_queued()
+        with self._lock:
+            try:
+                self._flush()
+            except OSError as exc:
+                self._fail(exc)
 
     def _flush(self) -> None:
         if self._file is not None and self._unflushed:

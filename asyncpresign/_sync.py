@@ -70,7 +70,7 @@ from ._exceptions import (
     TransferError,
 )
 from ._files import describe_os_error, file_checksum
-from ._manifest import Journal, has_size, job_id
+from ._manifest import Journal, job_id
 from ._models import BatchResult, Download, ProgressCallback, TransferResult, Upload
 from ._plan import Plan
 from ._signer import Signer
@@ -572,7 +572,7 @@ class _Sync:
                 if threshold is not None and entry.size > threshold:
                     large.append((entry, key))
                     continue
-                tracker.pending[index] = (job, entry.state)
+                tracker.pending[index] = (job, entry.state, None)
                 index += 1
                 yield Upload(None, entry.name, sign=self.dest_signer.sign_later(
                     "PUT", bucket, key, expires_in=self.expires_in,
@@ -613,7 +613,7 @@ class _Sync:
                 state = f"etag={entry.etag} size={entry.size}" if entry.etag else None
                 job = job_id("get", bucket, entry.name, path)
                 if self.journal.is_done(job, state) and await anyio.to_thread.run_sync(
-                    has_size, path, entry.size
+                    self.journal.download_done, job, state, path
                 ):
                     tracker.skip()
                     continue
@@ -624,7 +624,7 @@ class _Sync:
                         error=LocalFileError(f"{problem}, so {path!r} cannot be written", path),
                     ))
                     continue
-                tracker.pending[index] = (job, state)
+                tracker.pending[index] = (job, state, path)
                 times[index] = (path, round(entry.mtime * 1e9))
                 index += 1
                 yield Download(None, path, sign=self.signer.sign_later(
@@ -640,6 +640,7 @@ class _Sync:
 
         batch = await self.engine.run(jobs(), progress=self.progress, on_result=done,
                                       keep_results=False)
+        await tracker.record_queued()
         return _merge(batch, self.refused, tracker.skipped)
 
     async def _copies(self) -> BatchResult:

@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from ._engine import TransferEngine
 from ._exceptions import InvalidArgumentError
-from ._manifest import Journal, ManifestEntry, job_id, journal_state
+from ._manifest import Journal, ManifestEntry, job_id, journal_state, written_state
 from ._models import Copy, Download, PresignedRequest, TransferResult, Upload
 from ._signer import Signer
 
@@ -203,8 +203,9 @@ class _Tally:
     nbytes: int = 0
     partitions: int = 0
     failed: list[JobOutcome] = field(default_factory=list)
-    #: index -> (job id, its state, a part?) for each job in flight the journal records
-    recording: dict[int, tuple[str, str, bool]] = field(default_factory=dict)
+    #: index -> (job id, its state, a part?, a download's destination) for each
+    #: job in flight the journal records
+    recording: dict[int, tuple[str, str, bool, str | None]] = field(default_factory=dict)
     numbers: Iterator[int] = field(default_factory=itertools.count)
 
     def admit(self, partition: Sequence[JobLike]) -> list[tuple[int, JobLike]]:
@@ -226,7 +227,9 @@ class _Tally:
             items.append((index, job))
             if identity is not None and state is not None:
                 part = isinstance(job, ManifestEntry) and job.part is not None
-                self.recording[index] = (identity[0], state, part)
+                self.recording[index] = (
+                    identity[0], state, part, identity[2] if identity[1] == "get" else None
+                )
         return items
 
     def absorb(self, outcomes: list[JobOutcome]) -> None:
@@ -240,8 +243,11 @@ class _Tally:
             self.succeeded += 1
             self.nbytes += outcome.nbytes
             if record is not None:
-                job_id, state, part = record
-                self.journal.record(job_id, state, outcome.nbytes, outcome.etag if part else None)
+                job_id, state, part, dest = record
+                self.journal.record(
+                    job_id, state, outcome.nbytes, outcome.etag if part else None,
+                    written=None if dest is None else written_state(dest),
+                )
 
     def summary(self, seconds: float) -> DaskSummary:
         return DaskSummary(

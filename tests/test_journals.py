@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncpresign import Signer
+from asyncpresign import Journal, Signer
 from asyncpresign.testing import LocalS3
 
 from .test_cli import base_env, cli
@@ -84,6 +84,43 @@ async def test_a_download_deleted_locally_is_fetched_again_by_the_manifests_jour
     again = summary(cli("transfer", str(tmp_path / "get.jsonl"), "--json", env=no_credentials))
     assert again["skipped"] == 1
     assert (tmp_path / "out" / "x").read_bytes() == b"x" * 100
+
+
+def edit_in_place_keeping_times(path: Path, data: bytes) -> None:
+    """New content of the same size, its mtime put back: what neither size
+    nor mtime tells apart."""
+    assert len(data) == path.stat().st_size
+    before = path.stat()
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("command", ["download", "transfer"])
+async def test_a_download_edited_locally_at_the_same_size_is_fetched_again_on_a_rerun(
+    env: dict[str, str], bucket: str, tmp_path: Path, command: str
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("x", "y"):
+        (src / name).write_bytes(name.encode() * 100)
+    cli("upload", str(src), f"s3://{bucket}/e", "--quiet", env=env)
+    out = tmp_path / "out"
+    if command == "download":
+        args: tuple[str, ...] = ("download", f"s3://{bucket}/e", str(out),
+                                 "--journal", str(tmp_path / "j"), "--json")
+        run_env = env
+    else:
+        cli("sign", "get", f"s3://{bucket}/e", "--manifest", str(tmp_path / "get.jsonl"),
+            "--from", str(out), env=env)
+        args = ("transfer", str(tmp_path / "get.jsonl"), "--json")
+        run_env = base_env(tmp_path)
+    assert summary(cli(*args, env=run_env))["succeeded"] == 2
+    edit_in_place_keeping_times(out / "x", b"z" * 100)
+    untouched = (out / "y").stat()
+    again = summary(cli(*args, env=run_env))
+    assert again["skipped"] == 1  # y alone
+    assert (out / "x").read_bytes() == b"x" * 100
+    assert (out / "y").stat().st_ino == untouched.st_ino  # not written again
 
 
 async def test_a_resigned_upload_manifest_sends_a_file_changed_at_the_same_size(
@@ -288,3 +325,54 @@ async def test_a_journalled_copy_skips_unchanged_sources_and_copies_changed_ones
     answer = await signer.client.get_object(Bucket=bucket, Key="to/b")
     async with answer["Body"] as body:
         assert await body.read() == b"new"
+
+
+def test_a_queued_download_is_recorded_with_its_file_and_skipped_only_while_untouched(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "file"
+    dest.write_bytes(b"abc")
+    journal = Journal(str(tmp_path / "j"))
+    assert not journal.record_download("job", "etag=x", 3, str(dest))  # queued, not yet due
+    journal.close()  # records what was queued
+    assert Journal(str(tmp_path / "j")).download_done("job", "etag=x", str(dest))
+    assert not Journal(str(tmp_path / "j")).download_done("job", "etag=y", str(dest))
+    edit_in_place_keeping_times(dest, b"xyz")
+    assert not Journal(str(tmp_path / "j")).download_done("job", "etag=x", str(dest))
+
+
+def test_a_download_replaced_by_a_file_of_the_same_size_and_mtime_is_not_skipped(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "file"
+    dest.write_bytes(b"abc")
+    journal = Journal(str(tmp_path / "j"))
+    journal.record_download("job", "etag=x", 3, str(dest))
+    journal.close()
+    other = tmp_path / "other"
+    other.write_bytes(b"xyz")
+    os.utime(other, ns=(dest.stat().st_atime_ns, dest.stat().st_mtime_ns))
+    other.replace(dest)
+    assert not Journal(str(tmp_path / "j")).download_done("job", "etag=x", str(dest))
+
+
+def test_queued_downloads_fall_due_at_32_and_a_journal_without_a_file_queues_none(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    due = [journal.record_download(f"job{i}", "etag=x", 1, str(tmp_path)) for i in range(32)]
+    assert due == [False] * 31 + [True]
+    journal.record_queued()
+    assert journal.queued == 0
+    journal.close()
+    assert not Journal(None).record_download("job", "etag=x", 1, str(tmp_path))
+
+
+def test_a_journal_of_downloads_without_their_files_skips_none_of_them(tmp_path: Path) -> None:
+    dest = tmp_path / "file"
+    dest.write_bytes(b"abc")
+    (tmp_path / "j").write_text(
+        json.dumps({"journal": "asyncpresign", "version": 2}) + "\n"
+        + json.dumps({"id": "job", "state": "etag=x", "size": 3}) + "\n"
+    )
+    assert not Journal(str(tmp_path / "j")).download_done("job", "etag=x", str(dest))
