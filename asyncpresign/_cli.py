@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import anyio
 import anyio.to_thread
@@ -97,6 +97,9 @@ from ._targets import download_dest, object_target, parse_s3_uri
 from ._version import __version__
 from ._walk import WalkEntry, walk_one
 from .testing import LocalS3
+
+if TYPE_CHECKING:
+    from .dask import DaskSummary
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -1774,12 +1777,14 @@ async def _on_dask(args: argparse.Namespace) -> int:
                "timeout": _timeout(args), "max_rate": args.limit_rate,
                "checksum": _checksum(args)}  # the workers' engines check as this one would
     bad: list[tuple[str, str]] = []  # (s3 URL, error) of keys no job can be made for
+    # Ours to close: a journal on a full disk still leaves the summary to print.
+    journal = await anyio.to_thread.run_sync(Journal, args.journal)
     client = await anyio.to_thread.run_sync(Client, args.dask_scheduler)
     started = time.monotonic()
     try:
         if args.command == "transfer":
             summary = await transfer_on_dask(client, _dask_entries(args, filters, bad),
-                                             engine_options=options, journal=args.journal)
+                                             engine_options=options, journal=journal)
         else:
             async with _signer(args) as signer:
                 if args.command == "upload":
@@ -1790,16 +1795,30 @@ async def _on_dask(args: argparse.Namespace) -> int:
                     specs = _signed_copies(args, signer, filters)
                 summary = await transfer_on_dask(
                     client, specs, signer=signer, engine_options=options,
-                    journal=args.journal, expires_in=args.expires,
+                    journal=journal, expires_in=args.expires,
                 )
     finally:
         await anyio.to_thread.run_sync(client.close)
+        # Raised only after the run: it must not replace an error in flight.
+        with contextlib.suppress(LocalFileError):
+            await anyio.to_thread.run_sync(journal.close)
+    return _dask_report(args, summary, bad, journal, time.monotonic() - started)
+
+
+def _dask_report(
+    args: argparse.Namespace, summary: DaskSummary, bad: list[tuple[str, str]], journal: Journal,
+    seconds: float,
+) -> int:
+    """Print a Dask run's summary (and a journal that could not keep its
+    record); the exit code."""
     data = summary.as_dict()
     data["command"] = args.command
-    data["seconds"] = round(time.monotonic() - started, 3)
+    data["seconds"] = round(seconds, 3)
     data["total"] += len(bad)
     data["failed"] += len(bad)
     data["failures"] += [{"url": url, "status": None, "error": error} for url, error in bad]
+    if journal.failure is not None:
+        data["journal_error"] = str(journal.failure)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -1809,6 +1828,10 @@ async def _on_dask(args: argparse.Namespace) -> int:
               f"{human_bytes(summary.nbytes)} in {data['seconds']} s")
         for failure in data["failures"]:
             print(f"  failed: {failure['url']}: {failure['error']}")
+    if journal.failure is not None:
+        # The transfers' counts stand; the run still failed to keep its record.
+        print(f"asyncpresign: error: {journal.failure}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if summary.ok and not bad else EXIT_FAILED
 
 

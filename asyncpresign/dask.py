@@ -125,7 +125,7 @@ async def transfer_on_dask(
     partition_size: int = 500,
     window: int | None = None,
     engine_options: Mapping[str, Any] | None = None,
-    journal: str | os.PathLike[str] | None = None,
+    journal: str | os.PathLike[str] | Journal | None = None,
     expires_in: float = 3600,
     retries: int = 3,
 ) -> DaskSummary:
@@ -144,17 +144,24 @@ async def transfer_on_dask(
     driver records each finished job by what it moves as its partition comes
     back, and skips it on a re-run only while that is unchanged: an upload's
     file with the size and mtime it had; a download's object with the ETag it
-    had (an ObjectJob's ``etag``, a manifest's), its file still there with the
-    size written. Jobs with nothing to compare (a download without an ETag, a
-    copy, an upload from memory) always run. A partition retried after a lost
-    worker runs whole again.
+    had (an ObjectJob's ``etag``, a manifest's), its file still the one
+    written (size, mtime, ctime, inode). Jobs with nothing to compare (a
+    download without an ETag, a copy, an upload from memory) always run. A
+    partition retried after a lost worker runs whole again. Given a path, the
+    journal is closed at the end (a record that could not be written raises
+    :class:`LocalFileError` then); given a :class:`Journal`, the caller closes
+    it, and can still have the summary when the journal's disk is full.
     """
     if partition_size < 1:
         raise InvalidArgumentError(f"partition_size must be >= 1, got {partition_size}")
     options = dict(engine_options or {})
     TransferEngine(**options)  # validate here, not in a hundred workers
-    journal_path = os.fspath(journal) if journal is not None else None
-    tally = _Tally(await anyio.to_thread.run_sync(Journal, journal_path))
+    owned = not isinstance(journal, Journal)
+    if isinstance(journal, Journal):
+        tally = _Tally(journal)
+    else:
+        journal_path = os.fspath(journal) if journal is not None else None
+        tally = _Tally(await anyio.to_thread.run_sync(Journal, journal_path))
     if window is None:
         workers = await _maybe_await(client.scheduler_info())
         window = max(2, 2 * len(workers.get("workers", {})))
@@ -187,7 +194,7 @@ async def transfer_on_dask(
             await collect("ALL_COMPLETED")
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(tally.journal.close)
+            await anyio.to_thread.run_sync(tally.journal.close if owned else tally.journal.flush)
     return tally.summary(time.perf_counter() - started)
 
 

@@ -173,3 +173,35 @@ async def test_a_dask_journal_of_positions_is_refused_not_misread(
             client, [ObjectJob(op="upload", bucket=bucket, key="f", path=str(tmp_path / "f"))],
             signer=signer, journal=journal,
         )
+
+
+async def test_a_dask_run_whose_journal_cannot_be_written_prints_its_summary_and_exits_1(
+    env: dict[str, str], cluster: Any, bucket: str, tmp_path: Path
+) -> None:
+    import json
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    write_files(src, 40)
+    journal = tmp_path / "journal"
+
+    def small_files() -> None:  # the client's journal may hold its header and a few records
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+
+    command = [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/dj/",
+               "--journal", str(journal), "--json",
+               "--dask-scheduler", cluster.scheduler_address]
+    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=small_files,
+    ))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot write journal" in done.stderr
+    result = json.loads(done.stdout)
+    assert (result["succeeded"], result["failed"]) == (40, 0)  # the uploads stand
+    assert "cannot write journal" in result["journal_error"]
