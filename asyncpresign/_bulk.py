@@ -129,7 +129,8 @@ class _Tracker:
         job, state, dest = self.pending.pop(result.index or 0, ("", None, None))
         if result.ok and job:
             if dest is None:
-                self.journal.record(job, state, result.nbytes)
+                if self.journal.record(job, state, result.nbytes):
+                    await anyio.to_thread.run_sync(self.journal.flush)
             elif self.journal.record_download(job, state, result.nbytes, dest):
                 await anyio.to_thread.run_sync(self.journal.record_queued)
         await _notify(self.on_result, result)
@@ -535,7 +536,8 @@ async def _upload_entries(
             result = TransferResult(url=f"s3://{bucket}/{key}", error=exc,
                                     attempts=getattr(exc, "attempts", 1))
         else:
-            journal.record(job_id("put", bucket, key, path), state, result.nbytes)
+            if journal.record(job_id("put", bucket, key, path), state, result.nbytes):
+                await anyio.to_thread.run_sync(journal.flush)
         extra.append(result)
         await _notify(on_result, result)
     return _merge(batch, extra, tracker.skipped, not_followed)

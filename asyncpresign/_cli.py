@@ -1728,8 +1728,9 @@ async def _transfer(
         entry, state = pending.pop(result.index or 0, (None, None))
         if entry is not None and result.ok:
             if entry.op != "get":
-                journal.record(entry.id, state, result.nbytes,
-                               result.etag if entry.part is not None else None)
+                if journal.record(entry.id, state, result.nbytes,
+                                  result.etag if entry.part is not None else None):
+                    await anyio.to_thread.run_sync(journal.flush)
             elif journal.record_download(entry.id, state, result.nbytes, entry.path):
                 await anyio.to_thread.run_sync(journal.record_queued)
         elif entry is not None and entry.bucket and entry.key:

@@ -442,9 +442,12 @@ class Journal:
     download deleted or edited) runs the job.
     Journals of earlier versions, which recorded less, are refused.
 
-    The file is created 0600 (its ids name buckets, keys and paths). Blocking
-    file I/O: call :meth:`record` from the event loop only through a thread, or
-    accept the tiny appends (buffered, flushed in batches)."""
+    The file is created 0600 (its ids name buckets, keys and paths).
+    :meth:`record` only appends to a buffer (the event loop may call it, and
+    accept the first one opening the file); when it says a flush is due, call
+    :meth:`flush` in a thread, as it syncs the file to disk. Downloads are
+    queued with :meth:`record_download` and recorded by :meth:`record_queued`
+    in a thread, which stats their files."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
@@ -562,27 +565,31 @@ class Journal:
         written = [written_state(dest) for _, _, _, dest in queued]
         for (job_id, state, size, _), file in zip(queued, written, strict=True):
             self.record(job_id, state, size, written=file)
+        with self._lock:
+            self._flush_or_fail()
 
     def record(
         self, job_id: str, state: str | None, size: int | None = None, etag: str | None = None,
         *, written: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Record ``job_id`` done in ``state``; a download with its file as
-        written (:func:`written_state`), without which a re-run does it again."""
+        written (:func:`written_state`), without which a re-run does it again.
+        Appends to a buffer; returns whether a :meth:`flush` (which syncs the
+        file to disk, so blocks: in a thread) is due, every 32 records."""
         with self._lock:
-            self._record(job_id, state, size, etag, written)
+            return self._record(job_id, state, size, etag, written)
 
     def _record(
         self, job_id: str, state: str | None, size: int | None, etag: str | None,
         written: str | None,
-    ) -> None:
+    ) -> bool:
         if etag is not None:
             self.etags[job_id] = etag
         if self.path is None or state is None:
-            return
+            return False
         self.done[job_id] = (state, size, written)
         if self.failure is not None:
-            return
+            return False
         item: dict[str, Any] = {"id": job_id, "state": state, "size": size}
         if etag is not None:
             item["etag"] = etag
@@ -593,19 +600,20 @@ class Journal:
                 self._file = _open_private(self.path)
             self._file.write(json.dumps(item) + "\n")  # ASCII, as to_json, for the same reason
             self._unflushed += 1
-            if self._unflushed >= 32:
-                self._flush()
         except OSError as exc:
             self._fail(exc)
+            return False
+        return self._unflushed >= 32
 
     def flush(self) -> None:
         """Record the queued downloads and write everything to disk (blocking)."""
         self.record_queued()
-        with self._lock:
-            try:
-                self._flush()
-            except OSError as exc:
-                self._fail(exc)
+
+    def _flush_or_fail(self) -> None:
+        try:
+            self._flush()
+        except OSError as exc:
+            self._fail(exc)
 
     def _flush(self) -> None:
         if self._file is not None and self._unflushed:

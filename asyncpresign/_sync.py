@@ -592,8 +592,9 @@ class _Sync:
                 result = TransferResult(url=f"s3://{bucket}/{key}", error=exc, op="upload",
                                         path=entry.name, attempts=getattr(exc, "attempts", 1))
             else:
-                self.journal.record(job_id("put", bucket, key, entry.name), entry.state,
-                                    result.nbytes)
+                if self.journal.record(job_id("put", bucket, key, entry.name), entry.state,
+                                       result.nbytes):
+                    await anyio.to_thread.run_sync(self.journal.flush)
             extra.append(result)
             await _notify(self.on_result, result)
         return _merge(batch, extra, tracker.skipped)

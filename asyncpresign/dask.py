@@ -251,10 +251,11 @@ class _Tally:
             self.nbytes += outcome.nbytes
             if record is not None:
                 job_id, state, part, dest = record
-                self.journal.record(
+                if self.journal.record(
                     job_id, state, outcome.nbytes, outcome.etag if part else None,
                     written=None if dest is None else written_state(dest),
-                )
+                ):
+                    self.journal.flush()  # in this thread, as absorb runs
 
     def summary(self, seconds: float) -> DaskSummary:
         return DaskSummary(

@@ -376,3 +376,13 @@ def test_a_journal_of_downloads_without_their_files_skips_none_of_them(tmp_path:
         + json.dumps({"id": "job", "state": "etag=x", "size": 3}) + "\n"
     )
     assert not Journal(str(tmp_path / "j")).download_done("job", "etag=x", str(dest))
+
+
+def test_a_record_only_buffers_and_says_when_a_flush_to_disk_is_due(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    due = [journal.record(f"job{i}", "size=1 mtime=1", 1) for i in range(32)]
+    assert due == [False] * 31 + [True]  # the caller flushes, in a thread
+    assert "job0" not in Journal(str(tmp_path / "j")).done  # nothing synced yet
+    journal.flush()
+    assert len(Journal(str(tmp_path / "j")).done) == 32
+    journal.close()
