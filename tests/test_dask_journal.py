@@ -4,7 +4,9 @@ destination are as they were (issue 17, item 1)."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from asyncpresign.testing import LocalS3  # noqa: E402
 from . import test_dask  # noqa: E402
 from .test_cli import base_env, cli  # noqa: E402
 from .test_journals import rewrite_same_size, summary  # noqa: E402
+from .test_local_hazards import run_on_a_full_disk  # noqa: E402
 
 pytestmark = [pytest.mark.anyio, pytest.mark.dask]
 
@@ -178,27 +181,12 @@ async def test_a_dask_journal_of_positions_is_refused_not_misread(
 async def test_a_dask_run_whose_journal_cannot_be_written_prints_its_summary_and_exits_1(
     env: dict[str, str], cluster: Any, bucket: str, tmp_path: Path
 ) -> None:
-    import json
-    import resource
-    import signal
-    import subprocess
-    import sys
-
     src = tmp_path / "src"
     write_files(src, 40)
-    journal = tmp_path / "journal"
-
-    def small_files() -> None:  # the client's journal may hold its header and a few records
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
-
     command = [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/dj/",
-               "--journal", str(journal), "--json",
+               "--journal", str(tmp_path / "journal"), "--json",
                "--dask-scheduler", cluster.scheduler_address]
-    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=300, check=False,
-        preexec_fn=small_files,
-    ))
+    done = await run_on_a_full_disk(command, env)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "cannot write journal" in done.stderr

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import stat
 import subprocess
 import sys
@@ -107,12 +109,24 @@ async def test_a_link_planted_at_a_resumable_partial_name_is_never_written_throu
 # -- a journal on a full disk ----------------------------------------------------------------
 
 
+async def run_on_a_full_disk(
+    command: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` where no file it writes may grow past 600 bytes (a full
+    disk, without root): a journal holds its header and a few records."""
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+
+    return await anyio.to_thread.run_sync(lambda: subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=small_files,
+    ))
+
+
 async def test_a_journal_that_cannot_be_written_fails_the_run_after_it_and_loses_nothing(
     s3: LocalS3, bucket: str, tmp_path: Path
 ) -> None:
-    import resource
-    import signal
-
     env = {**base_env(tmp_path), **s3.env()}
     src = tmp_path / "src"
     src.mkdir()
@@ -120,16 +134,9 @@ async def test_a_journal_that_cannot_be_written_fails_the_run_after_it_and_loses
         (src / f"f{i:03d}").write_bytes(os.urandom(100))
     journal = tmp_path / "journal"
 
-    def small_files() -> None:  # the journal may hold its header and a few records
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
-
     command = [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/j/",
                "--journal", str(journal), "--json"]
-    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=180, check=False,
-        preexec_fn=small_files,
-    ))
+    done = await run_on_a_full_disk(command, env)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "cannot write journal" in done.stderr
