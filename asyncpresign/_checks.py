@@ -115,9 +115,14 @@ def is_plain_md5(etag: str | None, headers: Mapping[str, str]) -> bool:
     return "x-amz-server-side-encryption-customer-algorithm" not in headers
 
 
-def check_stored_md5(result: TransferResult, expected: str, what: str) -> None:
-    """Raise if the server's ETag is a plain MD5 (single part) other than ``expected``."""
-    if result.etag is None or not is_plain_md5(result.etag, {}):
+def check_stored_md5(
+    result: TransferResult, expected: str, what: str, headers: Mapping[str, str]
+) -> None:
+    """Raise if the server's ETag is a plain MD5 (single part) other than ``expected``.
+    ``headers`` are the server's answer: an object stored under SSE-KMS or SSE-C
+    has an ETag of 32 hex digits that is no MD5 of its bytes, and every copy or
+    upload into such a bucket failed its check, on every retry."""
+    if result.etag is None or not is_plain_md5(result.etag, headers):
         return
     stored = result.etag.strip('"').lower()
     if stored != expected:

@@ -92,7 +92,7 @@ from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
 from ._retry import RetryPolicy
 from ._signer import Signer
-from ._sync import SyncResult, sync
+from ._sync import SyncResult, same_server, sync
 from ._targets import download_dest, object_target, parse_s3_uri
 from ._version import __version__
 from ._walk import WalkEntry, walk_one
@@ -1593,7 +1593,7 @@ async def _command_in(
             if args.dry_run:
                 skipped = 0
                 async for (src_bucket, k), (dst_bucket, d), size, etag in _copy_listing(
-                    args, source, filters
+                    args, source, dest, filters
                 ):
                     # As copy_objects decides: an unchanged source it recorded is skipped.
                     if etag and journal.is_done(
@@ -1605,7 +1605,7 @@ async def _command_in(
                              size)
                 return dataclasses.replace(_empty(), total=skipped, succeeded=skipped,
                                            skipped=skipped)
-            pairs = _copy_pairs(args, source, filters)
+            pairs = _copy_pairs(args, source, dest, filters)
             return await copy_objects(
                 source, dest, engine, pairs, journal=journal,
                 expires_in=args.expires, keep_metadata=args.metadata, **callbacks,
@@ -1926,26 +1926,53 @@ async def _dask_downloads(
 
 
 async def _copy_pairs(
-    args: argparse.Namespace, source: Signer, filters: Filters
+    args: argparse.Namespace, source: Signer, dest: Signer, filters: Filters
 ) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], str | None]]:
     """``((source bucket, key), (target bucket, key), source ETag)`` as the
     listing pages come in: a copy starts before the listing ends, and memory
     stays flat; the ETag lets a journal skip an unchanged source."""
-    async for source_object, target, _, etag in _copy_listing(args, source, filters):
+    async for source_object, target, _, etag in _copy_listing(args, source, dest, filters):
         yield source_object, target, etag
 
 
 async def _copy_listing(
-    args: argparse.Namespace, source: Signer, filters: Filters
+    args: argparse.Namespace, source: Signer, dest: Signer, filters: Filters
 ) -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], int, str | None]]:
     """What ``copy`` copies, with each object's size and ETag, as the listing
-    pages come in."""
+    pages come in. Folder markers are left out, as ``sync`` and the progress
+    count leave them out (and as a download has no file for them)."""
     src_bucket, src_prefix, filters = await _listing(args, source, args.source, filters)
     dst_bucket, dst_prefix = parse_s3_uri(args.target)
+    if src_bucket == dst_bucket and same_server(source, dest):
+        _check_copy_overlap(args, src_bucket, src_prefix, dst_prefix)
     async for key, size, etag in list_objects(source, src_bucket, src_prefix):
-        if filters(relative_key(src_prefix, key)):
+        if not is_folder_marker(key, size) and filters(relative_key(src_prefix, key)):
             target = (dst_bucket, _rebase(key, src_prefix, dst_prefix))
             yield (src_bucket, key), target, size, etag
+
+
+def _check_copy_overlap(
+    args: argparse.Namespace, bucket: str, src_prefix: str, dst_prefix: str
+) -> None:
+    """Refuse a copy within one bucket whose targets can be among its sources.
+    The listing is read while copies run, so a copy of ``a/`` into ``a/sub``
+    listed its own copies and copied them again (``a/sub/sub/...``, on and on
+    past a page of keys); a copy of ``a/`` into the bucket's root wrote
+    ``a/a/k`` over ``a/k`` while ``a/k`` was still to be read; a copy onto
+    itself rewrote every object and said "done". As ``sync`` refuses them."""
+    single = bool(src_prefix) and not src_prefix.endswith("/") and not args.prefix_match
+    if single:
+        overlap = _rebase(src_prefix, src_prefix, dst_prefix) == src_prefix
+    else:
+        root = object_key(dst_prefix, "")
+        overlap = root.startswith(src_prefix) or src_prefix.startswith(root)
+    if overlap:
+        raise InvalidArgumentError(
+            f"s3://{bucket}/{src_prefix} and s3://{bucket}/{object_key(dst_prefix, '')} "
+            "overlap: a copy onto itself, or into a folder inside it (or out of one into "
+            "the folder around it), would copy its own copies or overwrite what it has "
+            "still to read"
+        )
 
 
 async def _signed_copies(
@@ -1955,7 +1982,7 @@ async def _signed_copies(
     workers get a GET and a PUT URL per object, never either side's credentials."""
     async with _signer(args, "dest_") as dest:
         async for (src_bucket, key), (dst_bucket, dst_key), _ in _copy_pairs(
-            args, source, filters
+            args, source, dest, filters
         ):
             yield Copy(
                 await source.presign_get(src_bucket, key, expires_in=args.expires),

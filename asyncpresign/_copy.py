@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
+
+import anyio.to_thread
 
 from ._attempts import (
     Runtime,
@@ -90,7 +93,8 @@ async def _copy_once(
     """One copy. The source's whole-object checksum, when it sends one, is signed
     into the destination's PUT (so the destination server refuses bytes that
     are not the source's), and the bytes passing through are checked against it
-    too; else the source's ETag, when it is an MD5, is compared with the copy's.
+    too; else the source's ETag, when it is an MD5, is checked against those
+    bytes (before the last of them is sent) and compared with the copy's.
     When it ``carries`` metadata, the source's is checked (a bad value fails
     the copy before the PUT) and signed in, with the checksum in one signing."""
     async with rt.transport.request("GET", get.url, get.headers) as source:
@@ -106,8 +110,16 @@ async def _copy_once(
         tracker.total = size
         source_etag = check_etag(source.headers.get("ETag"), source_shown)
         source_sum = full_object_checksum(source.headers)
-        check_md5 = source_sum is None and is_plain_md5(source_etag, source.headers)
         crc = Crc(source_sum[0]) if source_sum else None
+        # Without a checksum the source's MD5 ETag is checked against the bytes
+        # passing through as well as against the copy's ETag: a destination
+        # whose ETag is no MD5 (SSE-KMS, other servers) cannot tell, and stored
+        # a corrupt body as a success.
+        expected_md5 = (
+            str(source_etag).strip('"').lower()
+            if source_sum is None and is_plain_md5(source_etag, source.headers) else None
+        )
+        md5 = hashlib.md5(usedforsecurity=False) if expected_md5 else None
         metadata = metadata_params(source.headers.items(), source_shown) if carries else {}
         put, signed = await _signed_put(rt, put, dest_sign, metadata, source_sum)
 
@@ -124,6 +136,14 @@ async def _copy_once(
                         raise IntegrityError(
                             f"{crc.algorithm.upper()} of the bytes read {crc.b64} does not "
                             f"match the source's {encode(crc.algorithm, source_sum[1])}",
+                            url=source_shown,
+                        )
+                if md5 is not None:
+                    await _hash(md5, data)
+                    if sent >= size and md5.hexdigest() != expected_md5:
+                        raise IntegrityError(  # before the last piece, as for the CRC
+                            f"MD5 of the bytes read {md5.hexdigest()} does not match the "
+                            f"source's ETag {expected_md5}",
                             url=source_shown,
                         )
                 yield data
@@ -143,6 +163,7 @@ async def _copy_once(
                 dest.headers.get(header_name(source_sum[0])) if source_sum is not None else None
             )
             await dest.read_all()
+            answer = dest.headers
             result = TransferResult(
                 url=dest.shown,
                 status=dest.status,
@@ -160,9 +181,9 @@ async def _copy_once(
             )
         if signed or stored is not None:
             verified = source_sum[0]
-    elif check_md5 and source_etag is not None:
-        check_stored_md5(result, source_etag.strip('"').lower(), "the source's ETag")
-        if is_plain_md5(result.etag, {}):
+    elif expected_md5 is not None:
+        check_stored_md5(result, expected_md5, "the source's ETag", answer)
+        if is_plain_md5(result.etag, answer):
             verified = "md5"
     return replace(result, nbytes=size, verified=verified)
 
@@ -186,3 +207,11 @@ async def _signed_put(
     if not extra or dest_sign is None:
         return put, False
     return await rt.resign(functools.partial(dest_sign, **extra), "PUT"), signed
+
+
+async def _hash(md5: Any, data: bytes) -> None:
+    """MD5 is no CRC (~0.7 GB/s, not ~10): a large piece is hashed off the event loop."""
+    if len(data) < 65536:
+        md5.update(data)
+    else:
+        await anyio.to_thread.run_sync(md5.update, data)

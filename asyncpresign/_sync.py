@@ -78,7 +78,10 @@ from ._targets import parse_s3_uri
 from ._validation import expires_seconds
 from ._walk import WalkEntry, walk_keys
 
-__all__ = ["Listed", "SyncResult", "differs", "folder_order", "merge_join", "s3_order", "sync"]
+__all__ = [
+    "Listed", "SyncResult", "differs", "folder_order", "merge_join", "s3_order", "same_server",
+    "sync",
+]
 
 #: Objects per DeleteObjects request: S3's limit.
 DELETE_BATCH = 1000
@@ -332,7 +335,7 @@ async def sync(
         raise InvalidArgumentError("sync needs a bucket on one side at least: s3://bucket/prefix")
     if (
         src.bucket is not None and src.bucket == dst.bucket
-        and _same_server(signer, dest_signer)
+        and same_server(signer, dest_signer)
         and (src.path.startswith(dst.path) or dst.path.startswith(src.path))
     ):
         raise InvalidArgumentError(
@@ -362,7 +365,8 @@ async def sync(
     ).run()
 
 
-def _same_server(a: Signer, b: Signer) -> bool:
+def same_server(a: Signer, b: Signer) -> bool:
+    """Whether two Signers sign for one server (so one bucket name is one bucket)."""
     return a is b or a.client.meta.endpoint_url == b.client.meta.endpoint_url
 
 

@@ -100,6 +100,7 @@ async def put_once(
             if not 200 <= resp.status < 300:
                 raise _with_checksum_hint(await resp.status_error(), request)
             etag = check_etag(resp.headers.get("ETag"), resp.shown)
+            answer = resp.headers
             stored = (
                 resp.headers.get(header_name(body.algorithm)) if body.algorithm else None
             )
@@ -121,11 +122,12 @@ async def put_once(
                 url=shown,
             )
         verified = body.algorithm
-    elif body.track_md5 and is_plain_md5(etag, {}):
+    elif body.track_md5 and is_plain_md5(etag, answer):
         sent_md5 = await body.sent_md5()
         if sent_md5 is not None:
             check_stored_md5(
-                TransferResult(url=shown, etag=etag), sent_md5, "the MD5 of the body sent"
+                TransferResult(url=shown, etag=etag), sent_md5, "the MD5 of the body sent",
+                answer,
             )
             verified = "md5"
     result = TransferResult(
@@ -133,7 +135,7 @@ async def put_once(
     )
     sent_md5 = header(request.headers, "Content-MD5")
     if sent_md5 is not None:
-        check_stored_md5(result, _md5_hex(sent_md5), "the body's MD5")
+        check_stored_md5(result, _md5_hex(sent_md5), "the body's MD5", answer)
     return result
 
 

@@ -1,0 +1,160 @@
+"""``copy`` (CLI and ``copy_objects``) against what an attacker or a careless
+operator would try: a copy whose destination lies inside its own source (it
+would chase its own output), a copy onto itself, folder markers, a source
+that corrupts the bytes it sends. Each test pins one rule: the summary, exit
+code and ``--json`` are true, and corrupted bytes are never stored as a success."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from asyncpresign import PresignedRequest, Signer, TransferEngine
+from asyncpresign.testing import LocalS3
+
+from .conftest import FAST_RETRY
+from .fault_server import Fault, FaultServer
+from .rawserver import Serve, fixed
+from .test_cli import base_env, cli
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def env(s3: LocalS3, tmp_path: Path) -> dict[str, str]:
+    return {**base_env(tmp_path), **s3.env()}
+
+
+async def keys_in(signer: Signer, bucket: str) -> list[str]:
+    page = await signer.client.list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in page.get("Contents", []))
+
+
+# -- a copy that overlaps its own source -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("a", "a/sub"),        # into a folder inside itself: it would copy its own copies
+        ("a", "a"),            # onto itself
+        ("a/", "a/"),
+        ("a/x", "a"),          # one object, onto itself (a/x into the folder a/)
+        ("a", ""),             # the bucket holds the source: a/a/k would overwrite a/k
+        ("", "copy"),          # the whole bucket into a folder of itself
+    ],
+)
+async def test_a_copy_into_its_own_source_is_refused_before_anything_is_written(
+    env: dict[str, str], bucket: str, signer: Signer, source: str, target: str
+) -> None:
+    for key in ("a/x", "a/y", "a/a/k"):
+        await signer.client.put_object(Bucket=bucket, Key=key, Body=b"v-" + key.encode())
+    before = await keys_in(signer, bucket)
+    for extra in ((), ("--dry-run",)):
+        done = cli("copy", f"s3://{bucket}/{source}", f"s3://{bucket}/{target}", *extra,
+                   env=env, check=2)
+        assert "overlap" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert await keys_in(signer, bucket) == before
+
+
+async def test_a_copy_beside_its_source_is_not_taken_for_an_overlap(
+    env: dict[str, str], bucket: str, signer: Signer
+) -> None:
+    await signer.client.put_object(Bucket=bucket, Key="a/x", Body=b"1")
+    await signer.client.put_object(Bucket=bucket, Key="a-old/y", Body=b"2")
+    cli("copy", f"s3://{bucket}/a", f"s3://{bucket}/ab", "--quiet", env=env)
+    cli("copy", f"s3://{bucket}/a/x", f"s3://{bucket}/a-old", "--quiet", env=env)
+    assert await keys_in(signer, bucket) == ["a-old/x", "a-old/y", "a/x", "ab/x"]
+
+
+# -- folder markers -------------------------------------------------------------------------
+
+
+async def test_a_copy_skips_folder_markers_as_sync_and_its_own_progress_count_do(
+    env: dict[str, str], bucket: str, signer: Signer
+) -> None:
+    await signer.client.put_object(Bucket=bucket, Key="m/file", Body=os.urandom(100))
+    await signer.client.put_object(Bucket=bucket, Key="m/empty/", Body=b"")
+    await signer.client.put_object(Bucket=bucket, Key="m/zero", Body=b"")
+    done = cli("copy", f"s3://{bucket}/m", f"s3://{bucket}/n", "--json", env=env)
+    summary = json.loads(done.stdout)
+    assert (summary["total"], summary["succeeded"], summary["failed"]) == (2, 2, 0)
+    assert [k for k in await keys_in(signer, bucket) if k.startswith("n/")] == [
+        "n/file", "n/zero"
+    ]
+    assert "Traceback" not in done.stderr
+    dry = cli("copy", f"s3://{bucket}/m", f"s3://{bucket}/o", "--dry-run", env=env)
+    assert "would copy 2 objects" in dry.stdout
+    assert "empty/" not in dry.stdout
+
+
+# -- destinations whose ETag is not the MD5 --------------------------------------------
+
+#: Answers of a destination whose ETag is not the object's MD5: SSE-KMS (an ETag
+#: of 32 hex digits that is no MD5 of the bytes), or a server whose ETags are
+#: not MD5s at all.
+NOT_MD5_ETAGS = {
+    "sse-kms": ('ETag: "0123456789abcdef0123456789abcdef"',
+                "x-amz-server-side-encryption: aws:kms"),
+    "opaque": ('ETag: "0123456789abcdef0123456789abcdef-1"',),
+}
+
+
+@pytest.mark.parametrize("answer", NOT_MD5_ETAGS.values(), ids=NOT_MD5_ETAGS.keys())
+async def test_a_copy_to_a_destination_whose_etag_is_no_md5_succeeds_unverified(
+    serve: Serve, answer: tuple[str, ...]
+) -> None:
+    data = os.urandom(100_000)
+    dest = await serve(fixed(200, b"", *answer))
+    async with FaultServer() as source, TransferEngine(retry=FAST_RETRY) as engine:
+        source.objects["src"] = data
+        result = await engine.copy(
+            source.request("GET", "src"),
+            replace(source.request("PUT", "dst"), url=f"{dest.url}/dst?X-Amz-Signature=s"),
+        )
+    assert (result.ok, result.attempts, result.verified) == (True, 1, None)
+    assert dest.bodies == [data]
+
+
+@pytest.mark.parametrize("size", [100_000, 3 * 1024 * 1024])  # one piece, and many
+@pytest.mark.parametrize("answer", NOT_MD5_ETAGS.values(), ids=NOT_MD5_ETAGS.keys())
+async def test_a_corrupt_source_body_never_reaches_a_destination_whose_etag_is_no_md5(
+    serve: Serve, size: int, answer: tuple[str, ...]
+) -> None:
+    # The source has no checksum, only an ETag that is its MD5, and the
+    # destination's ETag cannot be compared with it: the bytes passing
+    # through are all there is to check, before the last of them is sent.
+    data = os.urandom(size)
+    dest = await serve(fixed(200, b"", *answer))
+    async with FaultServer() as source, TransferEngine(retry=FAST_RETRY) as engine:
+        source.objects["src"] = data
+        source.script("src", [Fault("corrupt")])
+        result = await engine.copy(
+            source.request("GET", "src"),
+            replace(source.request("PUT", "dst"), url=f"{dest.url}/dst?X-Amz-Signature=s"),
+        )
+    assert result.attempts == 2
+    stored = [body for body in dest.bodies if body is not None]
+    assert stored == [data]  # the corrupt body was never delivered whole
+
+
+@pytest.mark.parametrize("answer", NOT_MD5_ETAGS.values(), ids=NOT_MD5_ETAGS.keys())
+async def test_an_md5_checked_upload_to_a_destination_whose_etag_is_no_md5_succeeds(
+    serve: Serve, answer: tuple[str, ...]
+) -> None:
+    # The same check serves uploads: into an SSE-KMS bucket every one failed it.
+    dest = await serve(fixed(200, b"", *answer))
+    put = PresignedRequest(
+        method="PUT", url=f"{dest.url}/dst?X-Amz-Signature=s",
+        expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+    )
+    async with TransferEngine(retry=FAST_RETRY, checksum="md5") as engine:
+        result = await engine.upload(put, b"data")
+    assert (result.ok, result.attempts, result.verified) == (True, 1, None)
+    assert dest.bodies == [b"data"]
