@@ -436,8 +436,9 @@ def _bulk_parsers(sub: Any) -> None:
         "asyncpresign copy s3://old-bucket/data s3://new-bucket/data --journal copy.journal",
         "asyncpresign copy s3://a/x s3://b/x --dest-endpoint-url https://other.example.com",
     )
-    copy.add_argument("source", help="s3://bucket/prefix to copy from")
-    copy.add_argument("target", help="s3://bucket/prefix to copy to")
+    copy.add_argument("source", help="s3://bucket/prefix (or one object's key) to copy from")
+    copy.add_argument("target", help="s3://bucket/prefix to copy to (for one object: its "
+                      "key, or a folder/ to copy it into)")
     _prefix_match(copy)
     copy.add_argument(
         "--metadata", action=argparse.BooleanOptionalAction, default=True,
@@ -1943,16 +1944,28 @@ async def _copy_listing(
     count leave them out (and as a download has no file for them)."""
     src_bucket, src_prefix, filters = await _listing(args, source, args.source, filters)
     dst_bucket, dst_prefix = parse_s3_uri(args.target)
+    # One object (_listing keeps its key, without the folder's slash): copied
+    # to the target key as given, or into it when it ends with "/" or is the
+    # bucket, as cp does and as upload and download take one file.
+    single = bool(src_prefix) and not src_prefix.endswith("/") and not args.prefix_match
+    single_target = (
+        dst_prefix if dst_prefix and not dst_prefix.endswith("/")
+        else dst_prefix + src_prefix.rsplit("/", 1)[-1]
+    ) if single else None
     if src_bucket == dst_bucket and same_server(source, dest):
-        _check_copy_overlap(args, src_bucket, src_prefix, dst_prefix)
+        _check_copy_overlap(src_bucket, src_prefix, dst_prefix, single_target)
     async for key, size, etag in list_objects(source, src_bucket, src_prefix):
-        if not is_folder_marker(key, size) and filters(relative_key(src_prefix, key)):
-            target = (dst_bucket, _rebase(key, src_prefix, dst_prefix))
-            yield (src_bucket, key), target, size, etag
+        if is_folder_marker(key, size) or not filters(relative_key(src_prefix, key)):
+            continue
+        if single_target is not None:
+            if key == src_prefix:
+                yield (src_bucket, key), (dst_bucket, single_target), size, etag
+            continue
+        yield (src_bucket, key), (dst_bucket, _rebase(key, src_prefix, dst_prefix)), size, etag
 
 
 def _check_copy_overlap(
-    args: argparse.Namespace, bucket: str, src_prefix: str, dst_prefix: str
+    bucket: str, src_prefix: str, dst_prefix: str, single_target: str | None
 ) -> None:
     """Refuse a copy within one bucket whose targets can be among its sources.
     The listing is read while copies run, so a copy of ``a/`` into ``a/sub``
@@ -1960,9 +1973,8 @@ def _check_copy_overlap(
     past a page of keys); a copy of ``a/`` into the bucket's root wrote
     ``a/a/k`` over ``a/k`` while ``a/k`` was still to be read; a copy onto
     itself rewrote every object and said "done". As ``sync`` refuses them."""
-    single = bool(src_prefix) and not src_prefix.endswith("/") and not args.prefix_match
-    if single:
-        overlap = _rebase(src_prefix, src_prefix, dst_prefix) == src_prefix
+    if single_target is not None:
+        overlap = single_target == src_prefix
     else:
         root = object_key(dst_prefix, "")
         overlap = root.startswith(src_prefix) or src_prefix.startswith(root)

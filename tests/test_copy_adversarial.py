@@ -44,7 +44,8 @@ async def keys_in(signer: Signer, bucket: str) -> list[str]:
         ("a", "a/sub"),        # into a folder inside itself: it would copy its own copies
         ("a", "a"),            # onto itself
         ("a/", "a/"),
-        ("a/x", "a"),          # one object, onto itself (a/x into the folder a/)
+        ("a/x", "a/x"),        # one object, onto itself
+        ("a/x", "a/"),         # one object into its own folder: onto itself
         ("a", ""),             # the bucket holds the source: a/a/k would overwrite a/k
         ("", "copy"),          # the whole bucket into a folder of itself
     ],
@@ -69,7 +70,7 @@ async def test_a_copy_beside_its_source_is_not_taken_for_an_overlap(
     await signer.client.put_object(Bucket=bucket, Key="a/x", Body=b"1")
     await signer.client.put_object(Bucket=bucket, Key="a-old/y", Body=b"2")
     cli("copy", f"s3://{bucket}/a", f"s3://{bucket}/ab", "--quiet", env=env)
-    cli("copy", f"s3://{bucket}/a/x", f"s3://{bucket}/a-old", "--quiet", env=env)
+    cli("copy", f"s3://{bucket}/a/x", f"s3://{bucket}/a-old/", "--quiet", env=env)
     assert await keys_in(signer, bucket) == ["a-old/x", "a-old/y", "a/x", "ab/x"]
 
 
@@ -158,3 +159,24 @@ async def test_an_md5_checked_upload_to_a_destination_whose_etag_is_no_md5_succe
         result = await engine.upload(put, b"data")
     assert (result.ok, result.attempts, result.verified) == (True, 1, None)
     assert dest.bodies == [b"data"]
+
+
+@pytest.mark.parametrize(
+    ("target", "stored"),
+    [
+        ("archive/q3.pdf", "archive/q3.pdf"),  # the key given, as cp and upload take it
+        ("archive/", "archive/q3.pdf"),        # into a folder: the object's name added
+        ("", "q3.pdf"),                        # the bucket: its root
+    ],
+)
+async def test_one_object_is_copied_to_the_key_given_or_into_the_folder_given(
+    env: dict[str, str], bucket: str, signer: Signer, target: str, stored: str
+) -> None:
+    await signer.client.put_object(Bucket=bucket, Key="docs/q3.pdf", Body=b"q3")
+    await signer.client.put_object(Bucket=bucket, Key="docs/q3.pdf.bak", Body=b"old")
+    other = f"{bucket}-to"
+    await signer.client.create_bucket(Bucket=other)
+    done = json.loads(cli("copy", f"s3://{bucket}/docs/q3.pdf", f"s3://{other}/{target}",
+                          "--json", env=env).stdout)
+    assert (done["succeeded"], done["failed"]) == (1, 0)
+    assert await keys_in(signer, other) == [stored]
