@@ -532,8 +532,8 @@ async def _upload_entries(
                 signer, bucket, key, path, expires_in=expires_in, progress=progress
             )
         except Exception as exc:  # noqa: BLE001 - one failed file is reported, not fatal
-            result = TransferResult(url=f"s3://{bucket}/{key}", error=exc,
-                                    attempts=getattr(exc, "attempts", 1))
+            result = TransferResult(url=f"s3://{bucket}/{key}", error=exc, op="upload",
+                                    path=path, attempts=getattr(exc, "attempts", 1))
         else:
             journal.record(job_id("put", bucket, key, path), state, result.nbytes)
         extra.append(result)
