@@ -533,8 +533,8 @@ async def _upload_entries(
                 signer, bucket, key, path, expires_in=expires_in, progress=progress
             )
         except Exception as exc:  # noqa: BLE001 - one failed file is reported, not fatal
-            result = TransferResult(url=f"s3://{bucket}/{key}", error=exc,
-                                    attempts=getattr(exc, "attempts", 1))
+            result = TransferResult(url=f"s3://{bucket}/{key}", error=exc, op="upload",
+                                    path=path, attempts=getattr(exc, "attempts", 1))
         else:
             if journal.record(job_id("put", bucket, key, path), state, result.nbytes):
                 await anyio.to_thread.run_sync(journal.flush)

@@ -108,6 +108,9 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away
 
+#: Commands with no JSON output (the others print one document under --json).
+_NO_JSON = frozenset({"complete", "demo"})
+
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 _DURATIONS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -773,6 +776,14 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in _NO_JSON and getattr(args, "json", False):
+        # --json before the command is taken for every command; these print
+        # lines, which a script expecting one JSON document would then fail to
+        # parse (after the command did its work): refused before anything runs.
+        raise InvalidArgumentError(
+            f"{args.command} prints no JSON: drop --json (its exit status says whether "
+            "it succeeded)"
+        )
     if args.command == "demo" and args.web:
         return _demo_web()
     if args.command == "demo":
@@ -1723,7 +1734,9 @@ async def _transfer(
                 index += 1
                 yield entry.job()
 
-    named: dict[int, str] = {}  # a failed job's s3://bucket/key, from its entry
+    #: A failed job's s3://bucket/key and file, from its entry (a part's job
+    #: reads a slice of the file, which names no path of its own).
+    named: dict[int, tuple[str, str]] = {}
 
     async def record(result: TransferResult) -> None:
         entry, state = pending.pop(result.index or 0, (None, None))
@@ -1735,14 +1748,16 @@ async def _transfer(
             elif journal.record_download(entry.id, state, result.nbytes, entry.path):
                 await anyio.to_thread.run_sync(journal.record_queued)
         elif entry is not None and entry.bucket and entry.key:
-            named[result.index or 0] = f"s3://{entry.bucket}/{entry.key}"
+            named[result.index or 0] = (f"s3://{entry.bucket}/{entry.key}", entry.path)
         display.on_result(result)
 
     result = await engine.run(
         jobs(), progress=display.on_bytes, on_result=record, keep_results=False
     )
     failed = tuple(
-        dataclasses.replace(r, url=named.get(r.index or 0, r.url)) for r in result.failed
+        dataclasses.replace(r, url=where[0], path=r.path or where[1])
+        if (where := named.get(r.index or 0)) else r
+        for r in result.failed
     )
     return BatchResult(
         results=(), failed=failed + tuple(refused),

@@ -638,8 +638,13 @@ class TransferEngine:
             _compact(exc)
             url = getattr(exc, "url", None)
             return TransferResult(
-                # The error's own copy when it has one: one string, not two.
-                url=url if isinstance(url, str) and url else _job_url(job),
+                # A job signed on demand is named by what it moves
+                # (s3://bucket/key, as the bulk helpers name the failures they
+                # find themselves), so a summary says which object failed; the
+                # redacted URL stays in the error's message. Else the error's
+                # own copy when it has one: one string, not two.
+                url=_job_target(job)
+                or (url if isinstance(url, str) and url else _job_url(job)),
                 seconds=time.perf_counter() - started,
                 status=getattr(exc, "status", None),
                 attempts=getattr(exc, "attempts", 1),
@@ -677,6 +682,12 @@ def _job_url(job: Any) -> str:
         return redact_url(request.url)
     if isinstance(request, str) and "://" in request:
         return redact_url(request)
+    return _job_target(job)
+
+
+def _job_target(job: Any) -> str:
+    """``s3://bucket/key`` of what a job signed on demand moves (a copy's
+    destination), or "" for a job signed elsewhere."""
     sign = getattr(job, "sign", None) or getattr(job, "dest_sign", None)
     target = getattr(sign, "target", None)
     if isinstance(target, tuple):
