@@ -1408,7 +1408,8 @@ async def _bulk(args: argparse.Namespace) -> int:
     if args.dry_run:
         _plan_summary(args, plan, result)
     else:
-        _summary(args, result, time.monotonic() - started, journal=journal)
+        _summary(args, result, time.monotonic() - started, journal=journal,
+                 unverified=display.unverified)
     if journal.failure is not None:
         # The transfers' counts stand; the run still failed to keep its record.
         print(f"asyncpresign: error: {journal.failure}", file=sys.stderr)
@@ -1487,7 +1488,8 @@ async def _stream(args: argparse.Namespace) -> int:
         results=(result,), failed=() if result.ok else (result,), total=1,
         succeeded=int(result.ok), nbytes=result.nbytes, seconds=result.seconds,
     )
-    _summary(args, batch, time.monotonic() - started, out=out)
+    _summary(args, batch, time.monotonic() - started, out=out,
+             unverified=display.unverified)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -2137,8 +2139,11 @@ def _plan_summary(
 
 def _summary(
     args: argparse.Namespace, result: BatchResult, seconds: float, *, out: TextIO | None = None,
-    journal: Journal | None = None,
+    journal: Journal | None = None, unverified: int = 0,
 ) -> None:
+    """The run's summary; ``unverified`` counts the transfers done whose bytes
+    no check could confirm (the server gave no checksum, the ETag is no MD5,
+    or checks are off): said, never passed over, as they are not known good."""
     failures, links = _failures(result, args.command), _links(result)
     if args.json:
         # succeeded, skipped and failed are disjoint and add up to total.
@@ -2147,6 +2152,7 @@ def _summary(
             "command": args.command, "total": result.total,
             "succeeded": result.succeeded - result.skipped,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
+            "unverified": unverified,
             "seconds": round(seconds, 3), "failures": failures, "not_followed": links,
             **_sync_json(result),
             **({"journal_error": str(journal_error)} if journal_error is not None else {}),
@@ -2160,6 +2166,10 @@ def _summary(
         + (f"; {len(links)} symbolic links not followed" if links else ""),
         file=out,
     )
+    if unverified:
+        print(f"  not verified: {unverified:,} of those done passed no check (the server "
+              "sent no checksum and the ETag is no MD5, or checks are off): see "
+              "'What is verified' in the README", file=out)
     if isinstance(result, SyncResult):
         print(f"sync: {_sync_counts(result, dry_run=False)}", file=out)
     for failure in failures:

@@ -73,6 +73,8 @@ class ProgressDisplay:
         self.done = 0
         self.failed = 0
         self.skipped = 0  # done by an earlier run (the journal's)
+        #: Transfers done whose bytes no check could confirm (``verified`` None).
+        self.unverified = 0
         self.nbytes = 0
         #: Whether ``total`` is the whole run's (counted ahead), not a count so far.
         self.total_final = total is not None
@@ -151,6 +153,8 @@ class ProgressDisplay:
     def on_result(self, result: TransferResult) -> None:
         if result.ok:
             self.done += 1
+            if result.verified is None:
+                self.unverified += 1
         else:
             self.failed += 1
         self._tick()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,29 @@ async def test_under_random_faults_the_counts_and_bytes_are_what_landed(
     assert all(data == files[name] for name, data in landed.items())
     assert (down["total"], down["succeeded"]) == (len(stored), len(landed))
     assert down["bytes"] == sum(len(data) for data in landed.values())
+
+
+async def test_the_summary_counts_transfers_no_check_could_confirm(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    env = {**base_env(tmp_path), **s3.env()}
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(os.urandom(100))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(*args, env=env)
+
+    checked = json.loads((await anyio.to_thread.run_sync(
+        lambda: run("upload", str(src), f"s3://{bucket}/v", "--json"))).stdout)
+    assert (checked["succeeded"], checked["unverified"]) == (3, 0)
+    unchecked = json.loads((await anyio.to_thread.run_sync(
+        lambda: run("upload", str(src), f"s3://{bucket}/u", "--checksum", "none",
+                    "--json"))).stdout)
+    assert (unchecked["succeeded"], unchecked["unverified"]) == (3, 3)  # checks off
+    human = await anyio.to_thread.run_sync(
+        lambda: run("upload", str(src), f"s3://{bucket}/w", "--checksum", "none"))
+    assert "not verified: 3 of those done passed no check" in human.stdout
+    quiet = await anyio.to_thread.run_sync(lambda: run("upload", str(src), f"s3://{bucket}/x"))
+    assert "not verified" not in quiet.stdout
