@@ -27,12 +27,15 @@ __all__ = [
     "parse_range_spec",
     "resolve_range",
     "signed_range",
+    "unsatisfied_size",
 ]
 
 #: 19 digits hold any size S3 allows (5 TiB) with room to spare, and int() of
 #: them stays cheap; a longer "number" is an attack or a bug, not a size.
 _NUMBER = re.compile(r"[0-9]{1,19}")
 _CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
+#: A 416's Content-Range: no range, the object's size.
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/([0-9]{1,19})")
 #: An ETag is a quoted string of visible ASCII (RFC 9110); S3's are 32-40 hex
 #: digits, with a part count for multipart objects.
 _ETAG = re.compile(r'(W/)?"?[\x21\x23-\x7e]{1,1024}"?')
@@ -63,6 +66,12 @@ def parse_content_range(value: str) -> tuple[int, int, int | None] | None:
     if end < start or (total is not None and end >= total):
         return None
     return start, end, total
+
+
+def unsatisfied_size(headers: Mapping[str, str]) -> int | None:
+    """The object's size a 416 gives in ``Content-Range: bytes */SIZE``, or None."""
+    match = _UNSATISFIED_RANGE.fullmatch(headers.get("Content-Range", "").strip(" \t"))
+    return None if match is None else int(match[1])
 
 
 def is_range(status: int, headers: Mapping[str, str]) -> bool:

@@ -116,11 +116,18 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb":
 _DURATIONS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def _shown(text: str) -> str:
+    """A bad value as an error message shows it: 40 characters at most."""
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
+
+
 def parse_size(text: str) -> int:
     """``4KiB``, ``1MiB``, ``65536`` → bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    # ASCII digits, at most 19 (any size there is): \d took other scripts'
+    # digits, and int() refused 5,000 of them in a message that echoed them all.
+    match = re.fullmatch(r"\s*([0-9]{1,19})\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4KiB, 1MiB or 65536)")
+        raise argparse.ArgumentTypeError(f"not a size: {_shown(text)} (try 4KiB, 1MiB or 65536)")
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
@@ -133,7 +140,7 @@ def parse_rate(text: str) -> int:
         rate = parse_size(size)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"not a rate: {text!r} (try 50MiB, 800KiB or 1000000, bytes per second)"
+            f"not a rate: {_shown(text)} (try 50MiB, 800KiB or 1000000, bytes per second)"
         ) from None
     if rate < 1:
         raise argparse.ArgumentTypeError(f"must be more than 0 bytes per second, not {text!r}")
@@ -146,18 +153,19 @@ def parse_rate(text: str) -> int:
 
 def parse_duration(text: str) -> int:
     """``900``, ``15m``, ``1h``, ``7d`` → seconds."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,19})\s*([smhd]?)\s*", text)  # ASCII, as sizes
     if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 900, 15m, 1h, 7d)")
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {_shown(text)} (try 900, 15m, 1h, 7d)"
+        )
     return int(match.group(1)) * _DURATIONS[match.group(2)]
 
 
 def positive_int(text: str) -> int:
     """An integer of at least 1 (a count of files, of transfers in flight)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not re.fullmatch(r"\s*-?[0-9]{1,19}\s*", text):  # ASCII digits, as sizes
+        raise argparse.ArgumentTypeError(f"not a whole number: {_shown(text)}")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value

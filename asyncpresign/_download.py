@@ -20,6 +20,7 @@ from ._checks import (
     is_plain_md5,
     is_range,
     signed_range,
+    unsatisfied_size,
 )
 from ._checksums import Crc, Verifier, full_object_checksum
 from ._diskio import RangeWriter, StreamWriter
@@ -89,6 +90,20 @@ async def get_once(
             offset, remembered = 0, None
     async with rt.transport.request("GET", request.url, request.headers, extra=extra) as resp:
         shown = resp.shown
+        whole = (
+            _whole_partial_check(state, remembered, extra["If-Match"], resp.headers)
+            if resp.status == 416 and offset and unsatisfied_size(resp.headers) == offset
+            else None
+        )
+        if whole is not None:
+            # Asked If-Match for the bytes after the partial file's, the unchanged
+            # object (If-Match is judged before Range) says it has no more: a run
+            # stopped after its last write, before the rename. Check the file and
+            # keep it; "object changed" would fetch it all again, or fail.
+            return await _complete_partial(
+                rt, resp, partial=partial, verifier=whole, etag=extra["If-Match"],
+                size=offset, tracker=tracker,
+            )
         if resp.status in {412, 416}:
             # The object changed (or the partial file is not a prefix of it):
             # start over from zero on the next attempt, at once.
@@ -129,6 +144,44 @@ async def get_once(
             rt, resp, partial=partial, chunk=chunk, tracker=tracker,
             etag=etag, total=total, offset=offset if appending else 0,
         )
+
+
+def _whole_partial_check(
+    state: DownloadState, remembered: Verifier | None, etag: str, headers: Mapping[str, str]
+) -> Verifier | None:
+    """What checks a partial file that holds the whole object: the remembered
+    checksum, else an ETag that is its MD5. None when nothing can (or checks
+    are off): then the object is fetched again, as a file kept unchecked would
+    be a doubt."""
+    if not state.verify:
+        return None
+    if remembered is not None:
+        return remembered
+    return Verifier.md5(etag.strip('"')) if is_plain_md5(etag, headers) else None
+
+
+async def _complete_partial(
+    rt: Runtime,
+    resp: Response,
+    *,
+    partial: _files.PartialFile,
+    verifier: Verifier,
+    etag: str,
+    size: int,
+    tracker: Tracker,
+) -> TransferResult:
+    """A resumed download whose partial file already holds all ``size`` bytes of
+    the object: checked by ``verifier`` as an append of nothing would be, then
+    moved into place. A file that fails the check is discarded and the
+    download retried from zero."""
+    tracker.total = size
+    partial.prepare(appending=True, etag=etag, verifier=verifier, resumable=True)
+    mismatch = await rt.files.run(partial.finish, [])
+    if mismatch is not None:
+        raise IntegrityError(mismatch, url=resp.shown)
+    return TransferResult(
+        url=resp.shown, nbytes=size, status=resp.status, etag=etag, verified=verifier.kind,
+    )
 
 
 async def _get_signed_range(
