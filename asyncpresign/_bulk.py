@@ -123,17 +123,28 @@ class _Tracker:
         """Record the downloads still queued (at the end of a run, so a caller
         who never closes the journal loses none of them)."""
         if self.journal.queued:
-            await anyio.to_thread.run_sync(self.journal.record_queued)
+            await anyio.to_thread.run_sync(self.journal.flush)
 
     async def __call__(self, result: TransferResult) -> None:
         job, state, dest = self.pending.pop(result.index or 0, ("", None, None))
         if result.ok and job:
-            if dest is None:
-                if self.journal.record(job, state, result.nbytes):
-                    await anyio.to_thread.run_sync(self.journal.flush)
-            elif self.journal.record_download(job, state, result.nbytes, dest):
-                await anyio.to_thread.run_sync(self.journal.record_queued)
+            await record_done(self.journal, job, state, result.nbytes, dest=dest)
         await _notify(self.on_result, result)
+
+
+async def record_done(
+    journal: Journal, job: str, state: str | None, nbytes: int, *,
+    etag: str | None = None, dest: str | None = None,
+) -> None:
+    """Record a finished job in ``journal``: a download (to ``dest``) queued
+    until its file is stat'ed, anything else appended. When a flush is due, it
+    runs in a thread: it stats those files and syncs the journal to disk."""
+    due = (
+        journal.record(job, state, nbytes, etag) if dest is None
+        else journal.record_download(job, state, nbytes, dest)
+    )
+    if due:
+        await anyio.to_thread.run_sync(journal.flush)
 
 
 def copy_id(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> str:
@@ -536,8 +547,7 @@ async def _upload_entries(
             result = TransferResult(url=f"s3://{bucket}/{key}", error=exc, op="upload",
                                     path=path, attempts=getattr(exc, "attempts", 1))
         else:
-            if journal.record(job_id("put", bucket, key, path), state, result.nbytes):
-                await anyio.to_thread.run_sync(journal.flush)
+            await record_done(journal, job_id("put", bucket, key, path), state, result.nbytes)
         extra.append(result)
         await _notify(on_result, result)
     return _merge(batch, extra, tracker.skipped, not_followed)

@@ -50,6 +50,7 @@ from ._bulk import (
     local_path,
     object_exists,
     object_key,
+    record_done,
     relative_key,
     same_path_as,
     same_path_error,
@@ -1751,12 +1752,11 @@ async def _transfer(
     async def record(result: TransferResult) -> None:
         entry, state = pending.pop(result.index or 0, (None, None))
         if entry is not None and result.ok:
-            if entry.op != "get":
-                if journal.record(entry.id, state, result.nbytes,
-                                  result.etag if entry.part is not None else None):
-                    await anyio.to_thread.run_sync(journal.flush)
-            elif journal.record_download(entry.id, state, result.nbytes, entry.path):
-                await anyio.to_thread.run_sync(journal.record_queued)
+            await record_done(
+                journal, entry.id, state, result.nbytes,
+                etag=result.etag if entry.part is not None else None,
+                dest=entry.path if entry.op == "get" else None,
+            )
         elif entry is not None and entry.bucket and entry.key:
             named[result.index or 0] = (f"s3://{entry.bucket}/{entry.key}", entry.path)
         display.on_result(result)

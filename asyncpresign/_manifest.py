@@ -408,10 +408,7 @@ def written_state(path: str) -> str | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return (
-        f"size={info.st_size} mtime={info.st_mtime_ns} ctime={info.st_ctime_ns} "
-        f"ino={info.st_ino}"
-    )
+    return f"{state_of(info)} ctime={info.st_ctime_ns} ino={info.st_ino}"
 
 
 def journal_state(
@@ -446,8 +443,8 @@ class Journal:
     :meth:`record` only appends to a buffer (the event loop may call it, and
     accept the first one opening the file); when it says a flush is due, call
     :meth:`flush` in a thread, as it syncs the file to disk. Downloads are
-    queued with :meth:`record_download` and recorded by :meth:`record_queued`
-    in a thread, which stats their files."""
+    queued with :meth:`record_download` and recorded by :meth:`flush`, which
+    stats their files."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
@@ -541,7 +538,7 @@ class Journal:
     def record_download(self, job_id: str, state: str | None, size: int, dest: str) -> bool:
         """Queue the download ``job_id``, done in ``state``, to be recorded with
         its file at ``dest`` as written, so that one thread hop
-        (:meth:`record_queued`) stats many files. No I/O. Returns whether the
+        (:meth:`flush`) stats many files. No I/O. Returns whether the
         queue is due: 32 downloads, or one waiting half a second."""
         if self.path is None or state is None:
             return False
@@ -554,12 +551,12 @@ class Journal:
 
     @property
     def queued(self) -> int:
-        """How many downloads wait for :meth:`record_queued`."""
+        """How many downloads wait for :meth:`flush`."""
         return len(self._unstated)
 
-    def record_queued(self) -> None:
-        """Stat the queued downloads' files and record them. Blocking: call it
-        in a thread."""
+    def flush(self) -> None:
+        """Record the queued downloads (their files stat'ed) and write
+        everything to disk. Blocking: call it in a thread."""
         with self._lock:
             queued, self._unstated = self._unstated, []
         written = [written_state(dest) for _, _, _, dest in queued]
@@ -604,10 +601,6 @@ class Journal:
             self._fail(exc)
             return False
         return self._unflushed >= 32
-
-    def flush(self) -> None:
-        """Record the queued downloads and write everything to disk (blocking)."""
-        self.record_queued()
 
     def _flush_or_fail(self) -> None:
         try:

@@ -60,6 +60,7 @@ from ._bulk import (
     is_folder_marker,
     is_key_too_long,
     listed_items,
+    record_done,
 )
 from ._engine import TransferEngine
 from ._exceptions import (
@@ -596,9 +597,8 @@ class _Sync:
                 result = TransferResult(url=f"s3://{bucket}/{key}", error=exc, op="upload",
                                         path=entry.name, attempts=getattr(exc, "attempts", 1))
             else:
-                if self.journal.record(job_id("put", bucket, key, entry.name), entry.state,
-                                       result.nbytes):
-                    await anyio.to_thread.run_sync(self.journal.flush)
+                await record_done(self.journal, job_id("put", bucket, key, entry.name),
+                                  entry.state, result.nbytes)
             extra.append(result)
             await _notify(self.on_result, result)
         return _merge(batch, extra, tracker.skipped)

@@ -156,12 +156,11 @@ async def transfer_on_dask(
         raise InvalidArgumentError(f"partition_size must be >= 1, got {partition_size}")
     options = dict(engine_options or {})
     TransferEngine(**options)  # validate here, not in a hundred workers
-    owned = not isinstance(journal, Journal)
     if isinstance(journal, Journal):
-        tally = _Tally(journal)
+        owned, tally = False, _Tally(journal)  # the caller closes it
     else:
         journal_path = os.fspath(journal) if journal is not None else None
-        tally = _Tally(await anyio.to_thread.run_sync(Journal, journal_path))
+        owned, tally = True, _Tally(await anyio.to_thread.run_sync(Journal, journal_path))
     if window is None:
         workers = await _maybe_await(client.scheduler_info())
         window = max(2, 2 * len(workers.get("workers", {})))

@@ -67,16 +67,26 @@ async def test_a_file_changed_at_the_same_size_is_uploaded_again_on_a_journalled
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"new, sorts first"
 
 
-async def test_a_download_deleted_locally_is_fetched_again_by_the_manifests_journal(
-    env: dict[str, str], bucket: str, tmp_path: Path
-) -> None:
+def upload_x_and_y(env: dict[str, str], prefix: str, tmp_path: Path) -> None:
+    """Two small files, x and y (100 bytes of their own name), uploaded under ``prefix``."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("x", "y"):
         (src / name).write_bytes(name.encode() * 100)
-    cli("upload", str(src), f"s3://{bucket}/d", "--quiet", env=env)
-    cli("sign", "get", f"s3://{bucket}/d", "--manifest", str(tmp_path / "get.jsonl"),
+    cli("upload", str(src), prefix, "--quiet", env=env)
+
+
+def sign_get_manifest(env: dict[str, str], prefix: str, tmp_path: Path) -> None:
+    """tmp_path/get.jsonl: downloads of what is under ``prefix`` into tmp_path/out."""
+    cli("sign", "get", prefix, "--manifest", str(tmp_path / "get.jsonl"),
         "--from", str(tmp_path / "out"), env=env)
+
+
+async def test_a_download_deleted_locally_is_fetched_again_by_the_manifests_journal(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    upload_x_and_y(env, f"s3://{bucket}/d", tmp_path)
+    sign_get_manifest(env, f"s3://{bucket}/d", tmp_path)
     no_credentials = base_env(tmp_path)
     first = summary(cli("transfer", str(tmp_path / "get.jsonl"), "--json", env=no_credentials))
     assert first["succeeded"] == 2
@@ -99,19 +109,14 @@ def edit_in_place_keeping_times(path: Path, data: bytes) -> None:
 async def test_a_download_edited_locally_at_the_same_size_is_fetched_again_on_a_rerun(
     env: dict[str, str], bucket: str, tmp_path: Path, command: str
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("x", "y"):
-        (src / name).write_bytes(name.encode() * 100)
-    cli("upload", str(src), f"s3://{bucket}/e", "--quiet", env=env)
+    upload_x_and_y(env, f"s3://{bucket}/e", tmp_path)
     out = tmp_path / "out"
     if command == "download":
         args: tuple[str, ...] = ("download", f"s3://{bucket}/e", str(out),
                                  "--journal", str(tmp_path / "j"), "--json")
         run_env = env
     else:
-        cli("sign", "get", f"s3://{bucket}/e", "--manifest", str(tmp_path / "get.jsonl"),
-            "--from", str(out), env=env)
+        sign_get_manifest(env, f"s3://{bucket}/e", tmp_path)
         args = ("transfer", str(tmp_path / "get.jsonl"), "--json")
         run_env = base_env(tmp_path)
     assert summary(cli(*args, env=run_env))["succeeded"] == 2
@@ -362,7 +367,7 @@ def test_queued_downloads_fall_due_at_32_and_a_journal_without_a_file_queues_non
     journal = Journal(str(tmp_path / "j"))
     due = [journal.record_download(f"job{i}", "etag=x", 1, str(tmp_path)) for i in range(32)]
     assert due == [False] * 31 + [True]
-    journal.record_queued()
+    journal.flush()
     assert journal.queued == 0
     journal.close()
     assert not Journal(None).record_download("job", "etag=x", 1, str(tmp_path))
