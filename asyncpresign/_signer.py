@@ -74,6 +74,30 @@ class CredentialLifetimeWarning(UserWarning):
     """The credentials used to sign expire before the URL does, which cuts its life short."""
 
 
+
+_S3_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?Z"
+)
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """botocore's ``parse_timestamp``, with S3's own form (``2026-11-30T18:50:00.000Z``,
+    every ``LastModified`` of a listing) read by ``datetime.fromisoformat``.
+
+    botocore parses each timestamp with dateutil: 0.13-0.2 ms of CPU per object
+    listed here, a tenth of what a small download costs, paid by every
+    ``download``, ``sync`` and ``copy`` of a prefix. ``fromisoformat`` takes ~1 µs.
+    The result is the same instant, in ``datetime.timezone.utc`` (botocore's
+    ``tzinfo`` for it depends on the machine's zone: ``tzlocal()`` where that is
+    UTC, ``tzutc()`` elsewhere); any other form (an HTTP date, epoch seconds,
+    one with an offset) goes to botocore."""
+    if isinstance(value, str) and _S3_TIMESTAMP.fullmatch(value):
+        with contextlib.suppress(ValueError):  # 2026-02-30, 24:00:00: botocore's to judge
+            return dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.timezone.utc)
+    parsed: dt.datetime = botocore_utils.parse_timestamp(value)
+    return parsed
+
+
 class Signer:
     """Signs presigned S3 requests with SigV4, owning one aiobotocore client.
 
@@ -210,6 +234,9 @@ class Signer:
         )
         try:
             session = AioSession(profile=self._profile)
+            session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=parse_timestamp
+            )
             stack = contextlib.AsyncExitStack()
             client = await stack.enter_async_context(
                 session.create_client(
