@@ -26,7 +26,8 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_sign.py --markdown benchmarks/results/sign.md
 	$(BIN)/python benchmarks/bench_transfers.py --rounds 5
-	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick
+	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick --rounds 3
+	$(BIN)/python benchmarks/bench_listing.py | tee benchmarks/results/listing.md
 	$(BIN)/python benchmarks/bench_large.py --mib 256 --rounds 2 | tee benchmarks/results/large.md
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/bench_streams.py --mib 512 --rounds 3 | tee benchmarks/results/streams.md
 	$(BIN)/python benchmarks/readme_tables.py

@@ -13,9 +13,19 @@ Presigned-URL peers get URLs signed before the clock starts; asyncpresign
 signs as it goes, inside the timing. Every client's CPU is that of its timed
 part (set-up and imports excluded; s5cmd's and rclone's whole process).
 
+asyncpresign runs as a library (``TransferEngine.run`` over URLs it signs for
+keys it is given) and, as ``asyncpresign-tree``, as the CLI runs it:
+``upload_tree`` (each file's CRC64NVME signed in, multipart above 8 MiB) and
+``download_prefix`` (the listing read, each object checked), which is also
+what s5cmd and rclone do. The library client signs no checksum into its PUTs,
+so SeaweedFS, which keeps a CRC64NVME only when an upload gives one, checks
+its downloads by MD5; the tree client's are checked by CRC64NVME there, as
+every object on AWS S3 is. rclone ``serve s3`` keeps no CRCs: there, every
+client's check is MD5 (the server reads a file whole to hash it for every GET).
+
 Writes ``benchmarks/results/transfers-SERVER.json`` (every run, with the
 versions), ``benchmarks/results/RESULTS-SERVER.md`` (medians, same-round
-ratios, and issue #7's goals with the measured figures), and
+ratios, and the issues' goals with the measured figures), and
 ``transfers-SERVER.png`` when matplotlib is installed (the ``bench`` extra).
 """
 
@@ -42,10 +52,11 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 AK, SK, REGION, BUCKET = "BENCHAK", "BENCHSECRETKEY0123456789", "us-east-1", "bench"
 WORKLOADS = {"A": (1000, 16 * 1024), "B": (4, 64 * 1024 * 1024), "C": (10_000, 1024)}
-QUICK = {"A": (200, 16 * 1024), "B": (2, 16 * 1024 * 1024), "C": (1000, 1024)}
+QUICK = {"A": (200, 16 * 1024), "B": (4, 64 * 1024 * 1024), "C": (1000, 1024)}
 CLIENTS = [
     "recipe", "requests-16", "boto3", "s5cmd", "rclone", "obstore",
     "asyncpresign", "asyncpresign-4k", "asyncpresign-uvloop", "asyncpresign-noverify",
+    "asyncpresign-md5", "asyncpresign-tree",
 ]
 #: Workloads whose objects are spread over the rounds: each round moves the
 #: next 1/rounds of them (C: 2,000 of the 10,000 in each of 5 rounds), so every
@@ -57,9 +68,12 @@ SPREAD = {"C"}
 #: A 4 KiB chunk is the default's behaviour for objects below 4 KiB (C): one
 #: read each. The 4 KiB variant runs where the chunk size changes anything.
 SKIP = {("C", "asyncpresign-4k")}
-#: A diagnostic, not a contender: what the MD5 check of every download costs,
-#: shown where bytes dominate (B). Its uploads are the default's.
-SKIP |= {("A", "asyncpresign-noverify"), ("C", "asyncpresign-noverify")}
+#: Diagnostics, not contenders, shown where bytes dominate (B): downloads with
+#: no check ("noverify"; its uploads are the default's), and with MD5 in place of
+#: the default CRC64NVME ("md5": uploads signed with Content-MD5, downloads
+#: signed without ChecksumMode, so the check is the MD5 ETag's). Against rclone
+#: serve s3, which keeps no CRCs, the default's check is MD5 too.
+SKIP |= {(w, c) for w in "AC" for c in ("asyncpresign-noverify", "asyncpresign-md5")}
 
 
 @dataclass
@@ -175,7 +189,8 @@ def run_client(
         return obstore_client(op, endpoint, folder=folder, names=names, keys=keys, out=out)
     if name.startswith("ceiling"):
         return ceiling_client(name, endpoint, names=names, folder=folder, out=out)
-    return asyncio_client(name, op, endpoint, folder=folder, names=names, keys=keys, out=out)
+    return asyncio_client(name, op, endpoint, folder=folder, names=names, keys=keys, out=out,
+                          prefix=prefix)
 
 
 def obstore_client(op: str, endpoint: str, *, folder: str, names: list[str],
@@ -239,17 +254,36 @@ def ceiling_client(name: str, endpoint: str, *, names: list[str], folder: str,
 
 
 def asyncio_client(name: str, op: str, endpoint: str, *, folder: str, names: list[str],
-                   keys: list[str], out: str) -> float:
-    from asyncpresign import Download, Signer, TransferEngine, Upload
+                   keys: list[str], out: str, prefix: str) -> float:
+    from asyncpresign import (
+        Download,
+        Signer,
+        TransferEngine,
+        Upload,
+        download_prefix,
+        upload_tree,
+    )
 
     chunk = 4096 if name == "asyncpresign-4k" else 65536
     verify = name != "asyncpresign-noverify"
+    checksum = "md5" if name == "asyncpresign-md5" else "crc64nvme"
 
     async def main() -> float:
         async with Signer(endpoint_url=endpoint, region=REGION, access_key=AK, secret_key=SK,
-                          addressing_style="path") as signer:
+                          addressing_style="path",
+                          checksum=None if checksum == "md5" else checksum) as signer:
             await signer.presign_get(BUCKET, "warm-up")  # learn the endpoint, untimed
-            async with TransferEngine(chunk_size=chunk, verify=verify) as engine:
+            async with TransferEngine(chunk_size=chunk, verify=verify,
+                                      checksum=checksum) as engine:
+                if name == "asyncpresign-tree":
+                    start = start_clock()
+                    if op == "up":
+                        result = await upload_tree(signer, engine, folder, BUCKET, prefix)
+                    else:  # "prefix/": "r0/B/asyncpresign" must not take in "...-md5/"
+                        result = await download_prefix(signer, engine, BUCKET, f"{prefix}/", out)
+                    if not result.ok:
+                        raise SystemExit(f"{len(result.failed)} failed: {result.failed[0].error}")
+                    return time.perf_counter() - start
                 start = start_clock()
 
                 async def jobs() -> Any:
@@ -643,17 +677,26 @@ SERVER_NAMES = {"rclone": "rclone serve s3", "seaweedfs": "SeaweedFS (weed mini)
 
 
 def goals(runs: list[Run]) -> list[str]:
-    """Issue #7's goals for asyncpresign at its defaults, each with the measured figure."""
+    """The issues' goals for asyncpresign at its defaults, each with the measured figure:
+    #7's, #14's (CPU per small object) and #15's (large downloads, checked)."""
     me = "asyncpresign"
     rows: list[tuple[str, float | None, float, str]] = []
     for workload in ("A", "C"):
         for op in ("up", "down"):
-            rows.append((f"{workload} {op} vs s5cmd", same_round_ratio(
+            rows.append((f"{workload} {op} vs s5cmd (#7, #14)", same_round_ratio(
                 runs, workload, op, me, "s5cmd"), 1.2, "x"))
-            rows.append((f"{workload} {op} vs recipe", same_round_ratio(
+            rows.append((f"{workload} {op} vs recipe (#7)", same_round_ratio(
                 runs, workload, op, me, "recipe"), 4.0, "x"))
-    rows.append(("B down vs s5cmd", same_round_ratio(runs, "B", "down", me, "s5cmd"), 1.0, "x"))
-    rows.append(("B down vs the disk-writing ceiling (64 KiB)",
+    rows.append(("B down vs s5cmd (#7)", same_round_ratio(runs, "B", "down", me, "s5cmd"),
+                 1.0, "x"))
+    # #15 is about downloads checked by CRC64NVME: the tree client's objects carry
+    # one where the server keeps it (SeaweedFS; rclone serve s3 keeps none: MD5).
+    tree = f"{me}-tree"
+    rows.append(("B down vs rclone, the CLI's path (#15)",
+                 same_round_ratio(runs, "B", "down", tree, "rclone"), 1.0, "x"))
+    rows.append(("B down client CPU, the CLI's path (#15)",
+                 _median_cpu(runs, "B", "down", tree, per="GB"), -3.0, " s/GB"))
+    rows.append(("B down vs the disk-writing ceiling (64 KiB) (#7)",
                  same_round_ratio(runs, "B", "down", me, "ceiling-write-64k"), 0.9, "x"))
     peers = {r.client for r in runs if not r.client.startswith(("asyncpresign", "ceiling"))}
     best: list[float] = []
@@ -662,21 +705,21 @@ def goals(runs: list[Run]) -> list[str]:
         theirs = [x for p in peers if (x := _median_rate(runs, "B", "up", p, round_))]
         if mine and theirs:
             best.append(mine / max(theirs))
-    rows.append(("B up vs the fastest peer", statistics.median(best) if best else None,
+    rows.append(("B up vs the fastest peer (#7)", statistics.median(best) if best else None,
                  0.9, "x"))
-    for op in ("up", "down"):
-        mine = [r for r in runs if (r.workload, r.op, r.client) == ("A", op, me) and r.ok]
-        cpu = statistics.median(r.cpu / r.objects * 1e3 for r in mine) if mine else None
-        rows.append((f"A {op} client CPU per object", cpu, -0.5, " ms"))
-    rows.append(("B down at 4 KiB chunks vs recipe",
+    for workload in ("A", "C"):
+        for op, most in (("up", 0.30), ("down", 0.40)):
+            rows.append((f"{workload} {op} client CPU per object (#14)",
+                         _median_cpu(runs, workload, op, me, per="object"), -most, " ms"))
+    rows.append(("B down at 4 KiB chunks vs recipe (#7)",
                  same_round_ratio(runs, "B", "down", f"{me}-4k", "recipe"), 1.4, "x"))
     rss = {w: [r.rss_mib for r in runs if (r.workload, r.client) == (w, me) and r.ok]
            for w in ("A", "C")}
     growth = (statistics.median(rss["C"]) / statistics.median(rss["A"])
               if rss["A"] and rss["C"] else None)
     rows.append((f"peak RSS, a C run ({_objects_per_run(runs, 'C')} objects) / an A run "
-                 f"({_objects_per_run(runs, 'A')})", growth, -1.15, "x"))
-    out = ["Goals (issue #7), asyncpresign at its defaults:", "",
+                 f"({_objects_per_run(runs, 'A')}) (#7)", growth, -1.15, "x"))
+    out = ["Goals (issues #7, #14, #15), asyncpresign at its defaults:", "",
            "| goal | measured | target | met |", "|---|---|---|---|"]
     for name, value, target, unit in rows:
         if value is None:
@@ -687,6 +730,18 @@ def goals(runs: list[Run]) -> list[str]:
         out.append(f"| {name} | {value:.2f}{unit} | {sign} {abs(target):g}{unit} | "
                    f"{'yes' if met else 'no'} |")
     return out
+
+
+def _median_cpu(runs: list[Run], workload: str, op: str, client: str, *,
+                per: str) -> float | None:
+    """The client's median CPU in ms per object, or s per GB."""
+    mine = [r for r in runs if (r.workload, r.op, r.client) == (workload, op, client)
+            and r.ok and r.objects]
+    if not mine:
+        return None
+    if per == "GB":
+        return statistics.median(r.cpu / (r.nbytes / 1e9) for r in mine)
+    return statistics.median(r.cpu / r.objects * 1e3 for r in mine)
 
 
 def chart(runs: list[Run], server: str, found: dict[str, str]) -> None:

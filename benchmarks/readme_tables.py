@@ -5,7 +5,7 @@
 For each server whose results exist, the block between ``<!-- bench:SERVER -->``
 and ``<!-- /bench:SERVER -->`` is replaced by: the run's header (date, rounds,
 versions), asyncpresign against its closest peers per workload with the
-same-round ratios, and issue #7's goals with the measured figures. The full
+same-round ratios, and the issues' goals with the measured figures. The full
 table stays in ``benchmarks/results/RESULTS-SERVER.md``.
 """
 
@@ -44,9 +44,9 @@ def summary(server: str) -> list[str]:
     lines = [
         header,
         "",
-        "| workload | asyncpresign | s5cmd | obstore | rclone | original recipe "
-        "| vs s5cmd | vs recipe | asyncpresign CPU per object |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | asyncpresign | its CLI path (tree) | s5cmd | obstore | rclone "
+        "| original recipe | vs s5cmd | vs recipe | asyncpresign CPU per object |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for workload in ("A", "B", "C"):
         for op in ("up", "down"):
@@ -60,6 +60,7 @@ def summary(server: str) -> list[str]:
                 cpu = f"{statistics.median(r.cpu / r.objects * 1e3 for r in mine):.2f} ms"
             lines.append(
                 f"| {workload} {op} | {rate(runs, workload, op, 'asyncpresign')} | "
+                f"{rate(runs, workload, op, 'asyncpresign-tree')} | "
                 + " | ".join(rate(runs, workload, op, p) for p in PEERS)
                 + f" | {ratio(runs, workload, op, 's5cmd')} | "
                 f"{ratio(runs, workload, op, 'recipe')} | {cpu} |"
