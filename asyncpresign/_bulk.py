@@ -835,7 +835,6 @@ async def listed_items(signer: Signer, bucket: str, prefix: str) -> AsyncIterato
                 yield item
 
 
-
 async def ahead(pages: AsyncIterator[T]) -> AsyncIterator[T]:
     """``pages``, each fetched while the one before is used.
 
@@ -871,6 +870,7 @@ async def ahead(pages: AsyncIterator[T]) -> AsyncIterator[T]:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+
 
 @dataclass
 class FolderCache:

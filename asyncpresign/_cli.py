@@ -886,7 +886,7 @@ async def _signer(args: argparse.Namespace, prefix: str = "") -> AsyncIterator[S
             # What is alive now (modules, botocore's S3 model, the client: most
             # of the heap) lives as long as the run: out of the collector's
             # sight, a full collection no longer walks it (a CLI download of
-            # 1,000 objects: 0.27-0.36 s in the collector before, 0.17-0.22 s
+            # 1,000 objects: 0.27-0.36 s in the collector before, 0.17-0.27 s
             # after). Only a process that is the run's own: freezing a host
             # process's heap would keep its later garbage for good.
             gc.freeze()

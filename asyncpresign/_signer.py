@@ -74,7 +74,6 @@ class CredentialLifetimeWarning(UserWarning):
     """The credentials used to sign expire before the URL does, which cuts its life short."""
 
 
-
 _S3_TIMESTAMP = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}|\.[0-9]{6})?Z"
 )
