@@ -695,7 +695,7 @@ def goals(runs: list[Run]) -> list[str]:
     rows.append(("B down vs rclone, the CLI's path (#15)",
                  same_round_ratio(runs, "B", "down", tree, "rclone"), 1.0, "x"))
     rows.append(("B down client CPU, the CLI's path (#15)",
-                 _median_cpu(runs, "B", "down", tree, per="GB"), -3.0, " s/GB"))
+                 median_cpu(runs, "B", "down", tree, per="GB"), -3.0, " s/GB"))
     rows.append(("B down vs the disk-writing ceiling (64 KiB) (#7)",
                  same_round_ratio(runs, "B", "down", me, "ceiling-write-64k"), 0.9, "x"))
     peers = {r.client for r in runs if not r.client.startswith(("asyncpresign", "ceiling"))}
@@ -710,7 +710,7 @@ def goals(runs: list[Run]) -> list[str]:
     for workload in ("A", "C"):
         for op, most in (("up", 0.30), ("down", 0.40)):
             rows.append((f"{workload} {op} client CPU per object (#14)",
-                         _median_cpu(runs, workload, op, me, per="object"), -most, " ms"))
+                         median_cpu(runs, workload, op, me, per="object"), -most, " ms"))
     rows.append(("B down at 4 KiB chunks vs recipe (#7)",
                  same_round_ratio(runs, "B", "down", f"{me}-4k", "recipe"), 1.4, "x"))
     rss = {w: [r.rss_mib for r in runs if (r.workload, r.client) == (w, me) and r.ok]
@@ -732,7 +732,7 @@ def goals(runs: list[Run]) -> list[str]:
     return out
 
 
-def _median_cpu(runs: list[Run], workload: str, op: str, client: str, *,
+def median_cpu(runs: list[Run], workload: str, op: str, client: str, *,
                 per: str) -> float | None:
     """The client's median CPU in ms per object, or s per GB."""
     mine = [r for r in runs if (r.workload, r.op, r.client) == (workload, op, client)

@@ -50,14 +50,11 @@ def summary(server: str) -> list[str]:
     ]
     for workload in ("A", "B", "C"):
         for op in ("up", "down"):
-            mine = [r for r in runs if (r.workload, r.op, r.client) ==
-                    (workload, op, "asyncpresign") and r.ok]
-            if not mine:
-                cpu = "n/a"
-            elif workload == "B":  # per GB says more than per object here
-                cpu = f"{statistics.median(r.cpu / (r.nbytes / 1e9) for r in mine):.2f} s/GB"
-            else:
-                cpu = f"{statistics.median(r.cpu / r.objects * 1e3 for r in mine):.2f} ms"
+            per_gb = workload == "B"  # per GB says more than per object here
+            value = bt.median_cpu(runs, workload, op, "asyncpresign",
+                                  per="GB" if per_gb else "object")
+            cpu = ("n/a" if value is None
+                   else f"{value:.2f} s/GB" if per_gb else f"{value:.2f} ms")
             lines.append(
                 f"| {workload} {op} | {rate(runs, workload, op, 'asyncpresign')} | "
                 f"{rate(runs, workload, op, 'asyncpresign-tree')} | "
