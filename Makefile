@@ -25,15 +25,17 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_sign.py --markdown benchmarks/results/sign.md
-	$(BIN)/python benchmarks/bench_transfers.py --rounds 5
-	@# The run above deleted its files at its end; ext4 makes new files slowly
-	@# while it passes over inodes freed in the last minute (bench_transfers.py).
-	sync; sleep 65
-	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick --rounds 3
+	@# The transfer runs keep their files until both are over: ext4 without a journal
+	@# makes new files slowly for minutes after many were deleted (bench_transfers.py).
+	rm -rf .bench-files
+	$(BIN)/python benchmarks/bench_transfers.py --rounds 5 --workdir .bench-files/rclone
+	$(BIN)/python benchmarks/bench_transfers.py --server seaweedfs --quick --rounds 3 \
+		--workdir .bench-files/seaweedfs
 	$(BIN)/python benchmarks/bench_listing.py | tee benchmarks/results/listing.md
 	$(BIN)/python benchmarks/bench_large.py --mib 256 --rounds 2 | tee benchmarks/results/large.md
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/bench_streams.py --mib 512 --rounds 3 | tee benchmarks/results/streams.md
 	$(BIN)/python benchmarks/readme_tables.py
+	rm -rf .bench-files
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check asyncpresign tests benchmarks examples

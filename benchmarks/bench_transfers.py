@@ -537,6 +537,15 @@ def client_main(args: list[str]) -> None:
     print(seconds, _cpu_now() - _CPU_AT_START[0], peak_rss_mib())
 
 
+def work_folder(path: str | None) -> Path:
+    """The run's folder for sources, downloads and the server's data: ``path``
+    (new), or a temporary one."""
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="asyncpresign-bench-"))
+    Path(path).mkdir(parents=True)
+    return Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -544,6 +553,10 @@ def main() -> None:
     parser.add_argument("--server", choices=("rclone", "seaweedfs"), default="rclone")
     parser.add_argument("--workloads", default="ABC")
     parser.add_argument("--clients", nargs="*", default=CLIENTS)
+    parser.add_argument(
+        "--workdir", help="a new folder for the run's files, kept afterwards (default: a "
+        "temporary one, deleted at the end)",
+    )
     parser.add_argument("--client", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -554,7 +567,7 @@ def main() -> None:
                  if w in args.workloads}
     rounds = args.rounds or (1 if args.quick else 5)
     clients = [c for c in args.clients if c.split("-")[0] != "s5cmd" or shutil.which("s5cmd")]
-    root = Path(tempfile.mkdtemp(prefix="asyncpresign-bench-"))
+    root = work_folder(args.workdir)
     runs: list[Run] = []
     started = time.perf_counter()
     server = Server(args.server, root)
@@ -583,12 +596,13 @@ def main() -> None:
                     out.mkdir(parents=True)
                     runs += measure_client(server, name, r=r, w=w, source=source,
                                            prefix=prefix, out=out, size=size)
-                    # A's and C's downloads stay until the run is over. ext4 passes
-                    # over every inode freed in the last minute (five, while its block
-                    # is not on disk) each time it makes a file: seen here, a 16 KiB
-                    # file cost 0.55 ms of system CPU to make after the bench had
-                    # deleted a run's thousands, 0.06 ms on a disk left alone. The
-                    # client after a deletion paid for it. B's are 4 files.
+                    # A's and C's downloads stay until the run is over. ext4 without
+                    # a journal (this VM's disk) passes over every inode freed in the
+                    # last minute (six, while its block is not on disk) each time it
+                    # makes a file: seen here, a 16 KiB file cost 0.55 ms of system
+                    # CPU to make after the bench had deleted a run's thousands,
+                    # 0.06 ms on a disk left alone. The client after a deletion paid
+                    # for it. B's are 4 files.
                     if w == "B":
                         shutil.rmtree(out)
             if "B" in workloads:
@@ -596,7 +610,8 @@ def main() -> None:
                 run_ceiling(r, root, sources["B"][0], workloads["B"], runs)
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.workdir:  # kept: make bench deletes it after its last run
+            shutil.rmtree(root, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"transfers-{args.server}.json").write_text(
         json.dumps({"versions": versions(), "runs": [asdict(r) for r in runs]}, indent=1)
