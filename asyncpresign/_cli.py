@@ -1422,6 +1422,14 @@ async def _bulk(args: argparse.Namespace) -> int:
     try:
         with display:
             result = await _run_command(args, journal, filters, display, plan)
+    except asyncio.CancelledError:
+        # Ctrl-C, SIGTERM or SIGHUP: what finished before it is said, so that a
+        # script reading --json learns which jobs are done (the exit status
+        # stays the signal's).
+        if not args.dry_run:
+            _summary(args, display.so_far(), time.monotonic() - started,
+                     unverified=display.unverified, interrupted=True)
+        raise
     finally:
         # Raised only after the run: it must not replace an error in flight.
         with contextlib.suppress(LocalFileError):
@@ -2159,17 +2167,20 @@ def _plan_summary(
 
 def _summary(
     args: argparse.Namespace, result: BatchResult, seconds: float, *, out: TextIO | None = None,
-    journal: Journal | None = None, unverified: int = 0,
+    journal: Journal | None = None, unverified: int = 0, interrupted: bool = False,
 ) -> None:
     """The run's summary; ``unverified`` counts the transfers done whose bytes
     no check could confirm (the server gave no checksum, the ETag is no MD5,
-    or checks are off): said, never passed over, as they are not known good."""
+    or checks are off): said, never passed over, as they are not known good.
+    ``interrupted``: the run was stopped, and ``result`` holds the jobs that
+    ended before (``total`` counts those, not the run's)."""
     failures, links = _failures(result, args.command), _links(result)
     if args.json:
         # succeeded, skipped and failed are disjoint and add up to total.
         journal_error = journal.failure if journal is not None else None
         print(json.dumps({
-            "command": args.command, "total": result.total,
+            "command": args.command, **({"interrupted": True} if interrupted else {}),
+            "total": result.total,
             "succeeded": result.succeeded - result.skipped,
             "failed": len(result.failed), "skipped": result.skipped, "bytes": result.nbytes,
             "unverified": unverified,
@@ -2180,8 +2191,10 @@ def _summary(
         return
     rate = human_bytes(result.nbytes / seconds) if seconds > 0 else "-"
     print(
-        f"{args.command}: {result.succeeded - result.skipped} done, {result.skipped} already "
-        f"done, {len(result.failed)} failed of {result.total}; "
+        f"{args.command}: {'interrupted after ' if interrupted else ''}"
+        f"{result.succeeded - result.skipped} done, {result.skipped} already "
+        f"done, {len(result.failed)} failed of {result.total}"
+        f"{' ended' if interrupted else ''}; "
         f"{human_bytes(result.nbytes)} in {seconds:.1f} s ({rate}/s)"
         + (f"; {len(links)} symbolic links not followed" if links else ""),
         file=out,

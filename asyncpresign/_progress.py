@@ -2,8 +2,9 @@
 
 The display is fed the engine's two callbacks: ``on_bytes`` (each
 :class:`ProgressEvent`, negative when a retry takes bytes back) and
-``on_result`` (each finished :class:`TransferResult`). It keeps counters only,
-never per-job state, so it costs the same for ten jobs or ten million.
+``on_result`` (each finished :class:`TransferResult`). It keeps counters and
+the failures, never the state of jobs done, so ten million successes cost what
+ten do; an interrupted run's summary is made of them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ._models import ProgressEvent, TransferResult
+from ._models import BatchResult, ProgressEvent, TransferResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,10 @@ class ProgressDisplay:
         #: Transfers done whose bytes no check could confirm (``verified`` None).
         self.unverified = 0
         self.nbytes = 0
+        #: The jobs that ended, for the summary of a run stopped before its end:
+        #: the bytes of those done, and the failures.
+        self.done_bytes = 0
+        self.failures: list[TransferResult] = []
         #: Whether ``total`` is the whole run's (counted ahead), not a count so far.
         self.total_final = total is not None
         self.started = time.monotonic()
@@ -153,11 +158,22 @@ class ProgressDisplay:
     def on_result(self, result: TransferResult) -> None:
         if result.ok:
             self.done += 1
+            self.done_bytes += result.nbytes
             if result.verified is None:
                 self.unverified += 1
         else:
             self.failed += 1
+            self.failures.append(result)
         self._tick()
+
+    def so_far(self) -> BatchResult:
+        """What the jobs that ended add up to: a run's result before its end."""
+        return BatchResult(
+            results=(), failed=tuple(self.failures),
+            total=self.done + self.failed + self.skipped,
+            succeeded=self.done + self.skipped, nbytes=self.done_bytes,
+            seconds=time.monotonic() - self.started, skipped=self.skipped,
+        )
 
     def _tick(self) -> None:
         if self.mode == "rich" and self._rich is not None:

@@ -253,17 +253,23 @@ async def test_sigterm_mid_multipart_upload_aborts_it_and_exits_143(
 
 
 async def test_a_run_under_nohup_goes_on_through_sighup(
-    s3: LocalS3, signer: Signer, bucket: str, tmp_path: Path
+    s3: LocalS3, signer: Signer, proxy: S3Proxy, bucket: str, tmp_path: Path
 ) -> None:
     files = make_tree(tmp_path / "src", 300)
-    env = {**base_env(tmp_path), **s3.env()}
+    # Each PUT held 20 ms: the run lasts seconds, so the signal finds it running
+    # (unheld, it could end before a fixed wait did, and the signal found no process).
+    proxy.add(Rule("PUT", f"/{bucket}/nohup/", times=10_000, delay=0.02))
+    env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
 
     process = await anyio.open_process(
         ["nohup", sys.executable, "-m", "asyncpresign", "upload", str(tmp_path / "src"),
          f"s3://{bucket}/nohup", "--json", "--concurrency", "2"],
         env=env,
     )
-    await anyio.sleep(1.5)  # started, with its handlers in place
+    with anyio.fail_after(60):  # uploading, so its handlers are in place
+        while proxy.count(lambda m, t: m == "PUT") < 20:  # noqa: ASYNC110 - another process
+            await anyio.sleep(0.02)
+    assert process.returncode is None
     process.send_signal(signal.SIGHUP)
     with anyio.fail_after(120):
         assert await process.wait() == 0

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -261,3 +264,87 @@ async def test_the_summary_counts_transfers_no_check_could_confirm(
     assert "not verified: 3 of those done passed no check" in human.stdout
     quiet = await anyio.to_thread.run_sync(lambda: run("upload", str(src), f"s3://{bucket}/x"))
     assert "not verified" not in quiet.stdout
+
+
+async def _interrupted(
+    command: list[str], env: dict[str, str], proxy: S3Proxy, signum: int
+) -> tuple[int, str, str]:
+    """Run ``command``; once the proxy holds its last upload, stop it with ``signum``.
+    Returns the exit status, stdout and stderr."""
+    # A suite started in the background has SIGINT ignored, and a child would
+    # inherit that; a handled SIGINT is reset to the default at exec instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = await anyio.open_process(command, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with anyio.fail_after(60):
+        while proxy.count(lambda m, t: m == "PUT" and "zz-held" in t) == 0:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+        await anyio.sleep(0.5)  # the others' answers reach the client
+        process.send_signal(signum)
+        code = await process.wait()
+    assert process.stdout is not None
+    assert process.stderr is not None
+    out = (await process.stdout.receive(1 << 20)).decode()
+    err = (await process.stderr.receive(1 << 20)).decode()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+async def test_an_interrupted_run_with_json_says_which_jobs_ended_before_it(
+    s3: LocalS3, signer: Signer, proxy: S3Proxy, bucket: str, tmp_path: Path,
+    signum: int, code: int,
+) -> None:
+    """A script reading --json used to get nothing at all from a stopped run: it
+    could not tell the 8 uploads that finished from the one that did not."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"a{i}").write_bytes(os.urandom(1000 + i))
+    (src / "zz-held").write_bytes(b"held by the proxy")
+    proxy.add(Rule("PUT", "zz-held", times=100, delay=120.0))
+    env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
+    exit_code, out, err = await _interrupted(
+        [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/i",
+         "--json", "--concurrency", "2"],
+        env, proxy, signum,
+    )
+    assert exit_code == code, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    listing = await signer.client.list_objects_v2(Bucket=bucket, Prefix="i/")
+    stored = {o["Key"]: o["Size"] for o in listing.get("Contents", [])}
+    assert "i/zz-held" not in stored
+    assert stored  # some ended before the signal, to be counted
+    assert summary["interrupted"] is True
+    assert summary["succeeded"] == len(stored) == summary["total"]
+    assert summary["failed"] == 0
+    assert summary["failures"] == []
+    assert summary["bytes"] == sum(stored.values())
+
+
+async def test_an_interrupted_run_prints_what_ended_before_it(
+    s3: LocalS3, proxy: S3Proxy, bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"a{i}").write_bytes(b"x" * 10)
+    (src / "zz-held").write_bytes(b"held")
+    proxy.add(Rule("PUT", "zz-held", times=100, delay=120.0))
+    env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
+    exit_code, out, err = await _interrupted(
+        [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/t",
+         "--quiet", "--concurrency", "2"],
+        env, proxy, signal.SIGINT,
+    )
+    assert exit_code == 130, err
+    said = re.search(r"^upload: interrupted after (\d) done, 0 already done, 0 failed of \1 "
+                     r"ended;", out, re.MULTILINE)
+    assert said, out
+    assert int(said.group(1)) >= 1
+    assert "interrupted" in err
+    assert "--journal" in err
