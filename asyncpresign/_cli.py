@@ -88,7 +88,7 @@ from ._models import (
     TransferResult,
     Upload,
 )
-from ._parts import plan_parts
+from ._parts import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, plan_parts
 from ._plan import Plan
 from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
@@ -1118,7 +1118,17 @@ async def _sign_multipart(
     # Each part line carries this version: a part read from another fails.
     version = await anyio.to_thread.run_sync(source_version, path)
     size = version[0]
+    if not MIN_PART_SIZE <= args.part_size <= MAX_PART_SIZE:
+        # Not moved into range unsaid: the manifest would hold other parts than asked.
+        raise InvalidArgumentError(
+            f"--part-size must be from 5 MiB to 5 GiB (S3's limits for a part but the "
+            f"last), not {human_bytes(args.part_size)}"
+        )
     parts = plan_parts(size, args.part_size)
+    if len(parts) > 1 and parts[0].length != args.part_size:
+        print(f"asyncpresign: parts of {human_bytes(parts[0].length)}, not "
+              f"{human_bytes(args.part_size)}: {human_bytes(size)} would not fit in S3's "
+              f"{MAX_PARTS:,} parts", file=sys.stderr)
     still_open = await _open_uploads(args.manifest, signer)
     described = [
         f"s3://{b}/{k} (upload id {upload_id}, {count} parts stored)"

@@ -287,3 +287,20 @@ def crc64(data: bytes) -> str:
     from awscrt import checksums
 
     return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+@pytest.mark.parametrize("size", ["1MiB", "6GiB"])
+async def test_a_part_size_outside_s3s_limits_is_refused_not_changed_unsaid(
+    env: dict[str, str], bucket: str, tmp_path: Path, s3: LocalS3, signer: Signer, size: str
+) -> None:
+    """It used to be moved into range without a word: asked for 1 MiB parts, a
+    user got a manifest of 5 MiB parts."""
+    (tmp_path / "big").write_bytes(os.urandom(6 * 1024 * 1024))
+    manifest = tmp_path / "parts.jsonl"
+    refused = cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(tmp_path / "big"),
+                  "--part-size", size, "--manifest", str(manifest), env=env, check=2)
+    assert "--part-size must be from 5 MiB to 5 GiB" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not manifest.exists()
+    listing = await signer.client.list_multipart_uploads(Bucket=bucket)
+    assert listing.get("Uploads", []) == []
