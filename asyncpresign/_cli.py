@@ -1437,8 +1437,11 @@ async def _bulk(args: argparse.Namespace) -> int:
         # script reading --json learns which jobs are done (the exit status
         # stays the signal's).
         if not args.dry_run:
-            _summary(args, display.so_far(), time.monotonic() - started,
-                     unverified=display.unverified, interrupted=True)
+            # An stdout that cannot take it must not turn the interruption into
+            # another error: the exit status and stderr still say what happened.
+            with contextlib.suppress(OSError):
+                _summary(args, display.so_far(), time.monotonic() - started,
+                         unverified=display.unverified, interrupted=True)
         raise
     finally:
         # Raised only after the run: it must not replace an error in flight.
