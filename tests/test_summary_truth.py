@@ -266,11 +266,21 @@ async def test_the_summary_counts_transfers_no_check_could_confirm(
     assert "not verified" not in quiet.stdout
 
 
-async def _interrupted(
-    command: list[str], env: dict[str, str], proxy: S3Proxy, signum: int
+async def _interrupted_upload(
+    s3: LocalS3, proxy: S3Proxy, tmp_path: Path, target: str, files: dict[str, bytes],
+    *, flag: str, signum: int,
 ) -> tuple[int, str, str]:
-    """Run ``command``; once the proxy holds its last upload, stop it with ``signum``.
-    Returns the exit status, stdout and stderr."""
+    """Upload ``files`` and one more that the proxy holds, with ``flag``; once the
+    held one is sent, stop the run with ``signum``. The exit status, stdout, stderr."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    (src / "zz-held").write_bytes(b"held by the proxy")
+    proxy.add(Rule("PUT", "zz-held", times=100, delay=120.0))
+    env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
+    command = [sys.executable, "-m", "asyncpresign", "upload", str(src), target, flag,
+               "--concurrency", "2"]
     # A suite started in the background has SIGINT ignored, and a child would
     # inherit that; a handled SIGINT is reset to the default at exec instead.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -300,17 +310,9 @@ async def test_an_interrupted_run_with_json_says_which_jobs_ended_before_it(
 ) -> None:
     """A script reading --json used to get nothing at all from a stopped run: it
     could not tell the 8 uploads that finished from the one that did not."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(8):
-        (src / f"a{i}").write_bytes(os.urandom(1000 + i))
-    (src / "zz-held").write_bytes(b"held by the proxy")
-    proxy.add(Rule("PUT", "zz-held", times=100, delay=120.0))
-    env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
-    exit_code, out, err = await _interrupted(
-        [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/i",
-         "--json", "--concurrency", "2"],
-        env, proxy, signum,
+    exit_code, out, err = await _interrupted_upload(
+        s3, proxy, tmp_path, f"s3://{bucket}/i",
+        {f"a{i}": os.urandom(1000 + i) for i in range(8)}, flag="--json", signum=signum,
     )
     assert exit_code == code, err
     assert "Traceback" not in err
@@ -329,17 +331,9 @@ async def test_an_interrupted_run_with_json_says_which_jobs_ended_before_it(
 async def test_an_interrupted_run_prints_what_ended_before_it(
     s3: LocalS3, proxy: S3Proxy, bucket: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(3):
-        (src / f"a{i}").write_bytes(b"x" * 10)
-    (src / "zz-held").write_bytes(b"held")
-    proxy.add(Rule("PUT", "zz-held", times=100, delay=120.0))
-    env = {**base_env(tmp_path), **s3.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url}
-    exit_code, out, err = await _interrupted(
-        [sys.executable, "-m", "asyncpresign", "upload", str(src), f"s3://{bucket}/t",
-         "--quiet", "--concurrency", "2"],
-        env, proxy, signal.SIGINT,
+    exit_code, out, err = await _interrupted_upload(
+        s3, proxy, tmp_path, f"s3://{bucket}/t", {f"a{i}": b"x" * 10 for i in range(3)},
+        flag="--quiet", signum=signal.SIGINT,
     )
     assert exit_code == 130, err
     said = re.search(r"^upload: interrupted after (\d) done, 0 already done, 0 failed of \1 "
