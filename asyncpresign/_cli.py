@@ -1886,6 +1886,10 @@ def _dask_report(
               f"({summary.skipped} already "
               f"done), {data['failed']} failed of {data['total']}; "
               f"{human_bytes(summary.nbytes)} in {data['seconds']} s")
+        if summary.unverified:
+            print(f"  not verified: {summary.unverified:,} of those done passed no check (the "
+                  "server sent no checksum and the ETag is no MD5, or checks are off): see "
+                  "'What is verified' in the README")
         for failure in data["failures"]:
             print(f"  failed: {failure['url']}: {failure['error']}")
     if journal.failure is not None:

@@ -78,6 +78,8 @@ class JobOutcome:
     attempts: int = 1
     error: str | None = None  # "TypeName: message"
     etag: str | None = None  # what the server answered (a part's, for ``complete``)
+    #: The check the bytes passed (``TransferResult.verified``): None, none could.
+    verified: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +93,9 @@ class DaskSummary:
     nbytes: int
     seconds: float
     partitions: int
+    #: Of those succeeded, how many passed no check (the server sent no
+    #: checksum and the ETag is no MD5, or checks are off).
+    unverified: int = 0
 
     @property
     def ok(self) -> bool:
@@ -104,6 +109,7 @@ class DaskSummary:
             "failed": len(self.failed),
             "skipped": self.skipped,
             "bytes": self.nbytes,
+            "unverified": self.unverified,
             "seconds": round(self.seconds, 3),
             "partitions": self.partitions,
             "failures": [
@@ -208,6 +214,7 @@ class _Tally:
     skipped: int = 0
     nbytes: int = 0
     partitions: int = 0
+    unverified: int = 0
     failed: list[JobOutcome] = field(default_factory=list)
     #: index -> (job id, its state, a part?, a download's destination) for each
     #: job in flight the journal records
@@ -248,6 +255,7 @@ class _Tally:
                 continue
             self.succeeded += 1
             self.nbytes += outcome.nbytes
+            self.unverified += outcome.verified is None
             if record is not None:
                 job_id, state, part, dest = record
                 if self.journal.record(
@@ -265,6 +273,7 @@ class _Tally:
             nbytes=self.nbytes,
             seconds=seconds,
             partitions=self.partitions,
+            unverified=self.unverified,
         )
 
 
@@ -409,4 +418,5 @@ def _outcome(index: int, result: TransferResult) -> JobOutcome:
         attempts=result.attempts,
         error=error,
         etag=result.etag,
+        verified=result.verified,
     )

@@ -228,3 +228,40 @@ async def test_cli_runs_an_upload_and_a_download_on_the_cluster(
         cli, "copy", f"s3://{bucket}/cli", f"s3://{bucket}/copied", "--no-metadata"
     )
     assert copied["succeeded"] == 60
+
+
+async def test_a_run_on_the_cluster_counts_transfers_no_check_could_confirm(
+    cluster: Any, s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    """A Dask run's summary used to leave ``unverified`` out: uploads with checks
+    off were reported as a plain success, as a checked one is."""
+    import json
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(os.urandom(100))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(s3.env())
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "asyncpresign", *args,
+             "--dask-scheduler", cluster.scheduler_address],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    checked = json.loads((await anyio.to_thread.run_sync(
+        cli, "upload", str(src), f"s3://{bucket}/v", "--json")).stdout)
+    assert (checked["succeeded"], checked["unverified"]) == (3, 0)
+    unchecked = json.loads((await anyio.to_thread.run_sync(
+        cli, "upload", str(src), f"s3://{bucket}/u", "--checksum", "none", "--json")).stdout)
+    assert (unchecked["succeeded"], unchecked["unverified"]) == (3, 3)  # checks off
+    human = await anyio.to_thread.run_sync(
+        cli, "upload", str(src), f"s3://{bucket}/h", "--checksum", "none")
+    assert "not verified: 3 of those done passed no check" in human.stdout
