@@ -180,7 +180,16 @@ async def _sigterm_when(
     command: list[str], env: dict[str, str], ready: Callable[[], bool],
     signum: int = signal.SIGTERM,
 ) -> tuple[int, str]:
-    process = await anyio.open_process(command, env=env)
+    # A suite run under nohup (or started in the background) has SIGHUP (SIGINT)
+    # ignored, and a child inherits that: it would rightly go on through the
+    # signal. A handled signal is reset to the default at exec instead.
+    previous = {s: signal.signal(s, signal.default_int_handler)
+                for s in (signal.SIGHUP, signal.SIGINT)}
+    try:
+        process = await anyio.open_process(command, env=env)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     deadline = time.monotonic() + 60
     while not ready():
         assert time.monotonic() < deadline, "the run never reached the point to stop it"
