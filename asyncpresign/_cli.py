@@ -1887,9 +1887,7 @@ def _dask_report(
               f"done), {data['failed']} failed of {data['total']}; "
               f"{human_bytes(summary.nbytes)} in {data['seconds']} s")
         if summary.unverified:
-            print(f"  not verified: {summary.unverified:,} of those done passed no check (the "
-                  "server sent no checksum and the ETag is no MD5, or checks are off): see "
-                  "'What is verified' in the README")
+            print(_not_verified(summary.unverified))
         for failure in data["failures"]:
             print(f"  failed: {failure['url']}: {failure['error']}")
     if journal.failure is not None:
@@ -2217,9 +2215,7 @@ def _summary(
         file=out,
     )
     if unverified:
-        print(f"  not verified: {unverified:,} of those done passed no check (the server "
-              "sent no checksum and the ETag is no MD5, or checks are off): see "
-              "'What is verified' in the README", file=out)
+        print(_not_verified(unverified), file=out)
     if isinstance(result, SyncResult):
         print(f"sync: {_sync_counts(result, dry_run=False)}", file=out)
     for failure in failures:
@@ -2227,6 +2223,13 @@ def _summary(
     for link in links:
         print(f"  not followed: {link} (a symbolic link; --follow-symlinks sends its target)",
               file=out)
+
+
+def _not_verified(count: int) -> str:
+    """The summary's line for transfers done that no check could confirm."""
+    return (f"  not verified: {count:,} of those done passed no check (the server sent no "
+            "checksum and the ETag is no MD5, or checks are off): see 'What is verified' in "
+            "the README")
 
 
 def _sync_counts(result: SyncResult, *, dry_run: bool) -> str:
