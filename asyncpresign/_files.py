@@ -160,6 +160,19 @@ def partial_opener(path: str, flags: int) -> int:
     return fd
 
 
+def _create_partial(path: str) -> int:
+    """A descriptor of a new, empty partial download at ``path``. Usually nothing
+    is there: made with O_EXCL, it is a new regular file, with no ``fstat`` to
+    ask (one system call fewer for each small download). Else (a partial file
+    left by an earlier run) it is truncated, through :func:`partial_opener`."""
+    try:
+        return os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644
+        )
+    except FileExistsError:
+        return partial_opener(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+
 def regular_opener(path: str, flags: int) -> int:
     """An ``opener`` for :func:`open` (and aiofiles) in read mode: :func:`open_regular`."""
     return open_regular(path)
@@ -484,7 +497,7 @@ class PartialFile:
                 self._fd = partial_opener(self.path, os.O_WRONLY | os.O_APPEND)
                 self.size = os.fstat(self._fd).st_size
             else:
-                self._fd = partial_opener(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                self._fd = _create_partial(self.path)
                 self.size = 0
                 if self.resumable:
                     write_sidecar(self.path, self.etag, self.verifier)

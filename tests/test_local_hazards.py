@@ -23,6 +23,7 @@ import anyio.to_thread
 import pytest
 
 from asyncpresign import Journal, LocalFileError, Signer, TransferEngine
+from asyncpresign._files import PartialFile
 from asyncpresign._manifest import write_manifest
 from asyncpresign.testing import LocalS3
 
@@ -104,6 +105,41 @@ async def test_a_link_planted_at_a_resumable_partial_name_is_never_written_throu
         await engine.download(None, dest, sign=signer.sign_later("GET", bucket, "k"), resume=True)
     assert victim.read_bytes() == b"precious"
     assert not dest.exists()
+
+
+def _fresh_partial(tmp_path: Path) -> PartialFile:
+    partial = PartialFile(dest=str(tmp_path / "out.bin"), path=str(tmp_path / ".out.partial"))
+    partial.prepare(appending=False, etag=None, verifier=None, resumable=False)
+    return partial
+
+
+def test_a_partial_file_left_by_an_earlier_run_is_started_over_empty(tmp_path: Path) -> None:
+    partial = _fresh_partial(tmp_path)
+    Path(partial.path).write_bytes(b"stale bytes of an earlier run, longer than the new body")
+    partial.finish([b"new body"])
+    assert Path(partial.dest).read_bytes() == b"new body"
+    assert not Path(partial.path).exists()
+
+
+@pytest.mark.parametrize("planted", ["symlink", "dangling symlink", "fifo"])
+def test_what_is_planted_at_a_partial_name_is_refused_and_never_written_through(
+    tmp_path: Path, planted: str
+) -> None:
+    partial = _fresh_partial(tmp_path)
+    victim = tmp_path / "victim"
+    if planted == "fifo":
+        os.mkfifo(partial.path)
+    else:
+        if planted == "symlink":
+            victim.write_bytes(b"precious")
+        os.symlink(victim, partial.path)
+    with pytest.raises(LocalFileError, match="cannot write download destination"):
+        partial.finish([b"attacker wants this written"])
+    assert not Path(partial.dest).exists()
+    if planted == "symlink":
+        assert victim.read_bytes() == b"precious"
+    elif planted == "dangling symlink":
+        assert not victim.exists()
 
 
 # -- a journal on a full disk ----------------------------------------------------------------

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from asyncpresign import _offload
 from asyncpresign._offload import FileThread
 
 pytestmark = pytest.mark.anyio
@@ -79,3 +82,34 @@ async def test_close_ends_the_thread_after_its_queue() -> None:
             break
         await asyncio.sleep(0.01)
     assert not any(t.name == "asyncpresign-files-closing" for t in threading.enumerate())
+
+
+class _CountingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+    puts: list[object]
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        type(self).puts.append(item)
+        super().put(item, block, timeout)
+
+
+async def test_operations_submitted_in_one_turn_wake_the_thread_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _CountingQueue.puts = []
+    monkeypatch.setattr(_offload, "queue", SimpleNamespace(SimpleQueue=_CountingQueue,
+                                                           Empty=queue.Empty))
+    files = FileThread()
+    results = await asyncio.gather(*(files.run(int, str(i)) for i in range(20)))
+    files.close()
+    assert results == list(range(20))
+    batches = [item for item in _CountingQueue.puts if item is not None]
+    assert len(batches) == 1  # one hand-over, not one wake-up per operation
+    assert len(batches[0]) == 20  # type: ignore[arg-type]
+
+
+async def test_close_right_after_a_submission_still_runs_it() -> None:
+    files = FileThread()
+    task = asyncio.ensure_future(files.run(int, "5"))
+    await asyncio.sleep(0)  # the task has submitted; its hand-over is not yet due
+    files.close()
+    assert await task == 5
