@@ -1876,7 +1876,12 @@ def _dask_report(
     data["seconds"] = round(seconds, 3)
     data["total"] += len(bad)
     data["failed"] += len(bad)
-    data["failures"] += [{"url": url, "status": None, "error": error} for url, error in bad]
+    op = _COMMAND_OPS.get(args.command)
+    data["failures"] += [
+        {"index": None, "op": op, **_bucket_key(url), "path": None, "url": url, "status": None,
+         "code": None, "attempts": 0, "error": error}
+        for url, error in bad
+    ]
     if journal.failure is not None:
         data["journal_error"] = str(journal.failure)
     if args.json:
@@ -2138,12 +2143,9 @@ def _failures(result: BatchResult, command: str) -> list[dict[str, Any]]:
     bucket and key, the local file, and why."""
     failures = []
     for r in result.failed:
-        bucket = key = None
-        if r.url.startswith("s3://"):
-            bucket, _, key = r.url[5:].partition("/")
         path = r.path or getattr(r.error, "path", None)
         failures.append({
-            "op": r.op or _COMMAND_OPS.get(command), "bucket": bucket, "key": key,
+            "op": r.op or _COMMAND_OPS.get(command), **_bucket_key(r.url),
             "path": os.fsdecode(path).encode("utf-8", "backslashreplace").decode()
             if path else None,
             "url": r.url, "status": r.status, "code": getattr(r.error, "code", None),
@@ -2151,6 +2153,14 @@ def _failures(result: BatchResult, command: str) -> list[dict[str, Any]]:
             "error": f"{type(r.error).__name__}: {r.error}" if r.error else None,
         })
     return failures
+
+
+def _bucket_key(url: str) -> dict[str, str | None]:
+    """The bucket and key an ``s3://bucket/key`` names (None for any other URL)."""
+    if not url.startswith("s3://"):
+        return {"bucket": None, "key": None}
+    bucket, _, key = url[5:].partition("/")
+    return {"bucket": bucket, "key": key}
 
 
 def _links(result: BatchResult) -> list[str]:

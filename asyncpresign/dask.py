@@ -13,6 +13,7 @@ Install with the ``dask`` extra (``pip install 'asyncpresign[dask]'``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import itertools
 import os
@@ -80,6 +81,15 @@ class JobOutcome:
     etag: str | None = None  # what the server answered (a part's, for ``complete``)
     #: The check the bytes passed (``TransferResult.verified``): None, none could.
     verified: str | None = None
+    #: A failed job's operation ("upload", "download", "copy"), the object's
+    #: bucket and key where the job names them (an ObjectJob, a manifest line
+    #: that has them), its local file, and the server's error code: what a
+    #: script needs to retry it, as the CLI's ``--json`` gives for a local run.
+    op: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+    path: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +123,11 @@ class DaskSummary:
             "seconds": round(self.seconds, 3),
             "partitions": self.partitions,
             "failures": [
-                {"index": o.index, "url": o.url, "status": o.status, "error": o.error}
+                {
+                    "index": o.index, "op": o.op, "bucket": o.bucket, "key": o.key,
+                    "path": o.path, "url": o.url, "status": o.status, "code": o.code,
+                    "attempts": o.attempts, "error": o.error,
+                }
                 for o in self.failed
             ],
         }
@@ -219,6 +233,9 @@ class _Tally:
     #: index -> (job id, its state, a part?, a download's destination) for each
     #: job in flight the journal records
     recording: dict[int, tuple[str, str, bool, str | None]] = field(default_factory=dict)
+    #: index -> (operation, bucket, key, local path) of each job in flight, to
+    #: name a failure by (popped as its outcome comes back)
+    described: dict[int, _Described] = field(default_factory=dict)
     numbers: Iterator[int] = field(default_factory=itertools.count)
 
     def admit(self, partition: Sequence[JobLike]) -> list[tuple[int, JobLike]]:
@@ -238,6 +255,7 @@ class _Tally:
                 continue
             index = next(self.numbers)
             items.append((index, job))
+            self.described[index] = _describe(job)
             if identity is not None and state is not None:
                 part = isinstance(job, ManifestEntry) and job.part is not None
                 self.recording[index] = (
@@ -250,8 +268,9 @@ class _Tally:
         for outcome in outcomes:
             self.total += 1
             record = self.recording.pop(outcome.index, None)
+            described = self.described.pop(outcome.index, None)
             if not outcome.ok:
-                self.failed.append(outcome)
+                self.failed.append(_named(outcome, described))
                 continue
             self.succeeded += 1
             self.nbytes += outcome.nbytes
@@ -275,6 +294,46 @@ class _Tally:
             partitions=self.partitions,
             unverified=self.unverified,
         )
+
+
+#: (operation, bucket, key, local path) of a job, each None where it does not say.
+_Described = tuple[str | None, str | None, str | None, str | None]
+
+_OPS = {"put": "upload", "get": "download", "upload": "upload", "download": "download"}
+
+
+def _describe(job: object) -> _Described:
+    """What names a job in a failure report, from the job as the driver holds it."""
+    if isinstance(job, ObjectJob):
+        return _OPS[job.op], job.bucket, job.key, job.path
+    if isinstance(job, ManifestEntry):
+        return _OPS[job.op], job.bucket, job.key, job.path
+    if isinstance(job, Upload):
+        path = job.source if isinstance(job.source, (str, os.PathLike)) else None
+        return "upload", None, None, os.fspath(path) if path is not None else None
+    if isinstance(job, Download):
+        return "download", None, None, os.fspath(job.dest)
+    if isinstance(job, Copy):
+        return "copy", None, None, None
+    return None, None, None, None
+
+
+def _named(outcome: JobOutcome, described: _Described | None) -> JobOutcome:
+    """A failed outcome with the job's operation, bucket, key and path filled in
+    where the worker could not know them (it sees URLs, not keys). A job with a
+    bucket and key is shown as ``s3://bucket/key``, as the CLI shows it."""
+    if described is None:
+        return outcome
+    op, bucket, key, path = described
+    path = outcome.path or path
+    shown = (
+        f"s3://{bucket}/{key}".encode("utf-8", "backslashreplace").decode()
+        if bucket is not None and key is not None else outcome.url
+    )
+    return dataclasses.replace(
+        outcome, op=outcome.op or op, bucket=bucket, key=key, url=shown,
+        path=None if path is None else path.encode("utf-8", "backslashreplace").decode(),
+    )
 
 
 def _identity(job: JobLike) -> tuple[str, Literal["put", "get"], str, str | None] | None:
@@ -409,6 +468,8 @@ def _outcome(index: int, result: TransferResult) -> JobOutcome:
     error = None
     if result.error is not None:
         error = f"{type(result.error).__name__}: {result.error}"
+    code = getattr(result.error, "code", None)
+    path = result.path or getattr(result.error, "path", None)
     return JobOutcome(
         index=index,
         ok=result.ok,
@@ -419,4 +480,7 @@ def _outcome(index: int, result: TransferResult) -> JobOutcome:
         error=error,
         etag=result.etag,
         verified=result.verified,
+        op=result.op if result.error is not None else None,
+        path=os.fsdecode(path) if result.error is not None and path else None,
+        code=code if isinstance(code, str) else None,
     )

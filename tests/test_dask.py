@@ -265,3 +265,73 @@ async def test_a_run_on_the_cluster_counts_transfers_no_check_could_confirm(
     human = await anyio.to_thread.run_sync(
         cli, "upload", str(src), f"s3://{bucket}/h", "--checksum", "none")
     assert "not verified: 3 of those done passed no check" in human.stdout
+
+
+async def test_a_failure_on_a_worker_names_its_job_as_a_local_failure_does(
+    client: Any, signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    """A worker sees only URLs: its failures used to come back as an index and a
+    redacted URL, with no operation, bucket, key or file to retry them by."""
+    (tmp_path / "here").write_bytes(b"here")
+    await signer.client.put_object(Bucket=bucket, Key="named/present", Body=b"present")
+    jobs = [
+        ObjectJob(op="upload", bucket=bucket, key="named/up-ok", path=str(tmp_path / "here")),
+        ObjectJob(op="upload", bucket=bucket, key="named/up-gone",
+                  path=str(tmp_path / "gone")),
+        ObjectJob(op="download", bucket=bucket, key="named/absent",
+                  path=str(tmp_path / "absent")),
+        ObjectJob(op="download", bucket=bucket, key="named/present",
+                  path=str(tmp_path / "present")),
+    ]
+    summary = await transfer_on_dask(client, jobs, signer=signer, partition_size=2)
+    assert (summary.total, summary.succeeded, len(summary.failed)) == (4, 2, 2)
+    failures = summary.as_dict()["failures"]
+    gone, absent = failures
+    assert {k: gone[k] for k in ("index", "op", "bucket", "key", "path", "url")} == {
+        "index": 1, "op": "upload", "bucket": bucket, "key": "named/up-gone",
+        "path": str(tmp_path / "gone"), "url": f"s3://{bucket}/named/up-gone",
+    }
+    assert gone["error"].startswith("LocalFileError: ")
+    assert {k: absent[k] for k in ("index", "op", "bucket", "key", "path", "url", "status",
+                                   "code")} == {
+        "index": 2, "op": "download", "bucket": bucket, "key": "named/absent",
+        "path": str(tmp_path / "absent"), "url": f"s3://{bucket}/named/absent",
+        "status": 404, "code": "NoSuchKey",
+    }
+    assert absent["attempts"] >= 1
+    assert not (tmp_path / "absent").exists()
+
+
+async def test_cli_json_on_the_cluster_gives_each_failure_the_fields_a_local_run_gives(
+    cluster: Any, s3: LocalS3, signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    for name in ("a", "b", "c"):
+        await signer.client.put_object(Bucket=bucket, Key=f"cj/{name}", Body=name.encode())
+    out = tmp_path / "out"
+    (out / "b").mkdir(parents=True)  # a folder where the object's file goes: fails alone
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(s3.env())
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "asyncpresign", "download", f"s3://{bucket}/cj", str(out),
+             "--json", *extra],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+
+    local = await anyio.to_thread.run_sync(cli)
+    on_dask = await anyio.to_thread.run_sync(
+        cli, "--dask-scheduler", cluster.scheduler_address)
+    assert (local.returncode, on_dask.returncode) == (1, 1), on_dask.stderr
+    (mine,) = json.loads(local.stdout)["failures"]
+    (theirs,) = json.loads(on_dask.stdout)["failures"]
+    assert set(theirs) == set(mine) | {"index"}
+    for field in ("op", "bucket", "key", "path", "url", "code"):
+        assert theirs[field] == mine[field], field
+    assert (theirs["op"], theirs["key"], theirs["path"]) == ("download", "cj/b", str(out / "b"))
+    assert theirs["error"].startswith("LocalFileError: ")
