@@ -101,7 +101,15 @@ def expected_total(
                 f"Content-Length {length} does not match Content-Range {content_range[:80]!r}",
                 url=shown,
             )
-        return size if size is not None else end + 1
+        if size is None:
+            # "bytes 0-999/*": the server does not say how large the object is, so
+            # nothing shows these bytes are all of it (or all after a resume).
+            raise IntegrityError(
+                f"server answered with Content-Range {content_range[:80]!r}, of an unknown "
+                "total: the download cannot be shown complete",
+                url=shown,
+            )
+        return size
     return length
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -115,10 +115,11 @@ async def _copy_once(
         # passing through as well as against the copy's ETag: a destination
         # whose ETag is no MD5 (SSE-KMS, other servers) cannot tell, and stored
         # a corrupt body as a success.
-        expected_md5 = (
+        source_md5 = (
             str(source_etag).strip('"').lower()
-            if source_sum is None and is_plain_md5(source_etag, source.headers) else None
+            if is_plain_md5(source_etag, source.headers) else None
         )
+        expected_md5 = source_md5 if source_sum is None else None
         md5 = hashlib.md5(usedforsecurity=False) if expected_md5 else None
         metadata = metadata_params(source.headers.items(), source_shown) if carries else {}
         put, signed = await _signed_put(rt, put, dest_sign, metadata, source_sum)
@@ -170,7 +171,27 @@ async def _copy_once(
                 etag=check_etag(dest.headers.get("ETag"), dest.shown),
                 nbytes=size,
             )
-    verified = None
+    verified = _verdict(
+        result, answer, source_sum=source_sum, stored=stored, signed=signed,
+        source_md5=source_md5, expected_md5=expected_md5,
+    )
+    return replace(result, nbytes=size, verified=verified)
+
+
+def _verdict(
+    result: TransferResult,
+    answer: Mapping[str, str],
+    *,
+    source_sum: tuple[str, int] | None,
+    stored: str | None,
+    signed: bool,
+    source_md5: str | None,
+    expected_md5: str | None,
+) -> str | None:
+    """Which check shows the destination holds the source's bytes (raises
+    IntegrityError when one shows it does not): the source's checksum, signed
+    into the PUT or echoed by the destination; else the destination's ETag
+    against the source's MD5, where both are MD5s; else None."""
     if source_sum is not None:
         expected = encode(source_sum[0], source_sum[1])
         if stored is not None and stored.strip() != expected:
@@ -180,12 +201,17 @@ async def _copy_once(
                 url=result.url,
             )
         if signed or stored is not None:
-            verified = source_sum[0]
-    elif expected_md5 is not None:
-        check_stored_md5(result, expected_md5, "the source's ETag", answer)
-        if is_plain_md5(result.etag, answer):
-            verified = "md5"
-    return replace(result, nbytes=size, verified=verified)
+            return source_sum[0]
+        if source_md5 is None:
+            return None
+        # The bytes read matched the source's checksum, but the destination
+        # neither had it signed nor says what it stored: what it stored is
+        # checked by its ETag against the source's MD5, where both are MD5s.
+        expected_md5 = source_md5
+    if expected_md5 is None:
+        return None
+    check_stored_md5(result, expected_md5, "the source's ETag", answer)
+    return "md5" if is_plain_md5(result.etag, answer) else None
 
 
 async def _signed_put(

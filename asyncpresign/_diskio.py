@@ -17,7 +17,7 @@ import aiofiles
 import anyio.to_thread
 
 from ._checksums import Crc
-from ._exceptions import LocalFileError
+from ._exceptions import IntegrityError, LocalFileError
 from ._files import PartialFile, describe_os_error, partial_opener, write_sidecar
 
 __all__ = ["RangeWriter", "StreamWriter"]
@@ -109,6 +109,7 @@ class RangeWriter:
         self.length = length
         self.crc = crc
         self._file: Any = None
+        self._written = 0
 
     async def open(self, *, create: bool) -> None:
         try:
@@ -137,6 +138,14 @@ class RangeWriter:
 
     async def write(self, pieces: list[bytes]) -> None:
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if self._written + len(data) > self.length:
+            # An answer longer than its range would write over the next range's
+            # bytes (already checked, perhaps): refused before a byte of it lands.
+            raise IntegrityError(
+                f"the answer for bytes {self.offset}-{self.offset + self.length - 1} ran past "
+                f"its {self.length} bytes"
+            )
+        self._written += len(data)
         try:
             if self.crc is not None:
                 self.crc.update(data)  # ~0.1 ms per MiB: cheaper inline than a thread hop

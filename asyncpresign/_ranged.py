@@ -164,8 +164,11 @@ async def _get_range_once(
         check_part_answer(resp.status, resp.headers, (first_byte, last_byte), state.total, shown)
         # Room is reserved only now, when this answer shows it carries the range.
         crc = Crc(state.checksum[0]) if state.checksum else None
+        # One byte past the range is read, so an answer longer than its
+        # Content-Range says fails (RangeWriter refuses to write past the range).
         received = await receive_at(
-            resp, partial, first_byte, length, chunk=chunk, tracker=tracker, crc=crc
+            resp, partial, first_byte, length, chunk=chunk, tracker=tracker, crc=crc,
+            limit=length + 1,
         )
     if received != length:
         raise IntegrityError(

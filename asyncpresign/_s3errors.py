@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
 from ._exceptions import HTTPStatusError, RequestExpiredError
-from ._redact import redact_url
+from ._redact import redact_text, redact_url
 
 #: Read at most this much of an error body: S3's are a few hundred bytes, and a
 #: misbehaving server must not make us buffer a whole object to report an error.
@@ -90,6 +90,11 @@ def status_error(
     followed."""
     headers = headers or {}
     code, s3_message = parse_error_body(body)
+    # What the server says may echo the request target (a proxy's or a gateway's
+    # "cannot serve /b/k?X-Amz-Signature=..."): its secrets go no further.
+    code = redact_text(code) if code else code
+    s3_message = redact_text(s3_message) if s3_message else s3_message
+    reason = redact_text(reason) if reason else reason
     # A run of failures repeats the same few codes and messages: one copy each
     # (a kept failure costs memory for the rest of the run).
     code = sys.intern(code) if code else code
@@ -119,7 +124,7 @@ def redirect_advice(body: bytes, headers: Mapping[str, str]) -> str:
         where.append(f"Location {redact_url(location)[:200]}")
     endpoint = _find_text(body, "Endpoint")
     if endpoint:
-        where.append(f"endpoint {endpoint[:200]}")
+        where.append(f"endpoint {redact_text(endpoint)[:200]}")
     region = headers.get("x-amz-bucket-region") or _find_text(body, "Region")
     if region:
         where.append(f"region {region[:64]}")

@@ -59,6 +59,15 @@ def test_a_range_answer_must_start_where_it_was_asked_and_agree_with_its_length(
         expected_total(206, {**headers, "Content-Length": "11"}, 10, "u")
 
 
+@pytest.mark.parametrize("offset", [0, 10])
+def test_a_range_answer_of_unknown_total_cannot_show_a_download_complete(offset: int) -> None:
+    # "bytes 0-999/*" to a GET that asked for no range was moved into place as
+    # the whole object, checked by nothing (no checksum, no MD5 ETag).
+    headers = {"Content-Range": f"bytes {offset}-999/*", "Content-Length": str(1000 - offset)}
+    with pytest.raises(IntegrityError, match="unknown total"):
+        expected_total(206, headers, offset, "u")
+
+
 def test_a_whole_answer_is_as_long_as_its_content_length() -> None:
     assert expected_total(200, {"Content-Length": "42"}, 0, "u") == 42
     assert expected_total(200, {}, 0, "u") is None

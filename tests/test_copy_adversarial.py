@@ -180,3 +180,47 @@ async def test_one_object_is_copied_to_the_key_given_or_into_the_folder_given(
                           "--json", env=env).stdout)
     assert (done["succeeded"], done["failed"]) == (1, 0)
     assert await keys_in(signer, other) == [stored]
+
+
+async def test_a_fixed_put_copy_checks_what_the_destination_stored_when_the_source_has_a_checksum(
+    serve: Serve,
+) -> None:
+    """The source answers with its CRC64NVME and an MD5 ETag; the fixed PUT has no
+    checksum signed in, and the destination does not echo one. It stores the
+    first body with a bit flipped (its ETag says so): that copy was a success,
+    verified by nothing, while the same copy from a source with no checksum was
+    caught by the ETag comparison. Now it is caught and sent again."""
+    import base64
+    import hashlib
+
+    from awscrt import checksums
+
+    from .rawserver import Reply, Request, head_bytes
+
+    data = os.urandom(300_000)
+    crc = base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
+    source = await serve(fixed(
+        200, data, f'ETag: "{hashlib.md5(data).hexdigest()}"',
+        f"x-amz-checksum-crc64nvme: {crc}", "x-amz-checksum-type: FULL_OBJECT",
+    ))
+    puts: list[int] = []
+
+    def destination(request: Request) -> Reply:
+        puts.append(1)
+        stored = bytearray(data)
+        if len(puts) == 1:
+            stored[len(stored) // 2] ^= 1  # the first body arrived (and was kept) damaged
+        etag = hashlib.md5(stored).hexdigest()
+        return Reply([head_bytes("HTTP/1.1 200 OK", f'ETag: "{etag}"', "Content-Length: 0")])
+
+    dest = await serve(destination)
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    async with TransferEngine(retry=FAST_RETRY) as engine:
+        result = await engine.copy(
+            PresignedRequest(method="GET", url=f"{source.url}/src?X-Amz-Signature=s",
+                             headers={"x-amz-checksum-mode": "ENABLED"}, expires_at=expires),
+            PresignedRequest(method="PUT", url=f"{dest.url}/dst?X-Amz-Signature=s",
+                             expires_at=expires),
+        )
+    assert (result.ok, result.attempts, result.verified) == (True, 2, "md5")
+    assert len(puts) == 2

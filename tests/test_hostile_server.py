@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from asyncpresign import (
@@ -446,3 +447,122 @@ async def test_malformed_etag_is_a_transfer_error(
 ) -> None:
     server = await serve(fixed(200, b"hello", f"ETag: {etag}"))
     await download_error(server, tmp_path, TransferError)
+
+
+# -- a range's answer that runs past its range ------------------------------------------------
+
+
+def _chunked(data: bytes, piece: int = 65536) -> bytes:
+    out = [b"%x\r\n%s\r\n" % (len(data[i : i + piece]), data[i : i + piece])
+           for i in range(0, len(data), piece)]
+    return b"".join(out) + b"0\r\n\r\n"
+
+
+async def test_a_range_answer_longer_than_its_range_never_overwrites_the_next_range(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A 206 with the exact Content-Range, chunked, whose body runs 100,000 bytes
+    past its range, answered after the next range has landed: its excess went
+    over the next range's bytes in the file, while each range's CRC (of what
+    came over the wire) still combined to the object's, so a corrupt file was
+    reported checked. Now the range fails and is fetched again."""
+    import base64
+    import random
+
+    from awscrt import checksums
+
+    part = 5 * MiB
+    data = random.Random(7).randbytes(3 * part)
+    crc = base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
+    common = ("Accept-Ranges: bytes", 'ETag: "0123456789abcdef0123456789abcdef-3"')
+    asked: list[int] = []
+
+    def answer(request: Request) -> Reply:
+        wanted = request.header("range")
+        if wanted is None:
+            return Reply([head_bytes(
+                "HTTP/1.1 200 OK", f"Content-Length: {len(data)}",
+                f"x-amz-checksum-crc64nvme: {crc}", "x-amz-checksum-type: FULL_OBJECT", *common,
+            ) + data], close=True)
+        first, last = (int(n) for n in wanted.removeprefix("bytes=").split("-"))
+        asked.append(first)
+        content_range = f"Content-Range: bytes {first}-{last}/{len(data)}"
+        if first == part and asked.count(first) == 1:
+            # Late (the next range lands first), and 100,000 bytes too long.
+            head = head_bytes("HTTP/1.1 206 Partial Content", content_range,
+                              "Transfer-Encoding: chunked", *common)
+            return Reply([b"", head + _chunked(data[first : last + 1] + b"\xaa" * 100_000)],
+                         pause=0.7, close=True)
+        head = head_bytes("HTTP/1.1 206 Partial Content", content_range,
+                          f"Content-Length: {last - first + 1}", *common)
+        return Reply([head + data[first : last + 1]])
+
+    server = await serve(answer)
+    async with engine(multipart_threshold=part, part_size=part) as eng:
+        result = await eng.download(server.url + SIGNED, tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == data
+    assert result.verified == "crc64nvme"
+    assert sorted(asked) == [part, part, 2 * part]  # the long answer's range, again
+
+
+async def test_a_range_writer_refuses_bytes_past_its_range_before_writing_them(
+    tmp_path: Path,
+) -> None:
+    from asyncpresign import IntegrityError
+    from asyncpresign._diskio import RangeWriter
+    from asyncpresign._files import PartialFile
+
+    partial = PartialFile(dest=str(tmp_path / "f"), path=str(tmp_path / ".f.partial"))
+    await anyio.Path(partial.path).write_bytes(b"." * 30)
+    writer = RangeWriter(partial, 10, 10)
+    await writer.open(create=False)
+    try:
+        await writer.write([b"a" * 6])
+        with pytest.raises(IntegrityError, match="ran past its 10 bytes"):
+            await writer.write([b"b" * 3, b"c" * 2])
+        await writer.write([b"d" * 4])  # what fits still goes in
+    finally:
+        await writer.close()
+    expected = b"." * 10 + b"a" * 6 + b"d" * 4 + b"." * 10
+    assert await anyio.Path(partial.path).read_bytes() == expected
+
+
+# -- an error answer that echoes the request target ------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["message", "code", "reason"])
+async def test_an_error_answer_echoing_the_signed_target_leaks_no_secret(
+    serve: Serve, tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    echoed = "/b/k?X-Amz-Signature=secret123&X-Amz-Security-Token=token456"
+    code = echoed if where == "code" else "SlowDown"
+    message = f"Cannot serve {echoed}" if where == "message" else "slow down"
+    reason = f"Unavailable {echoed}" if where == "reason" else "Service Unavailable"
+    body = (f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            .replace("&", "&amp;").encode())
+    if where == "reason":
+        body = b""
+    server = await serve(always(head_bytes(
+        f"HTTP/1.1 503 {reason}", f"Content-Length: {len(body)}",
+        "Content-Type: application/xml",
+    ) + body))
+    caplog.set_level("DEBUG", logger="asyncpresign")
+    error = await download_error(server, tmp_path, TransferError)
+    shown = f"{error} {error!r} {getattr(error, 'code', '')} {getattr(error, 's3_message', '')}"
+    for secret in ("secret123", "token456"):
+        assert secret not in shown
+        assert secret not in caplog.text
+    assert "X-Amz-Signature=" in shown  # still says what was echoed, redacted
+
+
+async def test_a_206_of_unknown_total_to_a_plain_get_is_no_finished_download(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # No checksum and no MD5 ETag to tell: 1,000 bytes "of *" were moved into
+    # place as the whole object.
+    head = head_bytes("HTTP/1.1 206 Partial Content", "Content-Range: bytes 0-999/*",
+                      "Content-Length: 1000", 'ETag: "opaque-1"')
+    server = await serve(always(head + b"z" * 1000, close=False))
+    error = await download_error(server, tmp_path, TransferError)
+    assert "unknown total" in str(error)
+    assert len(server.requests) == ATTEMPTS  # retried, as an integrity failure is
