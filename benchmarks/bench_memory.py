@@ -190,7 +190,8 @@ def sign_manifest_client(port: int, keys: int) -> dict[str, float]:
 def dask_download_client(port: int, keys: int) -> dict[str, float]:
     """The driver's side of ``download --dask-scheduler`` over ``keys`` keys."""
     from asyncpresign import Filters, Signer
-    from asyncpresign._cli import _dask_downloads, _parser
+    from asyncpresign._cli_args import _parser
+    from asyncpresign._cli_dask import _dask_downloads
     from asyncpresign.dask import _partitions, _sign_partition
 
     fake_credentials(port)

@@ -13,7 +13,7 @@ import pytest
 
 from asyncpresign import InvalidArgumentError, TransferEngine
 from asyncpresign._bandwidth import BURST_SECONDS, TokenBucket, check_max_rate
-from asyncpresign._cli import parse_rate
+from asyncpresign._cli_args import parse_rate
 
 from .test_cli import base_env, cli
 

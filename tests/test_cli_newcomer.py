@@ -222,7 +222,7 @@ async def test_a_copy_dry_run_counts_what_the_journal_would_skip(
 def _subcommands() -> dict[str, object]:
     import argparse
 
-    from asyncpresign._cli import _parser
+    from asyncpresign._cli_args import _parser
 
     parser = _parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -69,7 +69,7 @@ def argument_sets(files: dict[str, Path]) -> list[list[str]]:
 
 
 def test_the_sweep_covers_every_command() -> None:
-    from asyncpresign._cli import _parser
+    from asyncpresign._cli_args import _parser
 
     subparsers = next(
         action for action in _parser()._actions if action.dest == "command"

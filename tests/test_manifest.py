@@ -142,7 +142,8 @@ async def test_sign_manifest_writes_entries_as_it_signs_and_leaves_nothing_when_
     """A folder of millions must not sit in memory as manifest entries: they reach
     the manifest's temporary file a batch at a time while signing goes on. A run
     broken off leaves neither the manifest nor its temporary file."""
-    from asyncpresign._cli import _parser, _sign_manifest
+    from asyncpresign._cli_args import _parser
+    from asyncpresign._cli_sign import _sign_manifest
 
     source = tmp_path / "outbox"
     source.mkdir()

@@ -18,6 +18,9 @@ from asyncpresign import (
     TransferEngine,
     TransferResult,
     _cli,
+    _cli_args,
+    _cli_common,
+    _cli_dask,
     copy_objects,
 )
 from asyncpresign._bulk import list_keys, list_objects
@@ -93,8 +96,8 @@ async def test_cli_copy_starts_copying_before_the_listing_ends(
             listing.read += 1
             yield item
 
-    monkeypatch.setattr(_cli, "list_objects", counted)
-    args = _cli._parser().parse_args(
+    monkeypatch.setattr(_cli_common, "list_objects", counted)
+    args = _cli_args._parser().parse_args(
         ["copy", f"s3://{bucket}/src", f"s3://{bucket}/dst", "--concurrency", "2", "--quiet"]
     )
     display = ProgressDisplay("copy", mode="quiet")
@@ -119,10 +122,10 @@ async def test_dask_download_specs_stream_with_their_folders_made_as_they_go(
             listing.read += 1
             yield item
 
-    monkeypatch.setattr(_cli, "list_objects", counted)
+    monkeypatch.setattr(_cli_dask, "list_objects", counted)
     out = tmp_path / "out"
-    args = _cli._parser().parse_args(["download", f"s3://{bucket}/src", str(out)])
-    specs = _cli._dask_downloads(args, signer, Filters(), [])
+    args = _cli_args._parser().parse_args(["download", f"s3://{bucket}/src", str(out)])
+    specs = _cli_dask._dask_downloads(args, signer, Filters(), [])
     first = await specs.__anext__()
     assert listing.read == 1
     assert first.path == str(out / "k00")
@@ -144,12 +147,12 @@ async def test_a_key_no_local_path_fits_fails_alone_in_a_dask_download_stream(
     async def answer(*_: object) -> bool:
         return _ == (signer, "b", "p/")  # "p/" holds objects; "p" is no object
 
-    monkeypatch.setattr(_cli, "list_objects", listing)
-    monkeypatch.setattr(_cli, "any_object", answer)
-    monkeypatch.setattr(_cli, "object_exists", answer)
-    args = _cli._parser().parse_args(["download", "s3://b/p", str(tmp_path / "out")])
+    monkeypatch.setattr(_cli_dask, "list_objects", listing)
+    monkeypatch.setattr(_cli_common, "any_object", answer)
+    monkeypatch.setattr(_cli_common, "object_exists", answer)
+    args = _cli_args._parser().parse_args(["download", "s3://b/p", str(tmp_path / "out")])
     bad: list[tuple[str, str]] = []
-    specs = [spec.key async for spec in _cli._dask_downloads(args, signer, Filters(), bad)]
+    specs = [spec.key async for spec in _cli_dask._dask_downloads(args, signer, Filters(), bad)]
     assert specs == ["p/a", "p/b"]  # the folder marker is no file
     assert [url for url, _ in bad] == ["s3://b/p/../escape"]
     assert "does not map to a file" in bad[0][1]
@@ -164,11 +167,11 @@ async def test_dask_upload_specs_fail_what_the_walk_will_not_send_and_keep_the_r
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "good.txt").write_bytes(b"x")
     os.mkfifo(tmp_path / "src" / "pipe")
-    args = _cli._parser().parse_args(
+    args = _cli_args._parser().parse_args(
         ["upload", str(tmp_path / "src"), "s3://some-bucket/p", "--dask-scheduler", "tcp://x"]
     )
     bad: list[tuple[str, str]] = []
-    specs = [spec async for spec in _cli._dask_uploads(args, Filters(), bad)]
+    specs = [spec async for spec in _cli_dask._dask_uploads(args, Filters(), bad)]
     assert [spec.key for spec in specs] == ["p/good.txt"]
     assert [url for url, _ in bad] == ["s3://some-bucket/p/pipe"]
     assert "FIFO" in bad[0][1]
