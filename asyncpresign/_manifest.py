@@ -381,8 +381,8 @@ JOURNAL_HEADER = {"journal": "asyncpresign", "version": 2}
 
 
 def file_state(path: str) -> str | None:
-    """What a local file is now, for a journal to compare: size and mtime (in
-    nanoseconds). None if it cannot be read (then nothing is skipped)."""
+    """What a local file is now, for a journal to compare (see :func:`state_of`).
+    None if it cannot be read (then nothing is skipped)."""
     try:
         info = os.stat(path)
     except OSError:
@@ -391,24 +391,29 @@ def file_state(path: str) -> str | None:
 
 
 def state_of(info: os.stat_result) -> str:
-    """A file's state as a journal records it, from its ``os.stat``."""
-    return f"size={info.st_size} mtime={info.st_mtime_ns}"
+    """A file's state as a journal records it, from its ``os.stat``: size, mtime,
+    ctime (nanoseconds) and inode. The ctime and inode catch what size and
+    mtime miss: a file edited in place with its mtime put back (``touch -r``,
+    ``rsync -t``), or replaced by another of the same size and mtime (``mv``).
+    Anything that changes them (a chmod, a restore) makes a re-run do the job
+    again: in doubt, the work is done again, not skipped."""
+    return (
+        f"size={info.st_size} mtime={info.st_mtime_ns} ctime={info.st_ctime_ns} "
+        f"ino={info.st_ino}"
+    )
 
 
 def written_state(path: str) -> str | None:
     """What a downloaded file is now, for a journal to compare: a regular
-    file's size, mtime, ctime and inode. The ctime and inode catch what size
-    and mtime miss: a file edited in place with its mtime put back, or
-    replaced by another of the same size and mtime. None if it is not a
-    regular file that can be stat'ed (then nothing is skipped). Stats the
-    file: call it in a thread."""
+    file's :func:`state_of`. None if it is not a regular file that can be
+    stat'ed (then nothing is skipped). Stats the file: call it in a thread."""
     try:
         info = os.stat(path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return f"{state_of(info)} ctime={info.st_ctime_ns} ino={info.st_ino}"
+    return state_of(info)
 
 
 def journal_state(
@@ -416,7 +421,7 @@ def journal_state(
 ) -> tuple[str | None, bool]:
     """The state a job is in now, as ``journal`` records it, and whether the
     journal says it is done in that state: an upload while its file is as it
-    was (size and mtime), a download while the object has the ETag it had
+    was (size, mtime, ctime, inode), a download while the object has the ETag it had
     (none known: never) and the file is still the one written, untouched.
     Stats the file: call it in a thread."""
     if op == "put":
@@ -432,8 +437,8 @@ class Journal:
 
     A job is recorded by its identity (what moves where: the bucket and key,
     the local path, the upload id and part number) with the *state* it was
-    done in (an upload: its file's size and mtime; a download: the object's
-    ETag). A re-run skips a job only when both match what it sees now, and for
+    done in (an upload: its file's size, mtime, ctime and inode; a download:
+    the object's ETag). A re-run skips a job only when both match what it sees now, and for
     a download only while its file is still the one written, untouched (see
     :func:`written_state`); any doubt (no state known, a file changed, a
     download deleted or edited) runs the job.

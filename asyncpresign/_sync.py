@@ -571,9 +571,9 @@ class _Sync:
             async for _, entry in self._decisions():
                 key = prefix + entry.relative
                 job = job_id("put", bucket, key, entry.name)
-                if self.journal.is_done(job, entry.state):
-                    tracker.skip()
-                    continue
+                # No journal skip: the comparison of the two sides decided this
+                # file must go (the object is missing, or differs), and a journal
+                # knows only this machine's runs, not what the bucket holds now.
                 if threshold is not None and entry.size > threshold:
                     large.append((entry, key))
                     continue
@@ -617,11 +617,7 @@ class _Sync:
                 path = self.dst.uri(entry.relative)
                 state = f"etag={entry.etag} size={entry.size}" if entry.etag else None
                 job = job_id("get", bucket, entry.name, path)
-                if self.journal.is_done(job, state) and await anyio.to_thread.run_sync(
-                    self.journal.download_done, job, state, path
-                ):
-                    tracker.skip()
-                    continue
+                # No journal skip: the comparison decided (see _uploads).
                 problem = await folders.make(os.path.dirname(path))
                 if problem is not None:
                     await self._refuse(TransferResult(
@@ -655,8 +651,10 @@ class _Sync:
 
         async def pairs() -> AsyncIterator[tuple[tuple[str, str], tuple[str, str], str | None]]:
             async for _, entry in self._decisions():
+                # No ETag, so copy_objects' journal skips nothing the comparison
+                # decided to copy (see _uploads).
                 yield ((src_bucket, entry.name), (dst_bucket, self.dst.path + entry.relative),
-                       entry.etag)
+                       None)
 
         batch = await copy_objects(
             self.signer, self.dest_signer, self.engine, pairs(), journal=self.journal,

@@ -67,6 +67,63 @@ async def test_a_file_changed_at_the_same_size_is_uploaded_again_on_a_journalled
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"new, sorts first"
 
 
+async def test_a_file_edited_with_its_mtime_put_back_or_replaced_is_uploaded_again(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    """Size and mtime were all an upload's journal compared: a file edited in
+    place with its mtime put back (touch -r, rsync -t), and one replaced by
+    another of the same size and mtime (mv), were skipped for good."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("edited", "replaced", "kept"):
+        (src / name).write_bytes(b"first version")
+    command = ("upload", str(src), f"s3://{bucket}/t", "--journal", str(tmp_path / "j"), "--json")
+    assert summary(cli(*command, env=env))["succeeded"] == 3
+    edited = src / "edited"
+    before = edited.stat()
+    edited.write_bytes(b"second versio")
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r
+    other = tmp_path / "other"
+    other.write_bytes(b"other content")
+    old = (src / "replaced").stat()
+    os.utime(other, ns=(old.st_atime_ns, old.st_mtime_ns))
+    other.replace(src / "replaced")  # mv, same size and mtime
+    again = summary(cli(*command, env=env))
+    assert (again["skipped"], again["succeeded"], again["failed"]) == (1, 2, 0)  # "kept"
+    cli("download", f"s3://{bucket}/t", str(tmp_path / "out"), "--quiet", env=env)
+    assert (tmp_path / "out" / "edited").read_bytes() == b"second versio"
+    assert (tmp_path / "out" / "replaced").read_bytes() == b"other content"
+
+
+async def test_sync_with_a_journal_sends_what_its_comparison_found_changed(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    """``sync --checksum`` found a file changed (same size, mtime put back) and
+    its journal then skipped it: "changed: 1", exit 0, the old bytes kept."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"first version")
+    command = ("sync", str(src), f"s3://{bucket}/s", "--journal", str(tmp_path / "j"),
+               "--checksum", "--json")
+    assert summary(cli(*command, env=env))["succeeded"] == 1
+    before = (src / "f").stat()
+    (src / "f").write_bytes(b"second versio")
+    os.utime(src / "f", ns=(before.st_atime_ns, before.st_mtime_ns))
+    # The journal alone would now tell (ctime): make it agree, as after a
+    # restore that kept ctimes, so only the comparison can see the change.
+    journal = tmp_path / "j"
+    lines = journal.read_text().splitlines()
+    now = (src / "f").stat()
+    lines = [line.replace(f"ctime={before.st_ctime_ns}", f"ctime={now.st_ctime_ns}")
+             for line in lines]
+    journal.write_text("\n".join(lines) + "\n")
+    again = summary(cli(*command, env=env))
+    assert again["sync"]["changed"]["objects"] == 1  # type: ignore[index]
+    assert (again["skipped"], again["failed"]) == (0, 0)
+    cli("download", f"s3://{bucket}/s", str(tmp_path / "out"), "--quiet", env=env)
+    assert (tmp_path / "out" / "f").read_bytes() == b"second versio"
+
+
 def upload_x_and_y(env: dict[str, str], prefix: str, tmp_path: Path) -> None:
     """Two small files, x and y (100 bytes of their own name), uploaded under ``prefix``."""
     src = tmp_path / "src"
