@@ -377,9 +377,10 @@ def same_path_error(bucket: str, key: str, earlier: str, dest: str) -> LocalFile
 
 
 def folder_problem(folder: str) -> str | None:
-    """Make ``folder`` and those above it; None, or why it cannot be made."""
+    """Make ``folder`` and those above it; None, or why it cannot be made. The
+    folder "" (of a bare file name) is the current one."""
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder or os.curdir, exist_ok=True)
     except OSError as exc:
         reason = describe_os_error(exc)
         if isinstance(exc, (FileExistsError, NotADirectoryError)):
@@ -616,7 +617,9 @@ async def download_object(
         yield key, -1, None
 
     return await _download_listed(
-        signer, engine, bucket, listing(), path, prefix=key, root=os.path.dirname(path),
+        # A bare file name ("copy.pdf") is in the current folder, not in "".
+        signer, engine, bucket, listing(), path, prefix=key,
+        root=os.path.dirname(path) or os.curdir,
         filters=Filters(), fold_case=False, journal=journal, expires_in=expires_in,
         progress=progress, on_result=on_result, on_skip=on_skip, dry_run=dry_run, plan=plan,
     )

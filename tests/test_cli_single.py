@@ -244,3 +244,21 @@ async def test_a_reader_that_stops_early_ends_a_download_to_stdout_quietly(
     assert len(first) == 10
     assert status == 141, err
     assert b"Traceback" not in err
+
+
+async def test_download_of_one_object_to_a_bare_file_name_writes_it_in_the_current_folder(
+    signer: Signer, bucket: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    # "copy.pdf" (no folder in it): "cannot create folder ''", exit 1.
+    data = os.urandom(3000)
+    await signer.client.put_object(Bucket=bucket, Key="docs/report.pdf", Body=data)
+    here = tmp_path / "here"
+    here.mkdir()
+    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "asyncpresign", "download", f"s3://{bucket}/docs/report.pdf",
+         "copy.pdf", "--json"],
+        cwd=here, env=env, capture_output=True, text=True, timeout=180, check=False,
+    ))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (here / "copy.pdf").read_bytes() == data
+    assert sorted(p.name for p in here.iterdir()) == ["copy.pdf"]
