@@ -540,7 +540,9 @@ async def _to_stdout(
             async for data in stream:
                 await anyio.to_thread.run_sync(out.write, data)
             await anyio.to_thread.run_sync(out.flush)
-        except BrokenPipeError:
+        except (BrokenPipeError, AsyncPresignError):
+            # The stream's own failures (a timeout, a dropped connection: OSErrors
+            # too) are its own, not stdout's.
             raise
         except OSError as exc:
             raise LocalFileError(

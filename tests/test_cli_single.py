@@ -262,3 +262,22 @@ async def test_download_of_one_object_to_a_bare_file_name_writes_it_in_the_curre
     assert done.returncode == 0, done.stdout + done.stderr
     assert (here / "copy.pdf").read_bytes() == data
     assert sorted(p.name for p in here.iterdir()) == ["copy.pdf"]
+
+
+async def test_a_stream_to_stdout_that_times_out_is_reported_as_a_timeout_not_as_stdout(
+    signer: Signer, bucket: str, env: dict[str, str]
+) -> None:
+    # The stream's TransferTimeoutError (an OSError) was caught as a failed write:
+    # "LocalFileError: cannot write stdout: ...", with stdout fine all along.
+    await signer.client.put_object(Bucket=bucket, Key="big", Body=os.urandom(3 * 1024 * 1024))
+    done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "asyncpresign", "download", f"s3://{bucket}/big", "-",
+         "--limit-rate", "256KiB", "--timeout", "1s", "--json"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=180,
+        check=False,
+    ))
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stderr[done.stderr.index("{"):])
+    (failure,) = document["failures"]
+    assert failure["error"].startswith("TransferTimeoutError: "), failure["error"]
+    assert "stdout" not in failure["error"]
