@@ -458,19 +458,22 @@ async def _complete(args: argparse.Namespace) -> int:
     status = EXIT_OK
     async with _signer(args) as signer:
         for (bucket, key, upload_id), parts in uploads.items():
-            if args.dry_run:
-                action = "abort" if args.abort else "complete"
-                print(f"would {action} s3://{bucket}/{key} ({len(parts)} parts)")
-                continue
             if args.abort:
+                if args.dry_run:
+                    print(f"would abort s3://{bucket}/{key} ({len(parts)} parts)")
+                    continue
                 await signer.abort_multipart_upload(bucket, key, upload_id)
                 print(f"aborted s3://{bucket}/{key}")
                 continue
+            # Checked in a dry run too: it says what the real run would do.
             missing = [p.part for p in parts if p.id not in journal.etags]
             if missing:
                 print(f"s3://{bucket}/{key}: parts {missing[:10]} not uploaded yet; run "
                       f"'asyncpresign transfer {args.manifest}' first", file=sys.stderr)
                 status = EXIT_FAILED
+                continue
+            if args.dry_run:
+                print(f"would complete s3://{bucket}/{key} ({len(parts)} parts)")
                 continue
             etag = await signer.complete_multipart_upload(
                 bucket, key, upload_id, [(p.part or 0, journal.etags[p.id]) for p in parts],

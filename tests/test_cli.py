@@ -267,8 +267,14 @@ async def test_multipart_parts_signed_here_are_sent_elsewhere_and_completed_here
     assert part_sums[0] == crc64(data[: 5 * 1024 * 1024])
     early = cli("complete", manifest, env=env, check=1)  # nothing sent yet
     assert "not uploaded yet" in early.stderr
+    # A dry run says what the real one would: it said "would complete", exit 0.
+    early_dry = cli("complete", manifest, "--dry-run", env=env, check=1)
+    assert "not uploaded yet" in early_dry.stderr
+    assert "would complete" not in early_dry.stdout
     ran = cli("transfer", manifest, "--json", env=base_env(tmp_path))  # no credentials
     assert json.loads(ran.stdout)["succeeded"] == 3
+    dry = cli("complete", manifest, "--dry-run", env=env)
+    assert "would complete" in dry.stdout
     done = cli("complete", manifest, env=env)
     assert "completed" in done.stdout
     cli("download", f"s3://{bucket}/big", str(tmp_path / "big"), "--quiet", env=env)
