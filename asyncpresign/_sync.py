@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -424,12 +425,7 @@ class _Sync:
                 batch = _merge(_EMPTY, self.refused, 0)
                 if batch.failed:  # held back, as a real run would: not listed
                     return self._result(batch, 0, 0, self.spool.count)
-                batches = self.spool.batches(DELETE_BATCH)
-                while names := await anyio.to_thread.run_sync(next, batches, None):
-                    for name, size in names:
-                        self.plan.delete(name if self.dst.bucket is None
-                                         else f"s3://{self.dst.bucket}/{name}", size)
-                return self._result(batch, self.spool.count, self.spool.nbytes, 0)
+                return await self._planned_deletions(batch)
             if self.direction == "upload":
                 batch = await self._uploads()
             elif self.direction == "download":
@@ -668,6 +664,32 @@ class _Sync:
 
     # -- the deletions -----------------------------------------------------------------
 
+    async def _planned_deletions(self, batch: BatchResult) -> SyncResult:
+        """A dry run's deletions: each listed as it would go, after the checks a
+        real run makes of a local file (a link leading outside the destination,
+        a folder): what the real run would refuse is a failure here too."""
+        planned = planned_bytes = 0
+        failed: list[TransferResult] = []
+        batches = self.spool.batches(DELETE_BATCH)
+        while names := await anyio.to_thread.run_sync(next, batches, None):
+            going: list[tuple[str, int]] = names
+            if self.dst.bucket is None:
+                going, bad = await anyio.to_thread.run_sync(
+                    functools.partial(_delete_files, self.dst.path, names, unlink=False)
+                )
+                for result in bad:
+                    failed.append(result)
+                    await _notify(self.on_result, result)
+            for name, size in going:
+                self.plan.delete(name if self.dst.bucket is None
+                                 else f"s3://{self.dst.bucket}/{name}", size)
+                planned += 1
+                planned_bytes += max(size, 0)
+        batch = dataclasses.replace(
+            batch, failed=batch.failed + tuple(failed), total=batch.total + len(failed),
+        )
+        return self._result(batch, planned, planned_bytes, 0)
+
     async def _deletions(self, batch: BatchResult) -> SyncResult:
         """Delete what was spooled; every transfer of the run succeeded."""
         deleted = deleted_bytes = 0
@@ -723,10 +745,11 @@ async def _delete_objects(
 
 
 def _delete_files(
-    root: str, names: list[tuple[str, int]]
+    root: str, names: list[tuple[str, int]], *, unlink: bool = True
 ) -> tuple[list[tuple[str, int]], list[TransferResult]]:
     """Unlink files under ``root``: never a folder, and never a file that a
-    link in the destination leads outside it to."""
+    link in the destination leads outside it to. With ``unlink=False`` (a dry
+    run), only the checks: what would be deleted, and what refused."""
     inside = os.path.realpath(root)
     done, failed = [], []
     for path, size in names:
@@ -737,7 +760,8 @@ def _delete_files(
                                      "not deleted", path)
             if stat.S_ISDIR(os.lstat(path).st_mode):
                 raise LocalFileError(f"{path!r} is a folder: not deleted", path)
-            os.unlink(path)
+            if unlink:
+                os.unlink(path)
         except FileNotFoundError:
             pass  # gone already: what a deletion wanted
         except LocalFileError as exc:

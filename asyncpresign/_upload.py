@@ -30,7 +30,8 @@ from ._exceptions import (
 )
 from ._models import FilePart, PresignedRequest, RequestLike, SignFunction, Source, TransferResult
 from ._offload import FileThread
-from ._retry import RetryPolicy
+from ._redact import redact_url
+from ._retry import BODY_DIGEST_CODES, RetryPolicy
 
 __all__ = ["SMALL_BODY", "UploadSource", "upload"]
 
@@ -93,12 +94,28 @@ async def put_once(
     rt: Runtime, request: PresignedRequest, body: UploadSource, chunk: int, tracker: Tracker
 ) -> TransferResult:
     payload, size = await body.open(chunk, tracker, rt.files)
+    signed = (
+        header(request.headers, header_name(body.algorithm)) if body.algorithm else None
+    )
     try:
+        if signed is not None and isinstance(payload, bytes):
+            _check_signed_checksum(body, signed, request)  # read whole: before sending
         async with rt.transport.request(
             "PUT", request.url, request.headers, body=payload, length=size
         ) as resp:
             if not 200 <= resp.status < 300:
-                raise _with_checksum_hint(await resp.status_error(), request)
+                error = await resp.status_error()
+                if error.code in BODY_DIGEST_CODES:
+                    # Streamed: its checksum is known now. Not the signed one: the
+                    # source itself differs, and no retry can cure that (the
+                    # server's refusal stays attached, as the cause).
+                    try:
+                        if signed is not None:
+                            _check_signed_checksum(body, signed, request)
+                        await _check_signed_md5(body, request)
+                    except LocalFileError as changed:
+                        raise changed from error
+                raise _with_checksum_hint(error, request)
             etag = check_etag(resp.headers.get("ETag"), resp.shown)
             answer = resp.headers
             stored = (
@@ -143,6 +160,43 @@ async def put_once(
 #: Answers with which a server that does not know S3's flexible checksums
 #: refuses a request carrying one (a corrupted body is BadDigest instead).
 _UNSUPPORTED = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest", "InvalidHeader"})
+
+
+def _check_signed_checksum(body: UploadSource, signed: str, request: PresignedRequest) -> None:
+    """Raise when the body's checksum is not the one signed into ``request``: the
+    source changed since it was signed (a manifest line signed yesterday), and
+    the server would refuse it on every attempt as a corruption in transit."""
+    sent = body.sent_checksum()
+    if sent is None or sent == signed.strip():
+        return
+    what = repr(body.path) if body.path is not None else "the upload body"
+    raise LocalFileError(
+        f"{what} has {str(body.algorithm).upper()} {sent}, not the {signed.strip()[:40]} "
+        f"signed into its request ({redact_url(request.url)[:120]}): it changed since "
+        "the request was signed; sign it again",
+        body.path or "-",
+    )
+
+
+async def _check_signed_md5(body: UploadSource, request: PresignedRequest) -> None:
+    """As :func:`_check_signed_checksum`, for a request signed with a Content-MD5."""
+    signed = header(request.headers, "Content-MD5")
+    if signed is None:
+        return
+    try:
+        expected = _md5_hex(signed.strip())
+    except ValueError:
+        return  # not base64: the server's own refusal says what is wrong
+    sent = await body.sent_md5()
+    if sent is None or sent == expected:
+        return
+    what = repr(body.path) if body.path is not None else "the upload body"
+    raise LocalFileError(
+        f"{what} has MD5 {sent}, not the {expected} signed into its request "
+        f"({redact_url(request.url)[:120]}): it changed since the request was signed; "
+        "sign it again",
+        body.path or "-",
+    )
 
 
 def _with_checksum_hint(error: HTTPStatusError, request: PresignedRequest) -> HTTPStatusError:

@@ -358,3 +358,25 @@ async def test_a_manifest_on_stdin_runs_without_a_journal_beside_dev_stdin(
         await made_in_dev.unlink(missing_ok=True)
     assert done.returncode == 0, done.stderr
     assert summary(done)["succeeded"] == 5
+
+
+@pytest.mark.parametrize("size", [2, 3 * 1024 * 1024], ids=["read-whole", "streamed"])
+async def test_a_file_changed_since_its_put_was_signed_fails_at_once_saying_so(
+    env: dict[str, str], bucket: str, tmp_path: Path, size: int
+) -> None:
+    """Its signed checksum no longer matched: the server refused each attempt as
+    a corruption in transit (BadDigest), 20 times over minutes, and the error
+    never said the file had changed."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    (outbox / "a").write_bytes(b"x" * size)
+    manifest = tmp_path / "jobs.jsonl"
+    cli("sign", "put", f"s3://{bucket}/in", "--manifest", str(manifest), "--from",
+        str(outbox), env=env)
+    (outbox / "a").write_bytes(b"y" * size)  # same size, other bytes
+    done = cli("transfer", str(manifest), "--json", env=base_env(tmp_path), check=1)
+    (failure,) = summary(done)["failures"]  # type: ignore[misc]
+    assert failure["attempts"] == 1
+    assert failure["error"].startswith("LocalFileError: ")
+    assert "changed since the request was signed" in failure["error"]
+    assert "X-Amz-Signature=" not in failure["error"] or "REDACTED" in failure["error"]

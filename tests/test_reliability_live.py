@@ -19,6 +19,7 @@ from asyncpresign import (
     Download,
     HTTPStatusError,
     InvalidArgumentError,
+    LocalFileError,
     PresignedRequest,
     Signer,
     TransferEngine,
@@ -96,9 +97,12 @@ async def test_server_rejects_a_body_whose_md5_differs_from_the_signed_one(
 
     wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
     put = await signer.presign_put(bucket, "bad-md5", content_md5=wrong)
-    with pytest.raises(HTTPStatusError) as info:
+    with pytest.raises(LocalFileError, match=r"not the .* signed into its request") as info:
         await engine.upload(put, b"the real body")
-    assert info.value.code == "BadDigest"
+    # The server refused it (its answer is the cause); the engine then saw the
+    # body is not the one signed, which no retry cures.
+    assert isinstance(info.value.__cause__, HTTPStatusError)
+    assert info.value.__cause__.code == "BadDigest"
     assert not await object_exists(signer, bucket, "bad-md5")
 
 

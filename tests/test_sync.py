@@ -526,3 +526,29 @@ async def test_a_bucket_to_bucket_sync_keeps_each_objects_metadata(
     )
     copied = await signer.client.head_object(Bucket=other, Key="m/notes.txt")
     assert copied["Metadata"]["mtime"]
+
+
+@pytest.mark.anyio
+async def test_a_dry_run_refuses_the_deletions_a_real_sync_would_refuse(
+    env: dict[str, str], signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    """A file reached through a link that leads outside the destination: the dry
+    run listed it as 'would delete' (0 would fail, exit 0); the real run refuses
+    to delete it (exit 1). Both now say the same."""
+    await signer.client.put_object(Bucket=bucket, Key="photos/p.txt", Body=b"p")
+    dst, outside = tmp_path / "dst", tmp_path / "outside"
+    dst.mkdir()
+    outside.mkdir()
+    (outside / "o").write_bytes(b"keep me")
+    (dst / "extra").write_bytes(b"x")
+    (dst / "lnk").symlink_to(outside, target_is_directory=True)
+    command = ("sync", f"s3://{bucket}/photos", str(dst), "--delete", "--json")
+    dry = cli(*command, "--dry-run", env=env, check=1)
+    planned = json.loads(dry.stdout)
+    assert planned["failed"] == 1
+    assert "outside" in planned["failures"][0]["error"]
+    assert (dst / "extra").exists()
+    real = json.loads(cli(*command, env=env, check=1).stdout)
+    assert real["failed"] == 1
+    assert (outside / "o").read_bytes() == b"keep me"
+    assert not (dst / "extra").exists()

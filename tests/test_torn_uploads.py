@@ -18,6 +18,7 @@ import pytest
 
 from asyncpresign import (
     HTTPStatusError,
+    LocalFileError,
     ProgressEvent,
     RetryPolicy,
     Signer,
@@ -217,10 +218,31 @@ async def test_a_signed_checksum_makes_the_server_refuse_a_file_changed_since_si
     )
     path.write_bytes(os.urandom(2 * MiB))
     async with TransferEngine(retry=RetryPolicy(attempts=2, initial_backoff=0.0)) as engine:
-        with pytest.raises(HTTPStatusError) as caught:
+        with pytest.raises(LocalFileError, match="changed since the request was signed") as caught:
             await engine.upload(request, path)
-    assert caught.value.code == "BadDigest"
+    # Streamed: the server refused it first; its refusal is kept, and no retry
+    # was made of what no retry can cure.
+    assert isinstance(caught.value.__cause__, HTTPStatusError)
+    assert caught.value.__cause__.code == "BadDigest"
+    assert caught.value.__cause__.attempts == 1
     assert not await object_exists(signer, bucket, "signed.bin")
+
+
+async def test_a_small_file_changed_since_its_checksum_was_signed_is_refused_before_sending(
+    signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    from asyncpresign._files import file_checksum
+
+    path = old_file(tmp_path / "small.bin", b"first")
+    request = await signer.presign_put(
+        bucket, "small.bin", checksum=("crc64nvme", file_checksum(str(path), "crc64nvme"))
+    )
+    path.write_bytes(b"other")
+    async with TransferEngine() as engine:
+        with pytest.raises(LocalFileError, match="changed since the request was signed") as caught:
+            await engine.upload(request, path)
+    assert caught.value.__cause__ is None  # read whole: refused before a byte went out
+    assert not await object_exists(signer, bucket, "small.bin")
 
 
 # -- multipart -------------------------------------------------------------------------------
