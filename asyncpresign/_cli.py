@@ -103,7 +103,7 @@ from ._models import (
     TransferResult,
     Upload,
 )
-from ._plan import Plan
+from ._plan import Plan, printable
 from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
 from ._sync import SyncResult, sync
@@ -868,7 +868,8 @@ def _plan_summary(
           + (f"; {len(links)} symbolic links not followed" if links else "")
           + " (dry run: nothing was changed)", file=out)
     for failure in failures:
-        print(f"  would fail: {failure['url']}: {failure['error']}", file=out)
+        print(f"  would fail: {printable(failure['url'])}: {printable(str(failure['error']))}",
+              file=out)
 
 
 def _summary(
@@ -910,7 +911,8 @@ def _summary(
     if isinstance(result, SyncResult):
         print(f"sync: {_sync_counts(result, dry_run=False)}", file=out)
     for failure in failures:
-        print(f"  failed: {failure['url']}: {failure['error']}", file=out)
+        print(f"  failed: {printable(failure['url'])}: {printable(str(failure['error']))}",
+              file=out)
     for link in links:
         print(f"  not followed: {link} (a symbolic link; --follow-symlinks sends its target)",
               file=out)

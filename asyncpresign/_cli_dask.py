@@ -56,6 +56,7 @@ from ._manifest import (
     read_manifest_lines,
 )
 from ._models import Copy
+from ._plan import printable
 from ._progress import human_bytes
 from ._redact import redact_url
 from ._retry import RetryPolicy
@@ -150,7 +151,7 @@ def _dask_report(
         if summary.unverified:
             print(_not_verified(summary.unverified))
         for failure in data["failures"]:
-            print(f"  failed: {failure['url']}: {failure['error']}")
+            print(f"  failed: {printable(failure['url'])}: {printable(str(failure['error']))}")
     if journal.failure is not None:
         # The transfers' counts stand; the run still failed to keep its record.
         print(f"asyncpresign: error: {journal.failure}", file=sys.stderr)

@@ -9,12 +9,26 @@ streams (a listing of millions is never held): lines as they come, or, for
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any, TextIO
 
 from ._progress import human_bytes
 
-__all__ = ["Plan"]
+__all__ = ["Plan", "printable"]
+
+#: C0 and C1 control characters and DEL: a key or file name may hold them, and
+#: a terminal would obey them (an escape sequence), or a newline would forge a
+#: line of its own ("would download s3://b/x to /etc/passwd").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a line of human output: each control character shown as its
+    Python escape (``\\n``, ``\\x1b``), the rest as it is."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class Plan:
@@ -51,7 +65,7 @@ class Plan:
             self.nbytes += size
         out = self.out or sys.stdout
         if not self.as_json:
-            print(f"would {verb} {source} to {target}", file=out)
+            print(f"would {verb} {printable(source)} to {printable(target)}", file=out)
             return
         item = json.dumps({"op": verb, "source": source, "target": target, "size": size})
         self._start_json(out)
@@ -65,7 +79,7 @@ class Plan:
         self.deleted_bytes += max(size, 0)
         out = self.out or sys.stdout
         if not self.as_json:
-            print(f"would delete {target}", file=out)
+            print(f"would delete {printable(target)}", file=out)
             return
         item = json.dumps({"op": "delete", "source": None, "target": target, "size": size})
         self._start_json(out)

@@ -46,3 +46,18 @@ def test_an_empty_plan_as_json_is_still_one_document() -> None:
     plan.open_json({"command": "download"})
     plan.close_json({})
     assert json.loads(out.getvalue())["plan"] == []
+
+
+def test_a_plan_line_shows_control_characters_of_names_escaped() -> None:
+    # A key with a newline forged a line of its own in a dry run's output
+    # ("would download s3://b/forged to /etc/passwd"); an escape sequence
+    # reached the terminal as is.
+    out = io.StringIO()
+    plan = Plan(out)
+    plan.add("download", "s3://b/a\nwould download s3://b/forged", "dst/a\x1b[2J", 5)
+    plan.delete("dst/old\r", 3)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "would download s3://b/a\\nwould download s3://b/forged to dst/a\\x1b[2J",
+        "would delete dst/old\\r",
+    ]
