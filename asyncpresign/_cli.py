@@ -348,6 +348,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{args.command} prints no JSON: drop --json (its exit status says whether "
             "it succeeded)"
         )
+    if 1 in getattr(args, "closed_streams", ()) and (
+        getattr(args, "json", False) or (args.command == "sign" and not args.manifest)
+    ):
+        # Its output is the point (a signed request, a --json document): to the
+        # null device put in stdout's place, the run would say done for nothing.
+        raise InvalidArgumentError(
+            "stdout is closed: the "
+            + ("--json document" if getattr(args, "json", False) else "signed request")
+            + " would go nowhere (redirect it: ... > FILE)"
+        )
     if args.command == "demo" and args.web:
         return _demo_web()
     if args.command == "demo":

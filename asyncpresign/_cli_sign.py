@@ -58,20 +58,8 @@ from ._walk import WalkEntry
 async def _sign(args: argparse.Namespace) -> int:
     bucket, key = parse_s3_uri(args.target)
     async with _signer(args) as signer:
-        if args.dry_run and args.manifest:
-            print(f"would sign jobs for s3://{bucket}/{key} into {args.manifest}",
-                  file=sys.stderr)
-            return EXIT_OK
         if args.manifest:
-            if not args.source:
-                raise InvalidArgumentError("--manifest needs --from PATH")
-            count, left_out, links = await _sign_manifest(args, signer, bucket, key)
-            print(f"wrote {count} jobs to {args.manifest}", file=sys.stderr)
-            for line in left_out:
-                print(f"  not signed: {line}", file=sys.stderr)
-            for link in links:
-                print(f"  not followed: {link!r} (a symbolic link)", file=sys.stderr)
-            return EXIT_FAILED if left_out else EXIT_OK
+            return await _sign_to_manifest(args, signer, bucket, key)
         if args.method == "post":
             if key.endswith("/") and "${filename}" not in key:
                 # What an unquoted 's3://b/in/${filename}' becomes in a shell.
@@ -105,6 +93,32 @@ async def _sign(args: argparse.Namespace) -> int:
             for name, value in request.headers.items():
                 print(f"  send header: {name}: {value}", file=sys.stderr)
         return EXIT_OK
+
+
+async def _sign_to_manifest(
+    args: argparse.Namespace, signer: Signer, bucket: str, key: str
+) -> int:
+    """``sign ... --manifest M --from PATH``: one job per file (or object) into M;
+    lines on stderr, and with ``--json`` one document on stdout."""
+    target = f"s3://{bucket}/{key}"
+    if args.dry_run:
+        print(f"would sign jobs for {target} into {args.manifest}", file=sys.stderr)
+        if args.json:
+            _print_json({"dry_run": True, "target": target, "manifest": args.manifest,
+                         "jobs": 0})
+        return EXIT_OK
+    if not args.source:
+        raise InvalidArgumentError("--manifest needs --from PATH")
+    count, left_out, links = await _sign_manifest(args, signer, bucket, key)
+    print(f"wrote {count} jobs to {args.manifest}", file=sys.stderr)
+    for line in left_out:
+        print(f"  not signed: {line}", file=sys.stderr)
+    for link in links:
+        print(f"  not followed: {link!r} (a symbolic link)", file=sys.stderr)
+    if args.json:
+        _print_json({"target": target, "manifest": args.manifest, "jobs": count,
+                     "not_signed": left_out, "not_followed": links})
+    return EXIT_FAILED if left_out else EXIT_OK
 
 
 async def _sign_manifest(
@@ -240,7 +254,18 @@ async def _sign_parts(args: argparse.Namespace) -> int:
         count = await _sign_multipart(args, signer, bucket, key)
     if not args.dry_run:
         print(f"wrote {count} part URLs to {args.manifest}", file=sys.stderr)
+    if args.json:
+        _print_json({**({"dry_run": True} if args.dry_run else {}),
+                     "target": f"s3://{bucket}/{key}", "manifest": args.manifest,
+                     "parts": 0 if args.dry_run else count})
     return EXIT_OK
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """A signing command's one JSON document on stdout (its lines go to stderr).
+    Paths that are not UTF-8 are shown with backslash escapes."""
+    print(json.dumps(document, indent=2, ensure_ascii=False,
+                     default=str).encode("utf-8", "backslashreplace").decode())
 
 
 async def _sign_multipart(

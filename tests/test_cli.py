@@ -310,3 +310,30 @@ async def test_a_part_size_outside_s3s_limits_is_refused_not_changed_unsaid(
     assert not manifest.exists()
     listing = await signer.client.list_multipart_uploads(Bucket=bucket)
     assert listing.get("Uploads", []) == []
+
+
+async def test_signing_into_a_manifest_with_json_prints_one_document(
+    env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    # --json was taken and nothing printed on stdout (exit 0).
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    for name in ("a", "b"):
+        (outbox / name).write_bytes(name.encode())
+    manifest = tmp_path / "jobs.jsonl"
+    done = cli("sign", "put", f"s3://{bucket}/in", "--manifest", str(manifest), "--from",
+               str(outbox), "--json", env=env)
+    document = json.loads(done.stdout)
+    assert (document["jobs"], document["manifest"], document["not_signed"]) == (
+        2, str(manifest), [])
+    dry = json.loads(cli("sign", "put", f"s3://{bucket}/in", "--manifest",
+                         str(tmp_path / "other.jsonl"), "--from", str(outbox), "--json",
+                         "--dry-run", env=env).stdout)
+    assert (dry["dry_run"], dry["jobs"]) == (True, 0)
+    assert not (tmp_path / "other.jsonl").exists()
+    (tmp_path / "big").write_bytes(os.urandom(6 * 1024 * 1024))
+    parts = json.loads(cli("sign", "put", f"s3://{bucket}/big", "--multipart",
+                           str(tmp_path / "big"), "--part-size", "5MiB", "--manifest",
+                           str(tmp_path / "parts.jsonl"), "--json", env=env).stdout)
+    assert parts["parts"] == 2
+    cli("complete", str(tmp_path / "parts.jsonl"), "--abort", env=env)

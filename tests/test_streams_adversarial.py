@@ -131,6 +131,23 @@ async def test_download_to_a_closed_stdout_is_bad_usage_not_a_crash(
     assert "stdout is closed" in err
 
 
+@pytest.mark.parametrize("args", [
+    ["sign", "get", "s3://{bucket}/k"],
+    ["download", "s3://{bucket}/k", "{tmp}/out", "--json"],
+], ids=["sign", "json"])
+async def test_output_that_is_the_point_refuses_a_closed_stdout(
+    signer: Signer, bucket: str, env: dict[str, str], tmp_path: Path, args: list[str]
+) -> None:
+    # With >&-, "sign get" printed its URL to the null device put in stdout's
+    # place and exited 0; so did a --json document.
+    await signer.client.put_object(Bucket=bucket, Key="k", Body=b"data")
+    filled = [a.format(bucket=bucket, tmp=tmp_path) for a in args]
+    status, _, err = run_closed(1, *filled, env=env)
+    assert status == 2, err
+    assert "stdout is closed" in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
 async def test_download_to_stdout_with_stderr_closed_succeeds(
     signer: Signer, bucket: str, env: dict[str, str]
 ) -> None:
