@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -119,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _main(argv)
         sys.stdout.flush()  # here, so a full disk is this run's error, not the exit's
+        if code == EXIT_INTERRUPTED and argv is None:
+            # The process ends now, interrupted, its summary out: the same Ctrl-C
+            # again (``timeout`` passes it on) must not kill it mid-exit, when
+            # Python has put SIGINT's default back, with another status.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return code
     except BrokenPipeError:
         # The reader of stdout went away (``asyncpresign ... | head``), even
@@ -300,6 +306,7 @@ async def _until_terminated(main: Coroutine[Any, Any, int]) -> int:
     task = asyncio.current_task()
     assert task is not None
     terminated: int | None = None
+    interrupted_at: float | None = None
     stopping = _stopping_signals()
 
     def on_signal(signum: int) -> None:
@@ -308,20 +315,57 @@ async def _until_terminated(main: Coroutine[Any, Any, int]) -> int:
             terminated = signum
         task.cancel()
 
+    def on_interrupt() -> None:
+        # One Ctrl-C can arrive twice (``timeout`` passes it on, then the
+        # terminal's process group gets it): the second, within a moment of the
+        # first, is the same one, and must not cut the summary short. A later
+        # one stops the run at once, summary or not.
+        nonlocal interrupted_at
+        now = time.monotonic()
+        if interrupted_at is None:
+            interrupted_at = now
+            task.cancel()
+        elif now - interrupted_at >= _SAME_INTERRUPT:
+            raise KeyboardInterrupt
+
+    handled: list[signal.Signals] = []
     try:
-        for signum in stopping:
-            loop.add_signal_handler(signum, on_signal, signum)
+        for stop in stopping:
+            loop.add_signal_handler(stop, on_signal, stop)
+            handled.append(stop)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored: run on
+            loop.add_signal_handler(signal.SIGINT, on_interrupt)
+            handled.append(signal.SIGINT)
     except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not POSIX
+        for done in handled:
+            loop.remove_signal_handler(done)
         return await main
     try:
         return await main
     except asyncio.CancelledError:
         if terminated is not None:
             raise _Terminated(terminated) from None
+        if interrupted_at is not None:
+            raise KeyboardInterrupt from None
         raise
     finally:
-        for signum in stopping:
-            loop.remove_signal_handler(signum)
+        for done in handled:
+            loop.remove_signal_handler(done)
+        if interrupted_at is not None:
+            # The run is over; the same Ctrl-C arriving again now must not break
+            # into the process's exit with a traceback.
+            signal.signal(signal.SIGINT, functools.partial(_after_interrupt, interrupted_at))
+
+
+#: Seconds after a SIGINT in which another is taken as the same Ctrl-C.
+_SAME_INTERRUPT = 1.0
+
+
+def _after_interrupt(first: float, signum: int, frame: object) -> None:
+    """SIGINT once an interrupted run is over: the first one again is ignored, a
+    later one stops the process as Ctrl-C does."""
+    if time.monotonic() - first >= _SAME_INTERRUPT:
+        raise KeyboardInterrupt
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -268,10 +269,11 @@ async def test_the_summary_counts_transfers_no_check_could_confirm(
 
 async def _interrupted_upload(
     s3: LocalS3, proxy: S3Proxy, tmp_path: Path, target: str, files: dict[str, bytes],
-    *, flag: str, signum: int,
+    *, flag: str, signum: int, twice: bool = False,
 ) -> tuple[int, str, str]:
     """Upload ``files`` and one more that the proxy holds, with ``flag``; once the
-    held one is sent, stop the run with ``signum``. The exit status, stdout, stderr."""
+    held one is sent, stop the run with ``signum`` (``twice``: sent again at once,
+    as one Ctrl-C under ``timeout`` arrives). The exit status, stdout, stderr."""
     src = tmp_path / "src"
     src.mkdir()
     for name, data in files.items():
@@ -293,6 +295,10 @@ async def _interrupted_upload(
             await anyio.sleep(0.02)
         await anyio.sleep(0.5)  # the others' answers reach the client
         process.send_signal(signum)
+        if twice:
+            # Apart enough not to merge into one (a loop's sleep is too coarse).
+            time.sleep(0.002)  # noqa: ASYNC251
+            process.send_signal(signum)
         code = await process.wait()
     assert process.stdout is not None
     assert process.stderr is not None
@@ -302,17 +308,22 @@ async def _interrupted_upload(
 
 
 @pytest.mark.parametrize(
-    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+    ("signum", "code", "twice"),
+    [(signal.SIGINT, 130, False), (signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
+    ids=["SIGINT", "SIGINT-twice-at-once", "SIGTERM"],
 )
 async def test_an_interrupted_run_with_json_says_which_jobs_ended_before_it(
     s3: LocalS3, signer: Signer, proxy: S3Proxy, bucket: str, tmp_path: Path,
-    signum: int, code: int,
+    signum: int, code: int, twice: bool,
 ) -> None:
     """A script reading --json used to get nothing at all from a stopped run: it
-    could not tell the 8 uploads that finished from the one that did not."""
+    could not tell the 8 uploads that finished from the one that did not. A
+    second SIGINT right after the first (one Ctrl-C, passed on by ``timeout``)
+    cut the summary off."""
     exit_code, out, err = await _interrupted_upload(
         s3, proxy, tmp_path, f"s3://{bucket}/i",
         {f"a{i}": os.urandom(1000 + i) for i in range(8)}, flag="--json", signum=signum,
+        twice=twice,
     )
     assert exit_code == code, err
     assert "Traceback" not in err
