@@ -40,6 +40,7 @@ from ._exceptions import (
 from ._files import describe_os_error
 from ._manifest import Journal, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
+from ._offload import FileThread
 from ._plan import Plan
 from ._signer import Signer
 from ._validation import check_bucket, expires_seconds
@@ -393,8 +394,13 @@ def folder_problem(folder: str) -> str | None:
     return None
 
 
-async def _in_thread_batches(items: Iterator[T]) -> AsyncIterator[T]:
-    """Walk a folder in a worker thread, 500 entries per hop, never on the loop."""
+async def _in_thread_batches(
+    items: Iterator[T], thread: FileThread | None = None
+) -> AsyncIterator[T]:
+    """Walk a folder in a worker thread, 500 entries per hop, never on the loop.
+    With ``thread`` (a manifest that may be a pipe, whose read can wait for
+    ever), the hops go to that daemon thread instead, which a cancelled run
+    leaves behind rather than waits for."""
     def take() -> list[T]:
         batch: list[T] = []
         for item in items:
@@ -403,7 +409,9 @@ async def _in_thread_batches(items: Iterator[T]) -> AsyncIterator[T]:
                 break
         return batch
 
-    while batch := await anyio.to_thread.run_sync(take):
+    while batch := await (
+        anyio.to_thread.run_sync(take) if thread is None else thread.run(take)
+    ):
         for item in batch:
             yield item
 

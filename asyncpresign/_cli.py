@@ -94,6 +94,7 @@ from ._manifest import (
     Destinations,
     Journal,
     ManifestEntry,
+    check_manifest_source,
     journal_state,
     read_manifest_lines,
 )
@@ -104,6 +105,7 @@ from ._models import (
     TransferResult,
     Upload,
 )
+from ._offload import FileThread
 from ._plan import Plan, printable
 from ._progress import ProgressDisplay, human_bytes
 from ._redact import redact_url
@@ -414,6 +416,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(_sign(args))
     if args.command == "uploads":
         return _run(_uploads(args))
+    if args.command in ("transfer", "complete"):
+        check_manifest_source(args.manifest)  # before the loop: a stat, no open
     if (
         args.command in ("transfer", "complete") and args.journal is None
         and (args.command == "complete" or os.path.isfile(args.manifest))
@@ -776,16 +780,20 @@ async def _transfer(
     pending: dict[int, tuple[ManifestEntry, str | None]] = {}
     skipped = 0
     refused: list[TransferResult] = []  # malformed lines, folders that cannot be made
+    reader = FileThread("asyncpresign-manifest")
 
     async def jobs() -> AsyncIterator[Upload | Download]:
         nonlocal skipped
         index = 0
         entries = read_manifest_lines(args.manifest)
         destinations = Destinations()
-        while batch := await anyio.to_thread.run_sync(lambda: _take(
-            entries, 500, journal, filters, destinations, dry_run=args.dry_run,
+        take = functools.partial(
+            _take, entries, 500, journal, filters, destinations, dry_run=args.dry_run,
             manifest=args.manifest,
-        )):
+        )
+        # A daemon thread of its own: a pipe's read can wait for ever (a FIFO
+        # with no writer yet), and a stopped run must not wait for it.
+        while batch := await reader.run(take):
             for taken in batch:
                 if isinstance(taken, TransferResult):
                     refused.append(taken)
@@ -826,9 +834,12 @@ async def _transfer(
             named[result.index or 0] = (f"s3://{entry.bucket}/{entry.key}", entry.path)
         display.on_result(result)
 
-    result = await engine.run(
-        jobs(), progress=display.on_bytes, on_result=record, keep_results=False
-    )
+    try:
+        result = await engine.run(
+            jobs(), progress=display.on_bytes, on_result=record, keep_results=False
+        )
+    finally:
+        reader.close()
     failed = tuple(
         dataclasses.replace(r, url=where[0], path=r.path or where[1])
         if (where := named.get(r.index or 0)) else r

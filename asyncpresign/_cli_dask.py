@@ -56,6 +56,7 @@ from ._manifest import (
     read_manifest_lines,
 )
 from ._models import Copy
+from ._offload import FileThread
 from ._plan import printable
 from ._progress import human_bytes
 from ._redact import redact_url
@@ -167,23 +168,26 @@ async def _dask_entries(
     download whose folder cannot be made, fails alone (into ``bad``)."""
     folders = FolderCache()
     destinations = Destinations()
-    async for entry in _in_thread_batches(read_manifest_lines(args.manifest)):
-        if isinstance(entry, InvalidArgumentError):
-            bad.append((args.manifest, f"{type(entry).__name__}: {entry}"))
-            continue
-        if not filters(entry.key or entry.path):
-            continue
-        if (earlier := destinations.earlier(entry)) is not None:
-            refused = _same_destination(entry, earlier)
-            bad.append((refused.url, f"{type(refused.error).__name__}: {refused.error}"))
-            continue
-        if entry.op == "get":
-            problem = await folders.make(os.path.dirname(entry.path))  # absolute
-            if problem is not None:
-                bad.append((redact_url(entry.url), f"LocalFileError: {problem}"))
+    reader = FileThread("asyncpresign-manifest")  # a pipe may keep it waiting
+    try:
+        async for entry in _in_thread_batches(read_manifest_lines(args.manifest), reader):
+            if isinstance(entry, InvalidArgumentError):
+                bad.append((args.manifest, f"{type(entry).__name__}: {entry}"))
                 continue
-        yield entry
-
+            if not filters(entry.key or entry.path):
+                continue
+            if (earlier := destinations.earlier(entry)) is not None:
+                refused = _same_destination(entry, earlier)
+                bad.append((refused.url, f"{type(refused.error).__name__}: {refused.error}"))
+                continue
+            if entry.op == "get":
+                problem = await folders.make(os.path.dirname(entry.path))  # absolute
+                if problem is not None:
+                    bad.append((redact_url(entry.url), f"LocalFileError: {problem}"))
+                    continue
+            yield entry
+    finally:
+        reader.close()
 
 async def _dask_uploads(
     args: argparse.Namespace, filters: Filters, bad: list[tuple[str, str]]

@@ -48,6 +48,7 @@ from ._manifest import (
     write_manifest,
 )
 from ._models import OpenUpload
+from ._offload import FileThread
 from ._parts import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, plan_parts
 from ._progress import human_bytes
 from ._signer import Signer
@@ -463,7 +464,13 @@ def _age(seconds: int) -> str:
 async def _complete(args: argparse.Namespace) -> int:
     """Finish the multipart uploads a manifest's parts were sent for, from the
     ETags its journal recorded; every part must be there."""
-    entries = await anyio.to_thread.run_sync(lambda: list(read_manifest(args.manifest)))
+    # A daemon thread of its own: a pipe's read can wait for ever, and a
+    # stopped run must not wait for it.
+    reader = FileThread("asyncpresign-manifest")
+    try:
+        entries = await reader.run(lambda: list(read_manifest(args.manifest)))
+    finally:
+        reader.close()
     journal = await anyio.to_thread.run_sync(Journal, args.journal)
     uploads: dict[tuple[str, str, str], list[ManifestEntry]] = {}
     for entry in entries:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Literal
 
 from ._exceptions import InvalidArgumentError, LocalFileError
-from ._files import not_a_regular_file, not_replaceable
+from ._files import kind_of, not_a_regular_file, not_replaceable
 from ._models import Download, FilePart, PresignedRequest, Upload
 from ._validation import check_http_url
 
@@ -187,6 +187,22 @@ def read_manifest(path: str) -> Iterator[ManifestEntry]:
         if isinstance(item, InvalidArgumentError):
             raise item
         yield item
+
+
+def check_manifest_source(path: str) -> None:
+    """Refuse a manifest that is a device, a socket or a folder (exit 2): a
+    device never ends (``/dev/zero``) or holds nothing (``/dev/null``). A pipe
+    is a manifest (``<(...)``, ``/dev/stdin``, a FIFO): read once, as it comes.
+    Stats only, never opens (a FIFO's open waits for its writer)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # reading it says what is wrong
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise InvalidArgumentError(
+            f"the manifest {path!r} is {kind_of(mode)}, not a file of jobs (a pipe is one: "
+            "<(...), /dev/stdin)"
+        )
 
 
 def read_manifest_lines(path: str) -> Iterator[ManifestEntry | InvalidArgumentError]:

@@ -380,3 +380,39 @@ async def test_a_file_changed_since_its_put_was_signed_fails_at_once_saying_so(
     assert failure["error"].startswith("LocalFileError: ")
     assert "changed since the request was signed" in failure["error"]
     assert "X-Amz-Signature=" not in failure["error"] or "REDACTED" in failure["error"]
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_named_as_a_manifest_is_refused(tmp_path: Path, device: str) -> None:
+    # /dev/zero was read for ever at 100% CPU (and SIGTERM did not stop it);
+    # /dev/null was "0 of 0 done", exit 0.
+    done = subprocess.run(
+        [sys.executable, "-m", "asyncpresign", "transfer", device], env=base_env(tmp_path),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "is a character device, not a file of jobs" in done.stderr
+
+
+async def test_a_fifo_manifest_with_no_writer_still_stops_on_sigterm(tmp_path: Path) -> None:
+    # The read waited in a worker thread the run then waited for: SIGTERM, and
+    # then SIGINT, were ignored until a SIGKILL.
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    process = await anyio.open_process(
+        [sys.executable, "-m", "asyncpresign", "transfer", str(fifo), "--json"],
+        env=base_env(tmp_path),
+    )
+    try:
+        await anyio.sleep(2)  # started, and waiting on the pipe
+        process.terminate()
+        with anyio.fail_after(30):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 143
+    assert process.stdout is not None
+    summary = json.loads((await process.stdout.receive(1 << 16)).decode())
+    assert (summary["interrupted"], summary["total"]) == (True, 0)
