@@ -167,15 +167,8 @@ def _check_signed_checksum(body: UploadSource, signed: str, request: PresignedRe
     source changed since it was signed (a manifest line signed yesterday), and
     the server would refuse it on every attempt as a corruption in transit."""
     sent = body.sent_checksum()
-    if sent is None or sent == signed.strip():
-        return
-    what = repr(body.path) if body.path is not None else "the upload body"
-    raise LocalFileError(
-        f"{what} has {str(body.algorithm).upper()} {sent}, not the {signed.strip()[:40]} "
-        f"signed into its request ({redact_url(request.url)[:120]}): it changed since "
-        "the request was signed; sign it again",
-        body.path or "-",
-    )
+    if sent is not None and sent != signed.strip():
+        raise _not_as_signed(body, str(body.algorithm).upper(), sent, signed.strip(), request)
 
 
 async def _check_signed_md5(body: UploadSource, request: PresignedRequest) -> None:
@@ -188,11 +181,16 @@ async def _check_signed_md5(body: UploadSource, request: PresignedRequest) -> No
     except ValueError:
         return  # not base64: the server's own refusal says what is wrong
     sent = await body.sent_md5()
-    if sent is None or sent == expected:
-        return
+    if sent is not None and sent != expected:
+        raise _not_as_signed(body, "MD5", sent, expected, request)
+
+
+def _not_as_signed(
+    body: UploadSource, kind: str, sent: str, signed: str, request: PresignedRequest
+) -> LocalFileError:
     what = repr(body.path) if body.path is not None else "the upload body"
-    raise LocalFileError(
-        f"{what} has MD5 {sent}, not the {expected} signed into its request "
+    return LocalFileError(
+        f"{what} has {kind} {sent}, not the {signed[:40]} signed into its request "
         f"({redact_url(request.url)[:120]}): it changed since the request was signed; "
         "sign it again",
         body.path or "-",
