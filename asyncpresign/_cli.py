@@ -780,6 +780,8 @@ async def _transfer(
     pending: dict[int, tuple[ManifestEntry, str | None]] = {}
     skipped = 0
     refused: list[TransferResult] = []  # malformed lines, folders that cannot be made
+    # A daemon thread of its own reads the manifest: a pipe's read can wait for
+    # ever (a FIFO with no writer yet), and a stopped run must not wait for it.
     reader = FileThread("asyncpresign-manifest")
 
     async def jobs() -> AsyncIterator[Upload | Download]:
@@ -791,8 +793,6 @@ async def _transfer(
             _take, entries, 500, journal, filters, destinations, dry_run=args.dry_run,
             manifest=args.manifest,
         )
-        # A daemon thread of its own: a pipe's read can wait for ever (a FIFO
-        # with no writer yet), and a stopped run must not wait for it.
         while batch := await reader.run(take):
             for taken in batch:
                 if isinstance(taken, TransferResult):
@@ -834,12 +834,10 @@ async def _transfer(
             named[result.index or 0] = (f"s3://{entry.bucket}/{entry.key}", entry.path)
         display.on_result(result)
 
-    try:
+    with reader:
         result = await engine.run(
             jobs(), progress=display.on_bytes, on_result=record, keep_results=False
         )
-    finally:
-        reader.close()
     failed = tuple(
         dataclasses.replace(r, url=where[0], path=r.path or where[1])
         if (where := named.get(r.index or 0)) else r

@@ -168,8 +168,7 @@ async def _dask_entries(
     download whose folder cannot be made, fails alone (into ``bad``)."""
     folders = FolderCache()
     destinations = Destinations()
-    reader = FileThread("asyncpresign-manifest")  # a pipe may keep it waiting
-    try:
+    with FileThread("asyncpresign-manifest") as reader:  # a pipe may keep it waiting
         async for entry in _in_thread_batches(read_manifest_lines(args.manifest), reader):
             if isinstance(entry, InvalidArgumentError):
                 bad.append((args.manifest, f"{type(entry).__name__}: {entry}"))
@@ -186,8 +185,7 @@ async def _dask_entries(
                     bad.append((redact_url(entry.url), f"LocalFileError: {problem}"))
                     continue
             yield entry
-    finally:
-        reader.close()
+
 
 async def _dask_uploads(
     args: argparse.Namespace, filters: Filters, bad: list[tuple[str, str]]

@@ -263,10 +263,9 @@ async def _sign_parts(args: argparse.Namespace) -> int:
 
 
 def _print_json(document: dict[str, Any]) -> None:
-    """A signing command's one JSON document on stdout (its lines go to stderr).
-    Paths that are not UTF-8 are shown with backslash escapes."""
-    print(json.dumps(document, indent=2, ensure_ascii=False,
-                     default=str).encode("utf-8", "backslashreplace").decode())
+    """A signing command's one JSON document on stdout (its lines go to stderr);
+    as every ``--json`` document, ASCII, so a path that is not UTF-8 prints too."""
+    print(json.dumps(document, indent=2))
 
 
 async def _sign_multipart(
@@ -466,11 +465,8 @@ async def _complete(args: argparse.Namespace) -> int:
     ETags its journal recorded; every part must be there."""
     # A daemon thread of its own: a pipe's read can wait for ever, and a
     # stopped run must not wait for it.
-    reader = FileThread("asyncpresign-manifest")
-    try:
+    with FileThread("asyncpresign-manifest") as reader:
         entries = await reader.run(lambda: list(read_manifest(args.manifest)))
-    finally:
-        reader.close()
     journal = await anyio.to_thread.run_sync(Journal, args.journal)
     uploads: dict[tuple[str, str, str], list[ManifestEntry]] = {}
     for entry in entries:

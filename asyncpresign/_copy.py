@@ -173,7 +173,7 @@ async def _copy_once(
             )
     verified = _verdict(
         result, answer, source_sum=source_sum, stored=stored, signed=signed,
-        source_md5=source_md5, expected_md5=expected_md5,
+        source_md5=source_md5,
     )
     return replace(result, nbytes=size, verified=verified)
 
@@ -186,7 +186,6 @@ def _verdict(
     stored: str | None,
     signed: bool,
     source_md5: str | None,
-    expected_md5: str | None,
 ) -> str | None:
     """Which check shows the destination holds the source's bytes (raises
     IntegrityError when one shows it does not): the source's checksum, signed
@@ -202,15 +201,12 @@ def _verdict(
             )
         if signed or stored is not None:
             return source_sum[0]
-        if source_md5 is None:
-            return None
-        # The bytes read matched the source's checksum, but the destination
-        # neither had it signed nor says what it stored: what it stored is
-        # checked by its ETag against the source's MD5, where both are MD5s.
-        expected_md5 = source_md5
-    if expected_md5 is None:
+    # No checksum, or one the destination neither had signed nor says it
+    # stored: what it stored is checked by its ETag against the source's MD5,
+    # where both are MD5s.
+    if source_md5 is None:
         return None
-    check_stored_md5(result, expected_md5, "the source's ETag", answer)
+    check_stored_md5(result, source_md5, "the source's ETag", answer)
     return "md5" if is_plain_md5(result.etag, answer) else None
 
 

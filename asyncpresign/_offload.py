@@ -66,6 +66,12 @@ class FileThread:
         if gathered:
             self._queue.put(gathered)
 
+    def __enter__(self) -> FileThread:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Let the thread finish what is queued, then end (it is not waited for)."""
         if self._thread is not None:

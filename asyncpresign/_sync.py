@@ -425,7 +425,7 @@ class _Sync:
                 batch = _merge(_EMPTY, self.refused, 0)
                 if batch.failed:  # held back, as a real run would: not listed
                     return self._result(batch, 0, 0, self.spool.count)
-                return await self._planned_deletions(batch)
+                return await self._deletions(batch, dry_run=True)
             if self.direction == "upload":
                 batch = await self._uploads()
             elif self.direction == "download":
@@ -664,53 +664,38 @@ class _Sync:
 
     # -- the deletions -----------------------------------------------------------------
 
-    async def _planned_deletions(self, batch: BatchResult) -> SyncResult:
-        """A dry run's deletions: each listed as it would go, after the checks a
-        real run makes of a local file (a link leading outside the destination,
-        a folder): what the real run would refuse is a failure here too."""
-        planned = planned_bytes = 0
-        failed: list[TransferResult] = []
-        batches = self.spool.batches(DELETE_BATCH)
-        while names := await anyio.to_thread.run_sync(next, batches, None):
-            going: list[tuple[str, int]] = names
-            if self.dst.bucket is None:
-                going, bad = await anyio.to_thread.run_sync(
-                    functools.partial(_delete_files, self.dst.path, names, unlink=False)
-                )
-                for result in bad:
-                    failed.append(result)
-                    await _notify(self.on_result, result)
-            for name, size in going:
-                self.plan.delete(name if self.dst.bucket is None
-                                 else f"s3://{self.dst.bucket}/{name}", size)
-                planned += 1
-                planned_bytes += max(size, 0)
-        batch = dataclasses.replace(
-            batch, failed=batch.failed + tuple(failed), total=batch.total + len(failed),
-        )
-        return self._result(batch, planned, planned_bytes, 0)
-
-    async def _deletions(self, batch: BatchResult) -> SyncResult:
-        """Delete what was spooled; every transfer of the run succeeded."""
+    async def _deletions(self, batch: BatchResult, *, dry_run: bool = False) -> SyncResult:
+        """Delete what was spooled; every transfer of the run succeeded. A dry
+        run lists each deletion instead, after the same checks of a local file
+        (a link leading outside the destination, a folder): what the real run
+        would refuse is a failure there too."""
         deleted = deleted_bytes = 0
         failed: list[TransferResult] = []
         batches = self.spool.batches(DELETE_BATCH)
         while names := await anyio.to_thread.run_sync(next, batches, None):
             if self.dst.bucket is None:
-                done, bad = await anyio.to_thread.run_sync(_delete_files, self.dst.path, names)
+                done, bad = await anyio.to_thread.run_sync(
+                    functools.partial(_delete_files, self.dst.path, names, unlink=not dry_run)
+                )
+            elif dry_run:
+                done, bad = names, []
             else:
                 done, bad = await _delete_objects(self.dest_signer, self.dst.bucket, names)
+            if dry_run:
+                for name, size in done:
+                    self.plan.delete(name if self.dst.bucket is None
+                                     else f"s3://{self.dst.bucket}/{name}", size)
             deleted += len(done)
             deleted_bytes += sum(size for _, size in done)
             for result in bad:
                 failed.append(result)
                 await _notify(self.on_result, result)
+        counted = 0 if dry_run else deleted  # a planned deletion is no transfer done
         batch = dataclasses.replace(
             batch, failed=batch.failed + tuple(failed),
-            total=batch.total + deleted + len(failed), succeeded=batch.succeeded + deleted,
+            total=batch.total + counted + len(failed), succeeded=batch.succeeded + counted,
         )
         return self._result(batch, deleted, deleted_bytes, 0)
-
 
 _EMPTY = BatchResult(results=(), failed=(), total=0, succeeded=0, nbytes=0, seconds=0.0)
 
