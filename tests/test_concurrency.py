@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,6 +65,41 @@ async def test_a_large_job_stream_is_pulled_lazily_not_turned_into_tasks(
     assert result.results == ()
     # 8 workers plus the test's own and the server's tasks; never one per job.
     assert most_tasks < 40
+
+
+@pytest.mark.parametrize("iterable", ["sync", "async"])
+async def test_the_workers_take_their_first_jobs_in_one_turn_of_the_loop(iterable: str) -> None:
+    """Taking a job costs no turn of the event loop: the workers start their first
+    transfers together. With a lock that yielded on every acquire, each job was
+    taken a turn after the one before, one per turn; small objects paid for it in
+    CPU (a turn of the loop per object) as well as in a slow start."""
+    loop = asyncio.get_running_loop()
+    turn = 0
+
+    def tick() -> None:
+        nonlocal turn
+        turn += 1
+        loop.call_soon(tick)
+
+    taken_at: list[int] = []
+
+    async with FaultServer(delay=0.05) as server, TransferEngine(concurrency=16) as engine:
+        requests = [server.request("PUT", f"k{i}") for i in range(32)]
+
+        def sync_jobs() -> Iterator[Upload]:
+            for request in requests:
+                taken_at.append(turn)
+                yield Upload(request, b"x")
+
+        async def async_jobs() -> AsyncIterator[Upload]:
+            for job in sync_jobs():
+                yield job
+
+        loop.call_soon(tick)
+        result = await engine.run(sync_jobs() if iterable == "sync" else async_jobs())
+    assert result.succeeded == 32
+    first = taken_at[:16]
+    assert max(first) - min(first) <= 2, taken_at
 
 
 async def test_one_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
