@@ -1,6 +1,8 @@
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asyncpresign import InvalidArgumentError
 from asyncpresign._validation import (
@@ -200,3 +202,41 @@ def test_rejected_url_does_not_echo_its_signature() -> None:
     with pytest.raises(InvalidArgumentError) as info:
         check_http_url("ftp://h/k?X-Amz-Signature=deadbeefcafe")
     assert "deadbeefcafe" not in str(info.value)
+
+
+def _judged_by_urlsplit(url: str) -> bool:
+    """What check_http_url must decide: urlsplit's reading of the whole URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+_AUTHORITIES = [
+    "http://h", "https://h:9000", "http://[::1]:80", "http://[::1", "http://", "https://:80",
+    "http://u:p@h", "http://@", "HTTP://h", "http://h\t", "http://\nh", "http://h h",
+    "ftp://h", "http:/h", "http://h:99999", "http://[v1.x]", "http://\u210c/",
+]
+
+
+@given(
+    authority=st.sampled_from(_AUTHORITIES),
+    rest=st.text(alphabet="/?#&=ab\t\n %.:@[]", max_size=12),
+)
+def test_the_url_check_judges_every_url_as_urlsplit_does_however_warm_its_cache(
+    authority: str, rest: str
+) -> None:
+    """URLs are judged by their start once one like it has passed: the judgement
+    must be urlsplit's for every URL, the first time and after."""
+    url = authority + rest
+    expected = _judged_by_urlsplit(url)
+    for _ in range(2):
+        try:
+            check_http_url(url)
+            passed = True
+        except InvalidArgumentError:
+            passed = False
+        assert passed == expected, url
