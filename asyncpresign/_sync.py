@@ -732,17 +732,26 @@ async def _delete_objects(
 def _delete_files(
     root: str, names: list[tuple[str, int]], *, unlink: bool = True
 ) -> tuple[list[tuple[str, int]], list[TransferResult]]:
-    """Unlink files under ``root``: never a folder, and never a file that a
-    link in the destination leads outside it to. With ``unlink=False`` (a dry
-    run), only the checks: what would be deleted, and what refused."""
+    """Unlink files under ``root``: never a folder, and never a file reached
+    through a link to a folder (inside the destination or out of it): the
+    walk follows such links, so the file is another path's, one the source
+    may well have (``latest -> v2`` lists ``v2/a`` twice, once as ``latest/a``).
+    With ``unlink=False`` (a dry run), only the checks: what would be
+    deleted, and what refused."""
     inside = os.path.realpath(root)
     done, failed = [], []
     for path, size in names:
         try:
-            folder = os.path.realpath(os.path.dirname(path))
+            parent = os.path.dirname(path)
+            folder = os.path.realpath(parent)
             if os.path.commonpath([inside, folder]) != inside:
                 raise LocalFileError(f"{path!r} is outside {root!r} (a link leads there): "
                                      "not deleted", path)
+            own = os.path.normpath(os.path.join(inside, os.path.relpath(parent, root)))
+            if folder != own:
+                raise LocalFileError(
+                    f"{path!r} is reached through a link to a folder in {root!r} (it is "
+                    f"{os.path.join(folder, os.path.basename(path))!r}): not deleted", path)
             if stat.S_ISDIR(os.lstat(path).st_mode):
                 raise LocalFileError(f"{path!r} is a folder: not deleted", path)
             if unlink:

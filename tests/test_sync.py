@@ -552,3 +552,28 @@ async def test_a_dry_run_refuses_the_deletions_a_real_sync_would_refuse(
     assert real["failed"] == 1
     assert (outside / "o").read_bytes() == b"keep me"
     assert not (dst / "extra").exists()
+
+
+@pytest.mark.anyio
+async def test_sync_delete_never_deletes_through_a_link_to_a_folder_inside_the_destination(
+    env: dict[str, str], signer: Signer, bucket: str, tmp_path: Path
+) -> None:
+    """``dst/latest -> v2``: the walk lists v2's files twice, once as latest/*,
+    which the bucket does not hold. --delete unlinked latest/a, that is v2/a,
+    reported "2 unchanged, 2 deleted" and exited 0 with dst/v2 empty; the next
+    run fetched them again, and the one after deleted them again."""
+    for name in ("a", "b"):
+        await signer.client.put_object(Bucket=bucket, Key=f"data/v2/{name}", Body=name.encode())
+    dst = tmp_path / "dst"
+    cli("sync", f"s3://{bucket}/data", str(dst), env=env)
+    (dst / "latest").symlink_to("v2", target_is_directory=True)
+    command = ("sync", f"s3://{bucket}/data", str(dst), "--delete", "--json")
+    planned = json.loads(cli(*command, "--dry-run", env=env, check=1).stdout)
+    real = json.loads(cli(*command, env=env, check=1).stdout)
+    for outcome in (planned, real):
+        assert outcome["failed"] == 2
+        assert all("link to a folder" in f["error"] for f in outcome["failures"])
+    assert real["sync"]["deleted"]["objects"] == 0
+    assert (dst / "v2" / "a").read_bytes() == b"a"
+    assert (dst / "v2" / "b").read_bytes() == b"b"
+    assert (dst / "latest").is_symlink()
