@@ -817,10 +817,14 @@ async def listed_items(signer: Signer, bucket: str, prefix: str) -> AsyncIterato
     again: botocore only notices the same token twice in a row), or one holding
     keys outside the prefix (a server that ignores Prefix) would make a run
     report "done" for part of the objects, or a sync take what it never reached
-    for deleted: each is a ``TransferError`` before the page is used."""
+    for deleted: each is a ``TransferError`` before the page is used. So is a
+    listing that goes back (a key listed twice would be fetched twice into one
+    file and counted twice), and one that gives only empty pages for ever."""
     paginator = signer.client.get_paginator("list_objects_v2")
     where = f"s3://{bucket}/{prefix}"
-    tokens: set[str] = set()  # one per page of 1,000 keys
+    tokens: set[int] = set()  # one per page of 1,000 keys; hashes, as a token can be long
+    empty_pages = 0
+    order = KeyOrder()
     with signer._translate(f"list {where}"):
         async for page in ahead(paginator.paginate(Bucket=bucket, Prefix=prefix)):
             token = page.get("NextContinuationToken")
@@ -829,21 +833,61 @@ async def listed_items(signer: Signer, bucket: str, prefix: str) -> AsyncIterato
                     f"the listing of {where} is truncated with no continuation token: "
                     "stopped before acting on part of it", url=where,
                 )
-            if token is not None and token in tokens:
+            if token is not None and hash(token) in tokens:
                 raise TransferError(
                     f"the listing of {where} came back to a continuation token it gave "
-                    f"before ({token!r}): stopped before acting on part of it", url=where,
+                    f"before ({token[:80]!r}): stopped before acting on part of it",
+                    url=where,
                 )
-            tokens.add(token or "")
+            tokens.add(hash(token or ""))
             items = page.get("Contents", [])
+            empty_pages = 0 if items else empty_pages + 1
+            if empty_pages > MAX_EMPTY_PAGES:
+                raise TransferError(
+                    f"the listing of {where} gave {MAX_EMPTY_PAGES:,} empty pages in a row, "
+                    "each saying more would follow: stopped", url=where,
+                )
             for item in items:
-                if not item["Key"].startswith(prefix):
+                key = item["Key"]
+                if not key.startswith(prefix):
                     raise TransferError(
-                        f"the listing of {where} holds {item['Key']!r}, which is not under "
+                        f"the listing of {where} holds {key!r}, which is not under "
                         "it: stopped before acting on it", url=where,
+                    )
+                if not order.follows(key):
+                    raise TransferError(
+                        f"the listing of {where} went back: {key!r} came after "
+                        f"{order.previous!r} (a key listed twice, or a server that lists "
+                        "in no order): stopped before acting on it", url=where,
                     )
             for item in items:
                 yield item
+
+
+#: Empty pages that say more follows: S3 can give a few (a page's worth of keys
+#: deleted during the listing); a listing that gives only those never ends.
+MAX_EMPTY_PAGES = 1000
+
+
+class KeyOrder:
+    """Checks that a listing's keys only go forward: in S3's order (UTF-8 bytes)
+    or, all along, in the order of a server that lists folder by folder
+    (SeaweedFS: ``a/x`` before ``a-b``). A listing that keeps to one of them
+    never gives a key twice. Holds two keys, whatever the listing's length."""
+
+    def __init__(self) -> None:
+        self.previous: str | None = None
+        self._previous_names: tuple[str, ...] = ()
+        self._bytewise = self._by_folder = True
+
+    def follows(self, key: str) -> bool:
+        """Whether ``key`` may come next; False once it breaks both orders."""
+        names = tuple(key.split("/"))
+        if self.previous is not None:
+            self._bytewise = self._bytewise and self.previous < key
+            self._by_folder = self._by_folder and self._previous_names < names
+        self.previous, self._previous_names = key, names
+        return self._bytewise or self._by_folder
 
 
 async def ahead(pages: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -254,16 +254,27 @@ async def test_a_dry_run_lists_no_deletion_that_a_failure_would_hold_back(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("listing", ["truncated", "circle", "repeat", "outside"])
+@pytest.mark.parametrize(
+    "listing", ["truncated", "circle", "repeat", "outside", "twice", "endless"]
+)
 async def test_a_download_of_a_listing_that_cannot_be_trusted_fails_instead_of_reporting_done(
     fake: Any, engine: TransferEngine, tmp_path: Path, listing: str
 ) -> None:
     """A download of a prefix read through such a listing used to move the
     objects it reached and report success for them: a false "done" for the
-    prefix. Now it is a typed error."""
+    prefix. Now it is a typed error. "twice": a key on two pages was fetched
+    twice into one file and counted twice (3 done, 30 bytes, for 2 files of 10).
+    "endless": empty pages, each with a new token, were read for ever."""
     from asyncpresign import TransferError, download_prefix
 
     def lister(query: dict[str, list[str]]) -> bytes:
+        token = query.get("continuation-token", [""])[0]
+        if listing == "twice":
+            if token:
+                return listing_xml(["d/a.txt"], prefix="d/")
+            return listing_xml(["d/a.txt", "d/b.txt"], prefix="d/", truncated=True, token="T")
+        if listing == "endless":
+            return listing_xml([], prefix="d/", truncated=True, token=str(int(token or 0) + 1))
         if listing == "truncated":
             return listing_xml(["d/a.txt"], prefix="d/", truncated=True)
         if listing == "outside":
@@ -274,8 +285,9 @@ async def test_a_download_of_a_listing_that_cannot_be_trusted_fails_instead_of_r
         return listing_xml([], prefix="d/", truncated=True, token="B" if token == "A" else "A")
 
     _, signer = await fake(lister)
-    with anyio.fail_after(20), pytest.raises(TransferError, match="listing"):
+    with anyio.fail_after(60), pytest.raises(TransferError, match="listing"):
         await download_prefix(signer, engine, "bkt", "d/", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") <= {"a.txt"}
 
 
 @pytest.mark.anyio
@@ -320,3 +332,20 @@ async def test_keys_no_s3_holds_fail_alone_in_a_download_and_the_rest_arrive(
     assert len(result.failed) == 2
     assert all(isinstance(r.error, InvalidArgumentError) for r in result.failed)
     assert any("1024 bytes" in str(r.error) for r in result.failed)
+
+
+def test_key_order_holds_a_listing_to_one_order_all_along() -> None:
+    """Forward in S3's order or in SeaweedFS's folder order, each all along: a
+    key given twice breaks both, even when each step alone keeps to one."""
+    from asyncpresign._bulk import KeyOrder
+
+    def accepted(keys: list[str]) -> bool:
+        order = KeyOrder()
+        return all(order.follows(key) for key in keys)
+
+    assert accepted(["a-b", "a/x", "b"])  # S3's order
+    assert accepted(["a/x", "a-b", "b"])  # folder by folder
+    assert not accepted(["a", "b", "a"])
+    assert not accepted(["a", "a"])
+    # Each step keeps to one order, but not the same one: "a-b" comes twice.
+    assert not accepted(["a-b", "a/x", "a-b"])
