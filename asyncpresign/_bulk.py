@@ -657,7 +657,7 @@ async def _download_listed(
     plan = plan or Plan()  # where a dry run says what it would do
     journal = journal or Journal(None)
     tracker = _Tracker(journal, on_result, on_skip)
-    folders = FolderCache()
+    folders = FolderCache(root)
     bad: list[TransferResult] = []
     paths = SamePath(prefix, fold_case=fold_case)
     listed = listed_by(signer, bucket, prefix, filters)
@@ -931,18 +931,43 @@ async def ahead(pages: AsyncIterator[T]) -> AsyncIterator[T]:
 class FolderCache:
     """Makes the folders downloads land in, each in a thread and once, and
     remembers why one could not be made; it remembers at most ``limit`` (then
-    starts over), so memory stays flat."""
+    starts over), so memory stays flat.
 
+    With ``root`` (the destination), a folder that a link makes one with
+    another is refused: a link inside the destination to a folder in it
+    (``latest -> v2``), or two links to one folder. Keys of both would land on
+    one file, each overwriting the other and each reported done."""
+
+    root: str | None = None
     limit: int = 10_000
     made: dict[str, str | None] = field(default_factory=dict)
+    #: Each folder made, by where it really is: the first path that reached it.
+    reached: dict[str, str] = field(default_factory=dict)
 
     async def make(self, folder: str) -> str | None:
         """Make ``folder``: None once it is there, else why it cannot be."""
         if folder not in self.made:
             if len(self.made) >= self.limit:
                 self.made.clear()
-            self.made[folder] = await anyio.to_thread.run_sync(folder_problem, folder)
+                self.reached.clear()
+            self.made[folder] = await anyio.to_thread.run_sync(self._make, folder)
         return self.made[folder]
+
+    def _make(self, folder: str) -> str | None:
+        problem = folder_problem(folder)
+        if problem is not None or self.root is None:
+            return problem
+        real = os.path.realpath(folder or os.curdir)
+        inside = os.path.realpath(self.root)
+        own = os.path.normpath(os.path.join(inside, os.path.relpath(folder or os.curdir,
+                                                                    self.root)))
+        if real != own and os.path.commonpath([inside, real]) == inside:
+            return (f"{folder!r} is reached through a link to a folder in {self.root!r} "
+                    f"(it is {real!r}), where other keys land too")
+        first = self.reached.setdefault(real, folder)
+        if first != folder:
+            return f"{folder!r} is the folder {first!r} is too (links lead both to {real!r})"
+        return None
 
 
 async def _notify(on_result: ResultCallback | None, result: TransferResult) -> None:

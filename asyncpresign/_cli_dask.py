@@ -227,9 +227,9 @@ async def _dask_downloads(
             "folder; download one object without it"
         )
     bucket, prefix, filters = await _listing(args, signer, args.source, filters)
-    folders = FolderCache()
     # Absolute paths: a worker resolves a path against its own working folder.
     dest_root = await anyio.to_thread.run_sync(os.path.abspath, args.dest)
+    folders = FolderCache(dest_root)
     fold_case = await anyio.to_thread.run_sync(ignores_case, args.dest)
     paths = SamePath(prefix, fold_case=fold_case)
     listed = listed_by(signer, bucket, prefix, filters)

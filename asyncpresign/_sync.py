@@ -603,7 +603,7 @@ class _Sync:
         bucket = self.src.bucket
         assert bucket is not None
         tracker = self.tracker
-        folders = FolderCache()
+        folders = FolderCache(self.dst.path)
         #: job index -> (file, the object's LastModified in ns): set once written
         times: dict[int, tuple[str, int]] = {}
 

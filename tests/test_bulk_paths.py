@@ -140,3 +140,30 @@ def test_this_file_system_is_probed_for_case_without_leaving_anything(tmp_path: 
     assert not ignores_case(str(tmp_path / "dest"))
     assert not ignores_case(str(tmp_path / "dest" / "not" / "made"), dry_run=True)
     assert os.listdir(tmp_path / "dest") == []
+
+
+@pytest.mark.anyio
+async def test_a_folder_that_a_link_makes_one_with_another_is_refused(tmp_path: Path) -> None:
+    """Keys of two folders that are one folder land on one file: each overwrote
+    the other and both were reported done (and skipped by the next journalled
+    run). A link inside the destination to a folder in it is refused, and so is
+    a second link to one folder outside; a link to a folder of its own is not."""
+    from asyncpresign._bulk import FolderCache
+
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    (dest / "v2").mkdir(parents=True)
+    (outside / "big").mkdir(parents=True)
+    (dest / "latest").symlink_to("v2", target_is_directory=True)
+    (dest / "big").symlink_to(outside / "big", target_is_directory=True)
+    (dest / "also-big").symlink_to(outside / "big", target_is_directory=True)
+    folders = FolderCache(str(dest))
+    assert await folders.make(str(dest / "v2")) is None
+    assert await folders.make(str(dest / "v2" / "new")) is None
+    assert await folders.make(str(dest / "big")) is None  # a disk of its own: fine
+    alias = await folders.make(str(dest / "latest"))
+    assert alias is not None
+    assert "link to a folder" in alias
+    assert await folders.make(str(dest / "latest" / "deeper")) is not None
+    second = await folders.make(str(dest / "also-big"))
+    assert second is not None
+    assert "big" in second

@@ -577,3 +577,25 @@ async def test_sync_delete_never_deletes_through_a_link_to_a_folder_inside_the_d
     assert (dst / "v2" / "a").read_bytes() == b"a"
     assert (dst / "v2" / "b").read_bytes() == b"b"
     assert (dst / "latest").is_symlink()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("command", ["download", "sync"])
+async def test_two_keys_never_land_on_one_file_through_a_link_in_the_destination(
+    env: dict[str, str], signer: Signer, bucket: str, tmp_path: Path, command: str
+) -> None:
+    """data/v2/a and data/latest/a, with dst/latest -> v2: both were written to
+    dst/v2/a, one over the other, "2 succeeded", exit 0; a journalled re-run
+    then skipped both. Now the key under the link fails alone, every run."""
+    await signer.client.put_object(Bucket=bucket, Key="data/v2/a", Body=b"version two")
+    await signer.client.put_object(Bucket=bucket, Key="data/latest/a", Body=b"latest")
+    dst = tmp_path / "dst"
+    (dst / "v2").mkdir(parents=True)
+    (dst / "latest").symlink_to("v2", target_is_directory=True)
+    journal = ("--journal", str(tmp_path / "j")) if command == "download" else ()
+    for _ in range(2):
+        outcome = json.loads(cli(command, f"s3://{bucket}/data", str(dst), *journal, "--json",
+                                 env=env, check=1).stdout)
+        assert outcome["failed"] == 1
+        assert outcome["failures"][0]["url"] == f"s3://{bucket}/data/latest/a"
+        assert (dst / "v2" / "a").read_bytes() == b"version two"
