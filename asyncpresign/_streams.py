@@ -27,7 +27,7 @@ import anyio
 import anyio.to_thread
 
 from ._attempts import Runtime, Tracker, initial_request, ungrouped
-from ._checks import check_etag, check_part_answer, expected_total, parse_content_range
+from ._checks import check_etag, check_part_answer, expected_total, is_range
 from ._checksums import Verifier
 from ._download import verifier_for
 from ._exceptions import (
@@ -498,21 +498,29 @@ def _resumed_at(
     shown: str,
 ) -> int:
     """How many bytes of a resumed answer to drop: it must be the same object,
-    starting at or before where the queued bytes end (a server that ignores
-    Range starts again at 0)."""
+    either the range asked for (a 206, or a 200 with a Content-Range, as
+    rclone answers), starting where the queued bytes end, or the whole object
+    from byte 0 (a server that ignores Range), whose first ``queued`` bytes
+    are dropped."""
     if etag != obj.etag or obj.etag is None:
         raise IntegrityError(
             f"the object changed while it was being streamed (its ETag is {etag!r}, was "
             f"{obj.etag!r}); download it again",
             url=shown,
         )
-    answered = parse_content_range(headers.get("Content-Range", ""))
-    start = answered[0] if answered is not None and status == 206 else 0
-    if start > queued:
+    if not is_range(status, headers):
+        return queued
+    # The file download's check: a range must start at the byte asked for, its
+    # Content-Length agree and its total be known. A 200 read as starting at
+    # byte 0 lost the first ``queued`` bytes of a body that starts after them.
+    total = expected_total(status, headers, queued, shown)
+    if obj.total is not None and total != obj.total:
         raise IntegrityError(
-            f"asked to resume at byte {queued}, the answer starts at {start}", url=shown
+            f"the object changed while it was being streamed (its size is {total}, was "
+            f"{obj.total}); download it again",
+            url=shown,
         )
-    return queued - start
+    return 0
 
 
 async def _read(resp: Any, length: int, chunk: int) -> bytes:

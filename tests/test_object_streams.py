@@ -302,6 +302,81 @@ async def test_a_server_without_ranges_is_streamed_and_resumed_by_skipping(
     assert server.requests[1].header("range") == f"bytes={len(data) // 2}-"
 
 
+def chunked(data: bytes, piece: int = 65536) -> list[bytes]:
+    """``data`` as the chunks of a chunked body, without the last (empty) chunk."""
+    return [b"%x\r\n%s\r\n" % (len(data[i : i + piece]), data[i : i + piece])
+            for i in range(0, len(data), piece)]
+
+
+def range_as_200(data: bytes, chunked_first: bool, shift: int = 0) -> Any:
+    """A server that drops the first connection halfway through the body (sent
+    chunked, or with a Content-Length) and answers ``Range: bytes=N-`` as
+    rclone does: a 200 whose Content-Range and body start ``shift`` bytes
+    before where they were asked to."""
+    calls = []
+
+    def answer(request: Request) -> Reply:
+        calls.append(request)
+        asked = request.header("range")
+        if len(calls) == 1 or asked is None:
+            framing = "Transfer-Encoding: chunked" if chunked_first else (
+                f"Content-Length: {len(data)}"
+            )
+            head = head_bytes("HTTP/1.1 200 OK", framing, 'ETag: "v1"')
+            half = data[: len(data) // 2]
+            return Reply([head, *(chunked(half) if chunked_first else [half])], close=True)
+        start = int(asked.removeprefix("bytes=").removesuffix("-")) - shift
+        head = head_bytes(
+            "HTTP/1.1 200 OK", f"Content-Length: {len(data) - start}",
+            f"Content-Range: bytes {start}-{len(data) - 1}/{len(data)}", 'ETag: "v1"',
+        )
+        return Reply([head, data[start:]])
+
+    return answer
+
+
+@pytest.mark.parametrize("chunked_first", [False, True], ids=["content-length", "chunked"])
+async def test_a_stream_resumed_with_a_200_and_content_range_uses_it_as_the_range(
+    serve: Serve, chunked_first: bool
+) -> None:
+    # The body of such a 200 starts at the byte asked for: read as starting at
+    # byte 0, the resumed half lost its first N bytes (with a chunked first
+    # answer, no checksum and no MD5 ETag, the short stream ended as a success).
+    data = os.urandom(12 * MiB)
+    server = await serve(range_as_200(data, chunked_first))
+    async with TransferEngine(part_size=5 * MiB) as engine, engine.download_stream(
+        f"{server.url}/b/k"
+    ) as stream:
+        got = b"".join([piece async for piece in stream])
+    assert got == data
+    assert len(server.requests) == 2
+    assert server.requests[1].header("range") == f"bytes={len(data) // 2}-"
+
+
+@pytest.mark.parametrize("shift", [1000, -1000], ids=["earlier", "later"])
+async def test_a_stream_resumed_with_a_200_of_another_range_fails_without_wrong_bytes(
+    serve: Serve, shift: int
+) -> None:
+    data = os.urandom(12 * MiB)
+    half = len(data) // 2
+    server = await serve(range_as_200(data, chunked_first=False, shift=shift))
+    got = bytearray()
+    retry = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0)
+    async with TransferEngine(part_size=5 * MiB, retry=retry) as engine:
+
+        async def read_what_comes() -> None:
+            async with engine.download_stream(f"{server.url}/b/k") as stream:
+                async for piece in stream:
+                    got.extend(piece)
+
+        with pytest.raises(IntegrityError) as caught:
+            await read_what_comes()
+    assert got == data[:half]  # what came before the cut, and nothing after it
+    assert f"range request from byte {half}" in str(caught.value)
+    assert len(server.requests) == 3  # each resume refused and tried again
+    assert all(r.header("range") == f"bytes={half}-" for r in server.requests[1:])
+
+
 async def test_a_short_body_is_an_error_not_an_end(serve: Serve) -> None:
     data = os.urandom(1000)
 
