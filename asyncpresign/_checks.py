@@ -14,6 +14,7 @@ from ._exceptions import IntegrityError, InvalidArgumentError, TransportError
 from ._models import TransferResult
 
 __all__ = [
+    "MAX_CLAIMED_SIZE",
     "RangeSpec",
     "check_etag",
     "check_part_answer",
@@ -30,7 +31,7 @@ __all__ = [
     "unsatisfied_size",
 ]
 
-#: 19 digits hold any size S3 allows (5 TiB) with room to spare, and int() of
+#: 19 digits hold any size an object can have with room to spare, and int() of
 #: them stays cheap; a longer "number" is an attack or a bug, not a size.
 _NUMBER = re.compile(r"[0-9]{1,19}")
 _CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
@@ -41,6 +42,13 @@ _UNSATISFIED_RANGE = re.compile(r"bytes \*/([0-9]{1,19})")
 _ETAG = re.compile(r'(W/)?"?[\x21\x23-\x7e]{1,1024}"?')
 _MD5 = re.compile(r'"?[0-9a-fA-F]{32}"?')
 _RANGE_SPEC = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{1,19})?|-([0-9]{1,19}))")
+
+#: The largest object size a download believes: 1 PiB, over twenty times the largest
+#: object AWS stores (50 TB), generous so that no real object, on S3 or on a
+#: store with limits of its own, is refused. A larger claim is a lie or a bug,
+#: failed at the first answer rather than trusted to size the ranges, the
+#: progress and the checks that follow.
+MAX_CLAIMED_SIZE = 1 << 50
 
 #: One byte range as a Range header gives it: (first, last) with None for an
 #: open end; ``bytes=-N`` (the last N bytes) is (None, N).
@@ -84,7 +92,21 @@ def expected_total(
     status: int, headers: Mapping[str, str], offset: int, shown: str
 ) -> int | None:
     """The full object size the body must add up to, checking a range's Content-Range
-    against where it was asked to start and against its Content-Length."""
+    against where it was asked to start and against its Content-Length, and
+    any size against :data:`MAX_CLAIMED_SIZE`."""
+    total = _expected_total(status, headers, offset, shown)
+    if total is not None and total > MAX_CLAIMED_SIZE:
+        raise IntegrityError(
+            f"server claims an object of {total} bytes, larger than any object store "
+            f"holds (at most {MAX_CLAIMED_SIZE} bytes are believed)",
+            url=shown,
+        )
+    return total
+
+
+def _expected_total(
+    status: int, headers: Mapping[str, str], offset: int, shown: str
+) -> int | None:
     length = parse_content_length(headers.get("Content-Length"))
     if is_range(status, headers):
         content_range = headers.get("Content-Range", "")

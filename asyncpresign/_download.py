@@ -4,7 +4,7 @@ ranged download (whose other ranges :mod:`._ranged` fetches)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -44,13 +44,13 @@ class DownloadState:
     etag: str | None = None
     checksum: tuple[str, int] | None = None  # the object's, to combine the ranges' CRCs into
     verify_md5: bool = False
-    ranges: list[tuple[int, int]] = field(default_factory=list)
+    ranges: Sequence[tuple[int, int]] = ()
     range_crcs: dict[int, Crc] = field(default_factory=dict)
 
     def restart(self) -> None:
         """Forget what the first request learnt: the download starts over."""
         self.total, self.etag, self.checksum, self.verify_md5 = 0, None, None, False
-        self.ranges, self.range_crcs = [], {}
+        self.ranges, self.range_crcs = (), {}
 
 
 async def get_once(

@@ -7,7 +7,9 @@ last is at least 5 MiB, no part exceeds 5 GiB, and an upload has at most
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from ._exceptions import InvalidArgumentError
 
@@ -62,11 +64,45 @@ def plan_parts(size: int, preferred: int = DEFAULT_PART_SIZE) -> list[Part]:
     ]
 
 
-def plan_ranges(size: int, part_size: int, start: int = 0) -> list[tuple[int, int]]:
+@dataclass(frozen=True, slots=True)
+class Ranges(Sequence[tuple[int, int]]):
+    """Inclusive byte ranges ``(first, last)``, one from each of ``firsts``, of
+    ``part_size`` bytes (the last cut at ``size``), worked out when asked for.
+
+    Not a list: a download plans its ranges from the size the server claims,
+    and a list of them for a claim of 10^15 bytes was 119 million tuples (a
+    MemoryError, or the machine's memory) before a byte of them was fetched."""
+
+    firsts: range
+    size: int
+    part_size: int
+
+    def __len__(self) -> int:
+        return len(self.firsts)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Ranges: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | Ranges:
+        if isinstance(index, slice):
+            return Ranges(self.firsts[index], self.size, self.part_size)
+        first = self.firsts[index]
+        return first, min(first + self.part_size, self.size) - 1
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        size, part_size = self.size, self.part_size
+        for first in self.firsts:
+            yield first, min(first + part_size, size) - 1
+
+
+def plan_ranges(size: int, part_size: int, start: int = 0) -> Ranges:
     """Inclusive byte ranges ``(first, last)`` covering ``start`` .. ``size - 1``."""
     if part_size < 1:
         raise InvalidArgumentError(f"part size must be positive, got {part_size}")
-    return [(first, min(first + part_size, size) - 1) for first in range(start, size, part_size)]
+    return Ranges(range(start, size, part_size), size, part_size)
 
 
 #: A stream of unknown length grows its parts every this many parts, so that

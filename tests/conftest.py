@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import resource
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -39,6 +41,22 @@ async def bucket(signer: Signer) -> str:
     name = f"test-{secrets.token_hex(6)}"
     await signer.ensure_bucket(name)
     return name
+
+
+@contextlib.contextmanager
+def address_space_capped(headroom: int) -> Iterator[None]:
+    """This process's address space limited (RLIMIT_AS) to what it maps now plus
+    ``headroom``, for a test of memory that must not grow with a claimed size:
+    a regression fails it with a MemoryError instead of filling the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * resource.getpagesize()
+    cap = mapped + headroom if hard == resource.RLIM_INFINITY else min(mapped + headroom, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 #: Retries without waiting, so fault tests stay fast.

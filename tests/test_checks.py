@@ -75,6 +75,18 @@ def test_a_whole_answer_is_as_long_as_its_content_length() -> None:
         expected_total(200, {"Content-Length": "4 2"}, 0, "u")
 
 
+def test_an_object_size_no_store_can_hold_is_refused_and_50_tb_is_not() -> None:
+    # AWS's largest object is 50 TB; 2^50 (1 PiB) is the most believed.
+    assert expected_total(200, {"Content-Length": str(50 * 10**12)}, 0, "u") == 50 * 10**12
+    assert expected_total(200, {"Content-Length": str(2**50)}, 0, "u") == 2**50
+    with pytest.raises(IntegrityError, match="larger than any object store"):
+        expected_total(200, {"Content-Length": str(2**50 + 1)}, 0, "u")
+    with pytest.raises(IntegrityError, match="larger than any object store"):
+        expected_total(206, {"Content-Range": f"bytes 10-19/{10**19 - 1}"}, 10, "u")
+    # A Content-Length is a body's length: any the 19 digits hold still parses.
+    assert parse_content_length(str(2**50 + 1)) == 2**50 + 1
+
+
 @pytest.mark.parametrize(
     "etag",
     ['"d41d8cd98f00b204e9800998ecf8427e"', '"abc-3"', "W/\"x\"", "unquoted"],

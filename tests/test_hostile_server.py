@@ -33,6 +33,7 @@ from asyncpresign import (
     TransportError,
 )
 
+from .conftest import address_space_capped
 from .rawserver import Answer, RawServer, Reply, Request, Serve, fixed, head_bytes, trickle
 
 pytestmark = pytest.mark.anyio
@@ -423,6 +424,66 @@ async def test_claimed_huge_object_reserves_no_more_disk_than_arrives(
     assert seen
     assert max(seen) <= 64 * MiB
     assert server.requests[0].header("range") is None
+
+
+def claims_10_to_the_15_bytes(part: int) -> Answer:
+    """A server that claims an object of 10^15 bytes (under the 1 PiB believed),
+    with ranges: the whole answer carries the first part, then closes; every
+    range's connection closes unanswered."""
+    head = head_bytes(
+        "HTTP/1.1 200 OK", f"Content-Length: {10**15}", "Accept-Ranges: bytes", 'ETag: "abc-2"'
+    )
+
+    def answer(request: Request) -> Reply:
+        if request.header("range") is None:
+            return Reply([head, b"z" * part], close=True)
+        return Reply([], close=True)
+
+    return answer
+
+
+def first_ranges(part: int, count: int) -> set[str]:
+    return {f"bytes={part * n}-{part * (n + 1) - 1}" for n in range(1, count + 1)}
+
+
+async def test_a_claimed_10_to_the_15_bytes_fails_the_download_cleanly_in_bounded_memory(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # Its 190 million ranges were planned as one list: a MemoryError (or the
+    # machine's memory) instead of a failed download.
+    part = 5 * MiB
+    server = await serve(claims_10_to_the_15_bytes(part))
+    with address_space_capped(1024 * MiB):
+        await download_error(
+            server, tmp_path, TransportError, multipart_threshold=part, part_size=part,
+            concurrency=4,
+        )
+    asked = [request.header("range") for request in server.requests[1:]]
+    assert asked
+    assert set(asked) <= first_ranges(part, 4)  # at most 4 ranges in flight, in order
+    assert len(asked) <= 4 * ATTEMPTS
+
+
+async def test_a_stream_of_a_claimed_10_to_the_15_bytes_fails_cleanly_in_bounded_memory(
+    serve: Serve,
+) -> None:
+    part = 5 * MiB
+    server = await serve(claims_10_to_the_15_bytes(part))
+    got = bytearray()
+    async with engine(part_size=part, concurrency=4) as eng:
+
+        async def read_what_comes() -> None:
+            async with eng.download_stream(server.url + SIGNED, parts_in_flight=4) as stream:
+                async for piece in stream:
+                    got.extend(piece)
+
+        with address_space_capped(1024 * MiB), pytest.raises(TransportError):
+            await read_what_comes()
+    assert got == b"z" * part
+    asked = [request.header("range") for request in server.requests[1:]]
+    assert asked
+    assert set(asked) <= first_ranges(part, 4)
+    assert len(asked) <= 4 * ATTEMPTS
 
 
 @pytest.mark.parametrize("content_range", ["bytes \u00b2-5/10", "bytes 0-x/100", "bytes 5-1/10"])

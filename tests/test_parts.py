@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from asyncpresign import InvalidArgumentError
@@ -13,6 +15,8 @@ from asyncpresign._parts import (
     plan_parts,
     plan_ranges,
 )
+
+from .conftest import address_space_capped
 
 
 def covers_exactly(parts: list[Part], size: int) -> None:
@@ -79,7 +83,31 @@ def test_bad_sizes_are_rejected(bad: int) -> None:
 
 
 def test_ranges_cover_from_start_to_end_inclusively() -> None:
-    assert plan_ranges(10, 4) == [(0, 3), (4, 7), (8, 9)]
-    assert plan_ranges(10, 4, start=4) == [(4, 7), (8, 9)]
-    assert plan_ranges(8, 4) == [(0, 3), (4, 7)]
-    assert plan_ranges(0, 4) == []
+    assert list(plan_ranges(10, 4)) == [(0, 3), (4, 7), (8, 9)]
+    assert list(plan_ranges(10, 4, start=4)) == [(4, 7), (8, 9)]
+    assert list(plan_ranges(8, 4)) == [(0, 3), (4, 7)]
+    assert list(plan_ranges(0, 4)) == []
+
+
+def test_ranges_are_worked_out_when_asked_for_not_held_for_a_claimed_10_to_the_15_bytes() -> None:
+    # A server's claim of 10^15 bytes: as a list, 119 million ranges of 8 MiB.
+    size = 10**15
+    with address_space_capped(256 * MiB):
+        ranges = plan_ranges(size, 8 * MiB, start=8 * MiB)
+        assert len(ranges) == -(-size // (8 * MiB)) - 1
+        assert ranges
+        assert ranges[0] == (8 * MiB, 16 * MiB - 1)
+        assert ranges[-1] == (len(ranges) * 8 * MiB, size - 1)
+        assert list(ranges[1:3]) == [(16 * MiB, 24 * MiB - 1), (24 * MiB, 32 * MiB - 1)]
+        taken = iter(ranges)
+        assert [next(taken) for _ in range(2)] == list(ranges[:2])
+    assert sys.getsizeof(ranges) < 1024
+    # Indexed and sliced, a plan gives what the list of its ranges would.
+    planned = plan_ranges(100, 7, start=3)
+    listed = list(planned)
+    assert len(planned) == len(listed) == 14
+    assert [planned[i] for i in range(-14, 14)] == [listed[i] for i in range(-14, 14)]
+    for piece in (slice(None, None, -1), slice(2, 9, 3), slice(-3, None), slice(5, 2)):
+        assert list(planned[piece]) == listed[piece]
+    with pytest.raises(IndexError):
+        planned[14]
