@@ -8,17 +8,35 @@ from collections.abc import Mapping
 
 REDACTED = "REDACTED"
 
+#: Where a parameter's name may begin: not inside a longer name, but right after
+#: a percent escape (``%3F``, ``%26``; encoded again, ``%253F``, ``%25253F``),
+#: which ends in a letter or digit.
+_NAME_START = r"(?:(?<![A-Za-z0-9-])|(?<=%[0-9A-Fa-f]{2})|(?<=25[0-9A-Fa-f]{2}))"
+_SECRET_NAMES = r"(?:X-Amz-Signature|X-Amz-Security-Token|Signature)"
 # Query parameters (SigV4 and SigV2) and Authorization header parts whose values grant access.
-_SECRET_QUERY = re.compile(
-    r"(?i)((?<![A-Za-z0-9-])(?:X-Amz-Signature|X-Amz-Security-Token|Signature)=)[^&#\s,'\"]+"
+_SECRET_QUERY = re.compile(rf"(?i)({_NAME_START}{_SECRET_NAMES}=)[^&#\s,'\"]+")
+# The same percent-encoded, once or more (%3D, %253D, either case), as a server
+# or a gateway quotes the request URL in an error message: the value ends where
+# an encoded &, # or space begins. The credential (the access key id) is no
+# secret and stays readable.
+_SECRET_ENCODED_QUERY = re.compile(
+    rf"(?i)({_NAME_START}{_SECRET_NAMES}%(?:25)*3D)(?:(?!%(?:25)*2[036])[^&#\s,'\"<>])+"
 )
 # The same in dict reprs and header blocks: 'X-Amz-Security-Token': b'...', x-amz-security-token:...
 # An SSE-C key (its copy-source form too) decrypts the object: botocore logs
 # it at DEBUG, as a header and as a parameter. Its MD5 is a digest, kept.
 _SECRET_MAPPING = re.compile(
     r"(?i)((?:x-amz-security-token|x-amz-signature|aws_session_token|aws_secret_access_key"
-    r"|x-amz-(?:copy-source-)?server-side-encryption-customer-key|(?:CopySource)?SSECustomerKey)"
+    r"|x-amz-(?:copy-source-)?server-side-encryption-customer-key|(?:CopySource)?SSECustomerKey"
+    r"|SignatureProvided)"
     r"['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}]+"
+)
+# S3's SignatureDoesNotMatch fields, as a message may quote them (XML, or XML
+# escaped once more): the signature sent is the live one. StringToSign and
+# CanonicalRequest hold no secret once the token forms above are redacted.
+_SECRET_ELEMENT = re.compile(
+    r"(?i)((?:<|&lt;)(?:SignatureProvided|X-Amz-Signature|X-Amz-Security-Token)(?:>|&gt;)\s*)"
+    r"[^<&\s]+"
 )
 # botocore's own debug line "Signature:\n<64 hex digits>".
 _SIGNATURE_LINE = re.compile(r"(Signature:\s*)[0-9a-f]{64}")
@@ -77,7 +95,10 @@ def _without_password(url: str) -> str:
 def redact_text(text: str) -> str:
     """Redact every signature and token form we know of in free text (log lines)."""
     text = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    if "%" in text:
+        text = _SECRET_ENCODED_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
     text = _SECRET_MAPPING.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SECRET_ELEMENT.sub(lambda m: m.group(1) + REDACTED, text)
     return _SIGNATURE_LINE.sub(lambda m: m.group(1) + REDACTED, text)
 
 

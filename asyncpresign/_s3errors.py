@@ -121,7 +121,9 @@ def redirect_advice(body: bytes, headers: Mapping[str, str]) -> str:
     where = []
     location = headers.get("Location")
     if location:
-        where.append(f"Location {redact_url(location)[:200]}")
+        # A Location may carry the request URL percent-encoded (a login page's
+        # ?return=...): redact_url knows a URL's own query only.
+        where.append(f"Location {redact_text(redact_url(location))[:200]}")
     endpoint = _find_text(body, "Endpoint")
     if endpoint:
         where.append(f"endpoint {redact_text(endpoint)[:200]}")

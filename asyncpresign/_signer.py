@@ -40,7 +40,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import OpenUpload, PresignedPost, PresignedRequest, SignFunction
-from ._redact import install_log_redaction
+from ._redact import install_log_redaction, redact_text
 from ._sigv4 import BucketEndpoint, QuerySigner, SigningCredentials, s3_request_parts
 from ._validation import (
     MAX_EXPIRES,
@@ -1361,6 +1361,10 @@ def _client_error(exc: Any, action: str) -> AsyncPresignError:
     error = exc.response.get("Error", {})
     code = error.get("Code")
     message = error.get("Message")
+    # What the server says may quote the request (its Authorization header's
+    # signature, a SignatureProvided): its secrets go no further.
+    code = redact_text(code) if code else code
+    message = redact_text(message) if message else message
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     if code == str(status):
         # An answer without a body (HEAD) has no S3 code: botocore puts the

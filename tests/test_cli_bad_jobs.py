@@ -8,12 +8,15 @@ import json
 import os
 import socket
 from pathlib import Path
+from urllib.parse import quote
 
+import anyio
 import pytest
 
 from asyncpresign import Signer, TransferEngine
 from asyncpresign.testing import LocalS3
 
+from .fault_server import Fault, FaultServer
 from .test_cli import base_env, cli
 
 pytestmark = pytest.mark.anyio
@@ -244,3 +247,34 @@ async def test_a_manifest_holds_files_from_a_folder_whose_name_is_not_utf8(
         env=env)
     cli("transfer", str(manifest), "--quiet", env=base_env(tmp_path))
     assert await keys(signer, bucket) == ["m/a.txt"]
+
+
+async def test_a_failure_whose_message_echoes_the_url_percent_encoded_shows_no_secret(
+    tmp_path: Path,
+) -> None:
+    """A server (or a gateway before it) that quotes the request URL
+    percent-encoded in its error (X-Amz-Signature%3D...) put the live signature
+    in the --json document and in the summary."""
+    signature, token = "c0ffee" * 10 + "beef", "FwoGZXIvYXdzSECRET/TOKEN+value="
+    async with FaultServer() as server:
+        url = (f"http://127.0.0.1:{server.port}/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+               "&X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+               f"&X-Amz-Security-Token={quote(token, safe='')}&X-Amz-Signature={signature}")
+        echo = Fault("status", status=403, code="AccessDenied",
+                     message=f"Cannot serve {quote(url, safe='')}")
+        server.script("k", [echo] * 4)
+        manifest = tmp_path / "jobs.jsonl"
+        manifest.write_text(json.dumps({"op": "get", "url": url, "path": "out"}) + "\n")
+        env = base_env(tmp_path)
+        as_json, human = await anyio.to_thread.run_sync(lambda: (
+            cli("transfer", str(manifest), "--json", env=env, check=1),
+            cli("transfer", str(manifest), env=env, check=1),
+        ))
+    [error] = failures(as_json).values()
+    assert "AccessDenied: Cannot serve http%3A%2F%2F127.0.0.1" in error  # still said
+    assert "X-Amz-Signature%3DREDACTED" in error
+    for shown in (as_json.stdout, as_json.stderr, human.stdout, human.stderr):
+        assert signature not in shown
+        assert quote(token, safe="") not in shown
+        assert quote(quote(token, safe=""), safe="") not in shown
+    assert "AccessDenied" in human.stdout + human.stderr

@@ -1,4 +1,5 @@
 import datetime as dt
+from urllib.parse import quote
 
 import pytest
 
@@ -102,6 +103,16 @@ def test_redirect_names_where_the_server_points_without_the_signature() -> None:
     assert "region eu-west-1" in text
     assert "abcdef0123" not in text
     assert "sign for that region or endpoint" in text
+
+
+def test_a_redirect_to_a_page_quoting_the_signed_url_shows_no_signature() -> None:
+    # A gateway's login page told where to send the client back, and the
+    # request URL percent-encoded in its own query.
+    signed = "https://b.s3.amazonaws.com/k?X-Amz-Signature=" + "ab" * 32
+    headers = {"Location": "https://sso.example.com/login?return=" + quote(signed, safe="")}
+    text = str(status_error(302, "Found", b"", headers, "u"))
+    assert "ab" * 32 not in text
+    assert "Location https://sso.example.com/login?return=https%3A%2F%2Fb.s3" in text
 
 
 def test_status_is_not_doubled_when_s3_sends_no_code() -> None:

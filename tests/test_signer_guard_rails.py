@@ -19,7 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from asyncpresign import InvalidArgumentError, PresignedPost, Signer, TransferEngine
+from asyncpresign import (
+    HTTPStatusError,
+    InvalidArgumentError,
+    PresignedPost,
+    Signer,
+    TransferEngine,
+)
 from asyncpresign._sigv4 import QuerySigner
 from asyncpresign.testing import LocalS3
 from tests.botocore_clock import frozen_botocore_clock, request_of
@@ -352,6 +358,31 @@ async def test_ensure_bucket_refuses_to_create_what_cannot_be_a_new_bucket(
     )
     with missing, create, pytest.raises(InvalidArgumentError, match="cannot create"):
         await offline.ensure_bucket(name)
+
+
+async def test_a_server_error_quoting_the_signed_request_shows_no_signature(
+    offline: Signer,
+) -> None:
+    # The Signer's own requests (listings, bucket checks) are signed in their
+    # Authorization header; a server may quote it, or S3's SignatureProvided.
+    signature = "5e" * 32
+    quoted = ClientError(
+        {"Error": {"Code": "SignatureDoesNotMatch", "Message": (
+            f"Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/s3/"
+            f"aws4_request, SignedHeaders=host, Signature={signature}; "
+            f"SignatureProvided: {signature}")},
+         "ResponseMetadata": {"HTTPStatusCode": 403}},
+        "HeadBucket",
+    )
+    with (
+        mock.patch.object(offline.client, "head_bucket", side_effect=quoted),
+        pytest.raises(HTTPStatusError) as caught,
+    ):
+        await offline.ensure_bucket("bkt")
+    shown = f"{caught.value} {caught.value!r} {caught.value.s3_message}"
+    assert signature not in shown
+    assert "SignatureDoesNotMatch" in shown
+    assert "Credential=AKIDEXAMPLE/20260101" in shown
 
 
 @pytest.mark.parametrize(
