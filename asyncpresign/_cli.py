@@ -259,12 +259,15 @@ def _main(argv: Sequence[str] | None) -> int:
         # come here: they are in the summary.
         if args.debug:
             raise
-        print(f"asyncpresign: error: {exc}", file=sys.stderr)
+        # The text may be a server's (a listing's error message), or a name
+        # given to us: escaped as job failures are, so that it cannot forge a
+        # line, move the cursor or reorder what follows.
+        print(f"asyncpresign: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except AsyncPresignError as exc:
         if args.debug:
             raise
-        print(f"asyncpresign: error: {exc}", file=sys.stderr)
+        print(f"asyncpresign: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
 
     except (KeyboardInterrupt, _Terminated) as exc:
@@ -499,7 +502,7 @@ async def _bulk(args: argparse.Namespace) -> int:
                  unverified=display.unverified)
     if journal.failure is not None:
         # The transfers' counts stand; the run still failed to keep its record.
-        print(f"asyncpresign: error: {journal.failure}", file=sys.stderr)
+        print(f"asyncpresign: error: {printable(str(journal.failure))}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if result.ok else EXIT_FAILED
 

@@ -155,7 +155,7 @@ def _dask_report(
             print(f"  failed: {printable(failure['url'])}: {printable(str(failure['error']))}")
     if journal.failure is not None:
         # The transfers' counts stand; the run still failed to keep its record.
-        print(f"asyncpresign: error: {journal.failure}", file=sys.stderr)
+        print(f"asyncpresign: error: {printable(str(journal.failure))}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if summary.ok and not bad else EXIT_FAILED
 

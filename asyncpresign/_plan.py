@@ -9,26 +9,36 @@ streams (a listing of millions is never held): lines as they come, or, for
 from __future__ import annotations
 
 import json
-import re
 import sys
+import unicodedata
 from typing import Any, TextIO
 
 from ._progress import human_bytes
 
 __all__ = ["Plan", "printable"]
 
-#: C0 and C1 control characters and DEL: a key or file name may hold them, and
-#: a terminal would obey them (an escape sequence), or a newline would forge a
-#: line of its own ("would download s3://b/x to /etc/passwd").
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Characters shown escaped, by Unicode category. Controls (Cc: C0, C1, DEL):
+#: a key, a file name or a server's message may hold them, and a terminal would
+#: obey them (an escape sequence, CSI as \x9b), or a newline would forge a line
+#: of its own ("would download s3://b/x to /etc/passwd"). Format characters
+#: (Cf: the bidi controls U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C;
+#: zero-width spaces and joiners, U+FEFF) reorder or hide text ("report\u202egpj.exe"
+#: reads "reportexe.jpg"). Line and paragraph separators (Zl, Zp) break a line
+#: in some terminals and viewers.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def printable(text: str) -> str:
-    """``text`` for a line of human output: each control character shown as its
-    Python escape (``\\n``, ``\\x1b``), the rest as it is."""
-    if _CONTROL.search(text) is None:
+    """``text`` for a line of human output: each control, format or line
+    separator character shown as its Python escape (``\\n``, ``\\x1b``,
+    ``\\u202e``), the rest as it is (``é``, ``日本`` stay readable)."""
+    if text.isprintable():
+        # Nearly every name: str.isprintable is False for each character we
+        # escape (and a few we keep: a tab is Cc, a no-break space is not).
         return text
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return "".join(
+        repr(c)[1:-1] if unicodedata.category(c) in _HIDDEN else c for c in text
+    )
 
 
 class Plan:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from asyncpresign._plan import Plan
+import pytest
+
+from asyncpresign._plan import Plan, printable
 
 
 def test_plan_lines_and_totals_count_objects_and_bytes() -> None:
@@ -61,3 +63,24 @@ def test_a_plan_line_shows_control_characters_of_names_escaped() -> None:
         "would download s3://b/a\\nwould download s3://b/forged to dst/a\\x1b[2J",
         "would delete dst/old\\r",
     ]
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("report\u202egpj.exe", "report\\u202egpj.exe"),  # RIGHT-TO-LEFT OVERRIDE
+    ("a\u202ab\u202bc\u202cd\u202de", "a\\u202ab\\u202bc\\u202cd\\u202de"),
+    ("\u2066x\u2067y\u2068z\u2069", "\\u2066x\\u2067y\\u2068z\\u2069"),  # isolates
+    ("l\u200er\u200fa\u061c", "l\\u200er\\u200fa\\u061c"),  # marks
+    ("in\u200bvisible\ufeff", "in\\u200bvisible\\ufeff"),  # zero width, BOM
+    ("line\u2028para\u2029", "line\\u2028para\\u2029"),  # separators
+])
+def test_printable_escapes_bidi_controls_and_invisible_format_characters(
+    text: str, shown: str
+) -> None:
+    # Each reorders, hides or breaks the text around it on a terminal: a name
+    # "report<U+202E>gpj.exe" reads "reportexe.jpg".
+    assert printable(text) == shown
+
+
+def test_printable_keeps_ordinary_non_ascii_text_around_what_it_escapes() -> None:
+    text = "café/日本語/naïve résumé/Ελληνικά/עברית/العربية\u00a0x\u3000y 🙂"
+    assert printable(text + "\u2067" + text) == text + "\\u2067" + text
