@@ -50,6 +50,7 @@ from ._manifest import (
 from ._models import OpenUpload
 from ._offload import FileThread
 from ._parts import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, plan_parts
+from ._plan import printable
 from ._progress import human_bytes
 from ._signer import Signer
 from ._targets import parse_s3_uri
@@ -349,9 +350,10 @@ async def _sign_multipart(
             try:
                 await signer.abort_multipart_upload(bucket, key, upload_id)
             except AsyncPresignError as exc:
-                print(f"asyncpresign: the upload just started is still open, s3://{bucket}/"
-                      f"{key} (upload id {upload_id}): {exc}; 'asyncpresign uploads "
-                      f"s3://{bucket}/{key} --abort' ends it", file=sys.stderr)
+                print(printable(
+                    f"asyncpresign: the upload just started is still open, s3://{bucket}/"
+                    f"{key} (upload id {upload_id}): {exc}; 'asyncpresign uploads "
+                    f"s3://{bucket}/{key} --abort' ends it"), file=sys.stderr)
         raise
 
 
@@ -419,18 +421,21 @@ async def _uploads(args: argparse.Namespace) -> int:
         }, indent=2))
         return EXIT_FAILED if failed else EXIT_OK
     for row in rows:
-        where = f"s3://{bucket}/{row['key']}  upload id {row['upload_id']}"
+        # Key and upload id are the server's: escaped, so that a newline in
+        # one cannot forge a line (a summary of its own).
+        where = printable(f"s3://{bucket}/{row['key']}  upload id {row['upload_id']}")
         started = f"started {row['initiated']}"
         parts = "" if row["parts"] is None else f", {row['parts']} parts"
         if row["status"] == "failed":
-            print(f"could not abort {where}: {row['error']}", file=sys.stderr)
+            print(f"could not abort {where}: {printable(row['error'])}", file=sys.stderr)
         elif row["status"] == "open":
             print(f"{where}  {started}{parts}")
         else:
             print(f"{row['status']} {where}  {started}{parts}")
     age = f" started more than {_age(args.older_than)} ago" if args.older_than is not None else ""
     plural = "" if len(rows) == 1 else "s"
-    summary = f"{len(rows)} open multipart upload{plural}{age} under s3://{bucket}/{prefix}"
+    summary = (f"{len(rows)} open multipart upload{plural}{age} under "
+               f"{printable(f's3://{bucket}/{prefix}')}")
     if args.abort and args.dry_run:
         summary += ": none aborted (dry run)"
     elif args.abort:

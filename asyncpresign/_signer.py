@@ -932,15 +932,30 @@ class Signer:
         """The open multipart uploads of the keys under ``prefix``, page by page;
         with ``older_than`` (seconds or a timedelta), only those started longer
         ago than that. ``with_parts=True`` counts each one's parts (a request
-        per upload) and leaves out any completed or aborted since it was listed."""
+        per upload) and leaves out any completed or aborted since it was listed.
+        A listing that holds a key not under ``prefix`` (a server that ignores
+        it) is a :class:`TransferError` before any of its page is yielded."""
         check_bucket(bucket)
         started_before = _started_before(older_than)
-        with self._translate(f"list the multipart uploads of s3://{bucket}/{prefix}"):
+        where = f"s3://{bucket}/{prefix}"
+        with self._translate(f"list the multipart uploads of {where}"):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=bucket, Prefix=prefix
             )
             async for page in pages:
-                for item in page.get("Uploads", []):
+                items = page.get("Uploads", [])
+                # A server that ignores Prefix lists every open upload of the
+                # bucket: one outside the prefix is refused, as the object
+                # listing refuses such a key (_bulk.listed_items), before any
+                # of the page is used: --abort would abort it.
+                for item in items:
+                    if not item["Key"].startswith(prefix):
+                        raise TransferError(
+                            f"the listing of the multipart uploads of {where} holds "
+                            f"{item['Key']!r}, which is not under it: stopped before acting "
+                            "on it", url=where,
+                        )
+                for item in items:
                     key, upload_id = item["Key"], item["UploadId"]
                     initiated = item["Initiated"].astimezone(dt.timezone.utc)
                     if started_before is not None and initiated >= started_before:

@@ -4,6 +4,7 @@ never acted on (the real command, in a subprocess, against a raw server)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -57,3 +58,62 @@ async def test_a_server_error_message_on_the_error_line_cannot_forge_lines_or_re
     assert "\x9b" not in done.stderr
     assert "\u202e" not in done.stderr
     assert "\u2066" not in done.stderr
+
+
+def open_uploads(*uploads: tuple[str, str]) -> Reply:
+    """A ListMultipartUploads answer holding ``uploads`` (key, upload id), whatever
+    prefix was asked for."""
+    items = "".join(
+        f"<Upload><Key>{key}</Key><UploadId>{upload_id}</UploadId>"
+        "<Initiated>2020-01-01T00:00:00.000Z</Initiated></Upload>"
+        for key, upload_id in uploads
+    )
+    return xml(200, "<ListMultipartUploadsResult><Bucket>bkt</Bucket>"
+                    f"<IsTruncated>false</IsTruncated>{items}</ListMultipartUploadsResult>")
+
+
+def uploads_server(*uploads: tuple[str, str]) -> Callable[[Request], Reply]:
+    """Lists ``uploads`` for any Prefix; aborts whatever it is asked to."""
+
+    def answer(request: Request) -> Reply:
+        if request.method == "GET" and "uploads" in request.target:
+            return open_uploads(*uploads)
+        if request.method == "DELETE":
+            return Reply([head_bytes("HTTP/1.1 204 No Content")])
+        return xml(404, "<Error><Code>NoSuchKey</Code><Message>no</Message></Error>")
+
+    return answer
+
+
+@pytest.mark.parametrize("abort", [True, False], ids=["abort", "list"])
+async def test_uploads_of_keys_outside_the_prefix_are_never_aborted_nor_listed_under_it(
+    serve: Serve, tmp_path: Path, abort: bool
+) -> None:
+    """A server that ignores Prefix in ListMultipartUploads answers with every
+    open upload of the bucket: ``uploads s3://bkt/tmp/ --abort`` aborted
+    prod/db.img's and reported success."""
+    server = await serve(uploads_server(("tmp/x", "UPLOAD-TMP-1"), ("prod/db.img", "PROD-1")))
+    env = env_for(server.url, tmp_path)
+    done = await anyio.to_thread.run_sync(lambda: cli(
+        "uploads", "s3://bkt/tmp/", *(["--abort"] if abort else []), env=env, check=1,
+    ))
+    assert "DELETE" not in server.methods()  # not even tmp/x: the listing is not trusted
+    assert done.stdout == ""
+    assert ("asyncpresign: error: the listing of the multipart uploads of s3://bkt/tmp/ holds "
+            "'prod/db.img', which is not under it: stopped before acting on it") in done.stderr
+
+
+async def test_an_aborted_upload_s_key_cannot_forge_a_line_of_the_summary(
+    serve: Serve, tmp_path: Path
+) -> None:
+    forged = "tmp/evil\n0 open multipart uploads under s3://bkt/tmp/: 0 aborted, 0 failed"
+    server = await serve(uploads_server((forged, "U3\u202e")))
+    env = env_for(server.url, tmp_path)
+    done = await anyio.to_thread.run_sync(
+        lambda: cli("uploads", "s3://bkt/tmp/", "--abort", env=env)
+    )
+    assert done.stdout.splitlines() == [
+        "aborted s3://bkt/tmp/evil\\n0 open multipart uploads under s3://bkt/tmp/: 0 aborted, "
+        "0 failed  upload id U3\\u202e  started 2020-01-01T00:00:00+00:00",
+        "1 open multipart upload under s3://bkt/tmp/: 1 aborted, 0 failed",
+    ]
