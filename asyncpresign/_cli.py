@@ -484,12 +484,10 @@ async def _bulk(args: argparse.Namespace) -> int:
         # Ctrl-C, SIGTERM or SIGHUP: what finished before it is said, so that a
         # script reading --json learns which jobs are done (the exit status
         # stays the signal's).
-        if not args.dry_run:
-            # An stdout that cannot take it must not turn the interruption into
-            # another error: the exit status and stderr still say what happened.
-            with contextlib.suppress(OSError):
-                _summary(args, display.so_far(), time.monotonic() - started,
-                         unverified=display.unverified, interrupted=True)
+        _say_stopped(args, plan, display, started)
+        raise
+    except Exception as exc:
+        _say_stopped(args, plan, display, started, error=exc)
         raise
     finally:
         # Raised only after the run: it must not replace an error in flight.
@@ -505,6 +503,31 @@ async def _bulk(args: argparse.Namespace) -> int:
         print(f"asyncpresign: error: {printable(str(journal.failure))}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _say_stopped(
+    args: argparse.Namespace, plan: Plan, display: ProgressDisplay, started: float,
+    *, error: Exception | None = None,
+) -> None:
+    """What a bulk run stopped early by a signal (or by ``error``) prints on
+    stdout. A real run's summary of the jobs that ended, with "interrupted"
+    under --json; after an error, nothing (the error is on stderr). A dry run's
+    --json plan streams, so part of its document may be out: it is closed,
+    with what was planned and "interrupted" or the error, so that stdout
+    still holds one JSON document (after an error with nothing out, it stays
+    empty)."""
+    # An stdout that cannot take it must not turn the stop into another
+    # error: the exit status and stderr still say what happened.
+    with contextlib.suppress(OSError):
+        if error is not None:
+            if plan.json_begun:  # a dry run's, with part of its plan out
+                _plan_summary(args, plan, display.so_far(),
+                              stopped={"error": f"{type(error).__name__}: {error}"})
+        elif not args.dry_run:
+            _summary(args, display.so_far(), time.monotonic() - started,
+                     unverified=display.unverified, interrupted=True)
+        elif args.json:
+            _plan_summary(args, plan, display.so_far(), stopped={"interrupted": True})
 
 
 async def _stream(args: argparse.Namespace) -> int:
@@ -916,15 +939,18 @@ def _links(result: BatchResult) -> list[str]:
 
 
 def _plan_summary(
-    args: argparse.Namespace, plan: Plan, result: BatchResult, *, out: TextIO | None = None
+    args: argparse.Namespace, plan: Plan, result: BatchResult, *, out: TextIO | None = None,
+    stopped: dict[str, Any] | None = None,
 ) -> None:
     """A dry run's totals: what would move, what the journal says is done, and
-    what would fail (a file the walk cannot send, keys that collide ...)."""
+    what would fail (a file the walk cannot send, keys that collide ...).
+    ``stopped``: the fields that say why the plan ended early (a signal, an
+    error), added to the --json document."""
     failures, links = _failures(result, args.command), _links(result)
     if args.json:
-        plan.close_json({"skipped": result.skipped, "failed": len(failures),
-                         "failures": failures, "not_followed": links,
-                         **_sync_json(result)})
+        plan.close_json({**(stopped or {}), "skipped": result.skipped,
+                         "failed": len(failures), "failures": failures,
+                         "not_followed": links, **_sync_json(result)})
         return
     totals = plan.totals() if not isinstance(result, SyncResult) else (
         f"would transfer {plan.objects:,} objects, {human_bytes(plan.nbytes)}: "

@@ -64,6 +64,7 @@ class Plan:
         self.deleted_bytes = 0
         self._opened = False
         self._header: dict[str, Any] | None = None
+        self._begun = False  # part of the JSON document is out
 
     def add(self, verb: str, source: str, target: str, size: int | None) -> None:
         """``verb`` (upload, download, copy, ...) ``source`` to ``target``."""
@@ -111,9 +112,16 @@ class Plan:
         either leaves stdout empty, never half a document."""
         self._header = {**header, "dry_run": True}
 
+    @property
+    def json_begun(self) -> bool:
+        """Whether part of the JSON document is out: then only :meth:`close_json`
+        leaves stdout one document (a run stopped by an error too)."""
+        return self._begun
+
     def _start_json(self, out: TextIO) -> None:
         if self._header is not None:
             fields = json.dumps(self._header, indent=2)[:-2]  # drop "\n}"
+            self._begun = True  # even if the write fails part-way
             out.write(f"{fields},\n  \"plan\": [")
             self._header = None
 

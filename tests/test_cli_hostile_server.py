@@ -4,6 +4,7 @@ never acted on (the real command, in a subprocess, against a raw server)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +118,39 @@ async def test_an_aborted_upload_s_key_cannot_forge_a_line_of_the_summary(
         "0 failed  upload id U3\\u202e  started 2020-01-01T00:00:00+00:00",
         "1 open multipart upload under s3://bkt/tmp/: 1 aborted, 0 failed",
     ]
+
+
+async def test_a_dry_run_plan_cut_short_by_an_error_is_still_one_json_document(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """The plan streams: a listing whose second page failed left the first
+    page's plan on stdout, half a JSON document, with the error on stderr."""
+    page = ("<ListBucketResult><Name>bkt</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount>"
+            "<MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>"
+            "<NextContinuationToken>page-2</NextContinuationToken>" + "".join(
+                f"<Contents><Key>p/{name}</Key><LastModified>2024-01-01T00:00:00.000Z"
+                f"</LastModified><ETag>&quot;{'0' * 32}&quot;</ETag><Size>3</Size></Contents>"
+                for name in ("a", "b")
+            ) + "</ListBucketResult>")
+
+    def answer(request: Request) -> Reply:
+        if request.method == "HEAD":
+            return Reply([head_bytes("HTTP/1.1 404 Not Found", "Content-Length: 0")])
+        if "continuation-token=page-2" in request.target:
+            return xml(403, "<Error><Code>AccessDenied</Code><Message>no</Message></Error>")
+        return xml(200, page)
+
+    server = await serve(answer)
+    env = env_for(server.url, tmp_path)
+    done = await anyio.to_thread.run_sync(lambda: cli(
+        "download", "s3://bkt/p/", str(tmp_path / "out"), "--dry-run", "--json",
+        env=env, check=1,
+    ))
+    document = json.loads(done.stdout)
+    assert [item["source"] for item in document["plan"]] == ["s3://bkt/p/a", "s3://bkt/p/b"]
+    assert document["dry_run"] is True
+    assert document["error"] == ("HTTPStatusError: could not list s3://bkt/p/: HTTP 403 "
+                                 "AccessDenied: no")
+    assert "interrupted" not in document
+    assert done.stderr.startswith("asyncpresign: error: could not list s3://bkt/p/")
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -416,3 +417,49 @@ async def test_a_fifo_manifest_with_no_writer_still_stops_on_sigterm(tmp_path: P
     assert process.stdout is not None
     summary = json.loads((await process.stdout.receive(1 << 16)).decode())
     assert (summary["interrupted"], summary["total"]) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+async def test_a_dry_run_plan_stopped_by_a_signal_is_one_json_document_saying_so(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """The plan streams: once part of it was out, a stopped dry run left half a
+    JSON document on stdout (it said nothing more)."""
+    lines = "".join(json.dumps({
+        "op": "put", "path": f"f{i}", "size": 1, "bucket": "bucket", "key": f"k{i}",
+        "url": f"http://127.0.0.1:9/bucket/k{i}?X-Amz-Signature=" + "0" * 64,
+    }) + "\n" for i in range(600))  # more than a batch of 500: the plan is under way
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    # A suite started in the background has SIGINT ignored, and a child would
+    # inherit that; a handled SIGINT is reset to the default at exec instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "asyncpresign", "transfer", str(fifo), "--dry-run",
+             "--json"], env=base_env(tmp_path),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert process.stdout is not None
+    try:
+        # The writer stays open: the rest of the manifest is still to come.
+        async with await anyio.open_file(fifo, "w") as writer:
+            await writer.write(lines)
+            await writer.flush()
+            with anyio.fail_after(30):
+                out = await process.stdout.receive(1 << 20)  # the plan under way
+                process.send_signal(signum)
+                assert await process.wait() == code
+        async for more in process.stdout:
+            out += more
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    document = json.loads(out.decode())
+    assert (document["dry_run"], document["interrupted"]) == (True, True)
+    assert document["objects"] == len(document["plan"]) >= 500
+    assert document["plan"][0]["target"] == "s3://bucket/k0"
