@@ -91,6 +91,23 @@ async def test_a_well_formed_answer_from_the_raw_server_downloads_whole(
     assert server.requests[0].method == "GET"
 
 
+async def test_requests_ask_for_the_bytes_as_stored_and_invent_no_content_type(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """No Accept-Encoding at all would allow any coding (RFC 9110): a proxy that
+    compressed on the fly would hand over bytes the checksum does not describe.
+    A PUT carries no Content-Type it was not given: S3 would store it."""
+    server = await serve(fixed(200, b"hello world", 'ETag: "abc"'))
+    async with engine() as eng:
+        await eng.download(server.url + SIGNED, tmp_path / "f")
+        await eng.upload(server.url + SIGNED, b"body")
+    get, put = server.requests
+    assert (get.method, put.method) == ("GET", "PUT")
+    for request in (get, put):
+        assert request.header("accept-encoding") == "identity"
+        assert request.header("content-type") is None
+
+
 # -- framing --------------------------------------------------------------------------------
 
 
