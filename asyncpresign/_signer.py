@@ -934,15 +934,33 @@ class Signer:
         ago than that. ``with_parts=True`` counts each one's parts (a request
         per upload) and leaves out any completed or aborted since it was listed.
         A listing that holds a key not under ``prefix`` (a server that ignores
-        it) is a :class:`TransferError` before any of its page is yielded."""
+        it), or one cut short or going round (truncated with no marker for the
+        next page, or a marker given twice), is a :class:`TransferError` before
+        any of that page is yielded: a run would say "all aborted" of part."""
         check_bucket(bucket)
         started_before = _started_before(older_than)
         where = f"s3://{bucket}/{prefix}"
+        markers: set[int] = set()  # hashes of each page's (key, upload id) marker
         with self._translate(f"list the multipart uploads of {where}"):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=bucket, Prefix=prefix
             )
             async for page in pages:
+                if page.get("IsTruncated"):
+                    marker = (page.get("NextKeyMarker"), page.get("NextUploadIdMarker"))
+                    if not any(marker):
+                        raise TransferError(
+                            f"the listing of the multipart uploads of {where} is truncated "
+                            "with no marker for the next page: stopped before acting on "
+                            "part of it", url=where,
+                        )
+                    if hash(marker) in markers:
+                        raise TransferError(
+                            f"the listing of the multipart uploads of {where} came back to "
+                            "a page it gave before: stopped before acting on part of it",
+                            url=where,
+                        )
+                    markers.add(hash(marker))
                 items = page.get("Uploads", [])
                 # A server that ignores Prefix lists every open upload of the
                 # bucket: one outside the prefix is refused, as the object

@@ -104,6 +104,34 @@ async def test_uploads_of_keys_outside_the_prefix_are_never_aborted_nor_listed_u
             "'prod/db.img', which is not under it: stopped before acting on it") in done.stderr
 
 
+@pytest.mark.parametrize("page", ["no marker", "same marker"])
+async def test_an_uploads_listing_cut_short_or_going_round_aborts_nothing(
+    serve: Serve, tmp_path: Path, page: str
+) -> None:
+    """Truncated with no marker for the next page, botocore's paginator just
+    stopped: "1 open multipart upload: 1 aborted" while the next page's stayed
+    open; one giving the same marker for ever was read for ever."""
+    marker = "" if page == "no marker" else (
+        "<NextKeyMarker>tmp/x</NextKeyMarker><NextUploadIdMarker>U1</NextUploadIdMarker>")
+
+    def answer(request: Request) -> Reply:
+        if request.method == "GET" and "uploads" in request.target:
+            return xml(200, "<ListMultipartUploadsResult><Bucket>bkt</Bucket>"
+                            f"<IsTruncated>true</IsTruncated>{marker}<Upload><Key>tmp/x</Key>"
+                            "<UploadId>U1</UploadId><Initiated>2020-01-01T00:00:00.000Z"
+                            "</Initiated></Upload></ListMultipartUploadsResult>")
+        return Reply([head_bytes("HTTP/1.1 204 No Content")])
+
+    server = await serve(answer)
+    env = env_for(server.url, tmp_path)
+    with anyio.fail_after(60):
+        done = await anyio.to_thread.run_sync(
+            lambda: cli("uploads", "s3://bkt/tmp/", "--abort", env=env, check=1)
+        )
+    assert "DELETE" not in server.methods()
+    assert "stopped before acting on part of it" in done.stderr
+
+
 async def test_an_aborted_upload_s_key_cannot_forge_a_line_of_the_summary(
     serve: Serve, tmp_path: Path
 ) -> None:
