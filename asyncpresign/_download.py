@@ -104,9 +104,10 @@ async def get_once(
                 rt, resp, partial=partial, verifier=whole, etag=extra["If-Match"],
                 size=offset, tracker=tracker,
             )
-        if resp.status in {412, 416}:
+        if resp.status in {412, 416} and extra:
             # The object changed (or the partial file is not a prefix of it):
-            # start over from zero on the next attempt, at once.
+            # start over from zero on the next attempt, at once. (Asked for
+            # neither, the server's answer is its own: a status error below.)
             await anyio.to_thread.run_sync(partial.discard)
             raise IntegrityError(
                 "object changed since the partial download began "

@@ -108,6 +108,21 @@ async def test_requests_ask_for_the_bytes_as_stored_and_invent_no_content_type(
         assert request.header("content-type") is None
 
 
+@pytest.mark.parametrize("status", [412, 416])
+async def test_a_precondition_answer_to_a_plain_get_is_the_servers_error_not_a_changed_object(
+    serve: Serve, tmp_path: Path, status: int
+) -> None:
+    """Nothing was asked If-Match or from an offset, yet it was reported as
+    "object changed since the partial download began ... restarting from zero"."""
+    server = await serve(fixed(status, b"", 'ETag: "abc"'))
+    async with engine() as eng:
+        with pytest.raises(HTTPStatusError) as caught:
+            await eng.download(server.url + SIGNED, tmp_path / "f")
+    assert caught.value.status == status
+    assert "partial" not in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
 # -- framing --------------------------------------------------------------------------------
 
 
