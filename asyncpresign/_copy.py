@@ -122,7 +122,7 @@ async def _copy_once(
         expected_md5 = source_md5 if source_sum is None else None
         md5 = hashlib.md5(usedforsecurity=False) if expected_md5 else None
         metadata = metadata_params(source.headers.items(), source_shown) if carries else {}
-        put, signed = await _signed_put(rt, put, dest_sign, metadata, source_sum)
+        put = await _signed_put(rt, put, dest_sign, metadata, source_sum)
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
@@ -172,8 +172,7 @@ async def _copy_once(
                 nbytes=size,
             )
     verified = _verdict(
-        result, answer, source_sum=source_sum, stored=stored, signed=signed,
-        source_md5=source_md5,
+        result, answer, source_sum=source_sum, stored=stored, source_md5=source_md5
     )
     return replace(result, nbytes=size, verified=verified)
 
@@ -184,26 +183,25 @@ def _verdict(
     *,
     source_sum: tuple[str, int] | None,
     stored: str | None,
-    signed: bool,
     source_md5: str | None,
 ) -> str | None:
     """Which check shows the destination holds the source's bytes (raises
-    IntegrityError when one shows it does not): the source's checksum, signed
-    into the PUT or echoed by the destination; else the destination's ETag
-    against the source's MD5, where both are MD5s; else None."""
-    if source_sum is not None:
+    IntegrityError when one shows it does not): the source's checksum, as the
+    destination says it stored it; else the destination's ETag against the
+    source's MD5, where both are MD5s; else None. A checksum signed into the
+    PUT but not said back proves nothing of itself: a server that takes the
+    header without checking it stored a corrupted copy, called checked."""
+    if source_sum is not None and stored is not None:
         expected = encode(source_sum[0], source_sum[1])
-        if stored is not None and stored.strip() != expected:
+        if stored.strip() != expected:
             raise IntegrityError(
                 f"destination stored {source_sum[0].upper()} {stored.strip()[:40]} but the "
                 f"source's is {expected}",
                 url=result.url,
             )
-        if signed or stored is not None:
-            return source_sum[0]
-    # No checksum, or one the destination neither had signed nor says it
-    # stored: what it stored is checked by its ETag against the source's MD5,
-    # where both are MD5s.
+        return source_sum[0]
+    # No checksum said back: what the destination stored is checked by its
+    # ETag against the source's MD5, where both are MD5s.
     if source_md5 is None:
         return None
     check_stored_md5(result, source_md5, "the source's ETag", answer)
@@ -216,19 +214,18 @@ async def _signed_put(
     dest_sign: SignFunction | None,
     metadata: dict[str, Any],
     source_sum: tuple[str, int] | None,
-) -> tuple[PresignedRequest, bool]:
+) -> PresignedRequest:
     """The PUT to send, signed afresh (once) with what the source's answer told:
-    its ``metadata`` and its whole-object checksum, if ``dest_sign`` signs it;
-    and whether the checksum is signed in."""
+    its ``metadata`` and its whole-object checksum, if ``dest_sign`` signs it
+    (then the destination refuses a body that does not match it)."""
     extra: dict[str, Any] = {}
     if metadata:
         extra["metadata"] = metadata
-    signed = source_sum is not None and dest_sign is not None and signs_checksums(dest_sign)
-    if source_sum is not None and signed:
+    if source_sum is not None and dest_sign is not None and signs_checksums(dest_sign):
         extra["checksum"] = (source_sum[0], encode(source_sum[0], source_sum[1]))
     if not extra or dest_sign is None:
-        return put, False
-    return await rt.resign(functools.partial(dest_sign, **extra), "PUT"), signed
+        return put
+    return await rt.resign(functools.partial(dest_sign, **extra), "PUT")
 
 
 async def _hash(md5: Any, data: bytes) -> None:

@@ -224,3 +224,48 @@ async def test_a_fixed_put_copy_checks_what_the_destination_stored_when_the_sour
         )
     assert (result.ok, result.attempts, result.verified) == (True, 2, "md5")
     assert len(puts) == 2
+
+
+async def test_a_checksum_signed_into_the_copy_but_not_said_back_proves_nothing_by_itself(
+    serve: Serve,
+) -> None:
+    """The destination takes the signed x-amz-checksum-crc64nvme without checking
+    it or saying it back, and stores the first body with a bit flipped (its MD5
+    ETag says so). The copy was reported checked by CRC64NVME, exit 0, with the
+    wrong bytes stored; now the ETag is compared with the source's MD5, and the
+    copy is sent again."""
+    import base64
+    import hashlib
+
+    from awscrt import checksums
+
+    from .rawserver import Reply, Request, head_bytes
+
+    data = os.urandom(300_000)
+    crc = base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
+    source = await serve(fixed(
+        200, data, f'ETag: "{hashlib.md5(data).hexdigest()}"',
+        f"x-amz-checksum-crc64nvme: {crc}", "x-amz-checksum-type: FULL_OBJECT",
+    ))
+    signed: list[str | None] = []
+
+    def destination(request: Request) -> Reply:
+        signed.append(request.header("x-amz-checksum-crc64nvme"))
+        stored = bytearray(data)
+        if len(signed) == 1:
+            stored[len(stored) // 2] ^= 1
+        etag = hashlib.md5(stored).hexdigest()
+        return Reply([head_bytes("HTTP/1.1 200 OK", f'ETag: "{etag}"', "Content-Length: 0")])
+
+    dest = await serve(destination)
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    async with Signer(endpoint_url=dest.url, region="us-east-1", access_key="AKFAKE",
+                      secret_key="fake-secret-key", addressing_style="path") as signer, \
+            TransferEngine(retry=FAST_RETRY) as engine:
+        result = await engine.copy(
+            PresignedRequest(method="GET", url=f"{source.url}/src?X-Amz-Signature=s",
+                             headers={"x-amz-checksum-mode": "ENABLED"}, expires_at=expires),
+            None, dest_sign=signer.sign_later("PUT", "bkt", "dst"),
+        )
+    assert signed == [crc, crc]  # signed in, each time
+    assert (result.ok, result.attempts, result.verified) == (True, 2, "md5")
