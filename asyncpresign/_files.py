@@ -38,22 +38,27 @@ def describe_os_error(exc: OSError) -> str:
 # -- sources -------------------------------------------------------------------------------
 
 
-#: What tells one version of a file from the next: its size and modification time.
-Version = tuple[int, int]
+#: What tells one version of a file from the next: its size, modification time,
+#: change time (ns) and inode. The ctime and inode catch what size and mtime
+#: miss: a file edited in place with its mtime put back (``touch -r``), whose
+#: parts would make a torn object, or one replaced by another (``mv``).
+Version = tuple[int, ...]
 
 
 def version_of(info: os.stat_result) -> Version:
-    return info.st_size, info.st_mtime_ns
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
 
 
 def check_version(path: str, before: Version | None, now: Version) -> Version:
     """``now``, if it is the version ``before`` was (or nothing was seen before);
-    else the file changed while being uploaded."""
-    if before is not None and now != before:
+    else the file changed while being uploaded. A ``before`` of two fields
+    ``(size, mtime_ns)``, from a manifest signed by an earlier release, is
+    compared on those."""
+    if before is not None and now[: len(before)] != before:
         raise SourceChangedError(
             f"upload source {path!r} changed while being uploaded (size {before[0]} -> "
-            f"{now[0]} bytes, or its modification time): what was read may mix two "
-            "versions of it",
+            f"{now[0]} bytes, or its modification or change time, or its inode): what "
+            "was read may mix two versions of it",
             path,
         )
     return now

@@ -57,9 +57,10 @@ class ManifestEntry:
     #: The object's ETag when the GET was signed: a journal skips the download
     #: again only while it is the same object.
     etag: str | None = None
-    #: A part's file as it was signed, ``[size, st_mtime_ns]``: every part must
-    #: be read from that version, or the parts would make a torn object.
-    version: tuple[int, int] | None = None
+    #: A part's file as it was signed, ``[size, st_mtime_ns, st_ctime_ns,
+    #: st_ino]``: every part must be read from that version, or the parts would
+    #: make a torn object.
+    version: tuple[int, ...] | None = None
     #: The manifest line it was read from (0: not read from one); not written.
     line: int = field(default=0, compare=False)
 
@@ -157,18 +158,20 @@ def parse_entry(line: str, number: int) -> ManifestEntry:
     )
 
 
-def _version_field(value: object, number: int) -> tuple[int, int] | None:
-    """A part's ``version``: ``[size, mtime_ns]``, two ints >= 0, or absent."""
+def _version_field(value: object, number: int) -> tuple[int, ...] | None:
+    """A part's ``version``: ``[size, mtime_ns, ctime_ns, inode]``, four ints >= 0
+    (or ``[size, mtime_ns]``, as an earlier release signed it), or absent."""
     if value is None:
         return None
     if not (
-        isinstance(value, list) and len(value) == 2
+        isinstance(value, list) and len(value) in (2, 4)
         and all(type(v) is int and v >= 0 for v in value)
     ):
         raise InvalidArgumentError(
-            f"manifest line {number}: version must be [size, mtime_ns], two ints >= 0"
+            f"manifest line {number}: version must be [size, mtime_ns, ctime_ns, inode], "
+            "four ints >= 0"
         )
-    return value[0], value[1]
+    return tuple(value)
 
 
 def _is_aware_time(text: str) -> bool:

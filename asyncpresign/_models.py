@@ -143,14 +143,15 @@ class FilePart:
     """``length`` bytes of the file at ``path`` from ``offset``, as an upload source:
     one part of a multipart upload, read from its place in the file.
 
-    ``version``, the file's ``(size, st_mtime_ns)`` when its upload was planned,
-    makes a read of any other version fail (:class:`SourceChangedError`): the
-    parts of one object must all come from one version of the file."""
+    ``version``, the file's ``(size, st_mtime_ns, st_ctime_ns, st_ino)`` when its
+    upload was planned, makes a read of any other version fail
+    (:class:`SourceChangedError`): the parts of one object must all come from
+    one version of the file."""
 
     path: str | os.PathLike[str]
     offset: int
     length: int
-    version: tuple[int, int] | None = None
+    version: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("offset", "length"):

@@ -89,6 +89,24 @@ def test_a_read_at_another_version_than_the_first_is_a_source_changed_error(
     assert check_version("f", None, (1, 2)) == (1, 2)
 
 
+def test_a_file_edited_in_place_with_its_mtime_put_back_is_another_version(
+    tmp_path: Path,
+) -> None:
+    """Size and mtime alone took it for the same file: a multipart upload (or a
+    manifest's parts) then mixed parts of both into one object, reported done."""
+    path = old_file(tmp_path / "f", b"x" * 10)
+    version = source_version(str(path))
+    before = path.stat()
+    with path.open("r+b") as f:
+        f.write(b"y" * 10)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(SourceChangedError, match="changed while being uploaded"):
+        check_version(str(path), version, source_version(str(path)))
+    # A manifest signed by an earlier release recorded [size, mtime_ns]: those still count.
+    assert check_version(str(path), version[:2], source_version(str(path)))
+
+
 def test_a_file_shortened_while_its_checksum_is_taken_is_a_source_changed_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,7 +315,10 @@ async def test_parts_of_a_multipart_manifest_are_sent_only_from_the_version_sign
     manifest = str(tmp_path / "parts.jsonl")
     cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(path), "--part-size", "5MiB",
         "--manifest", manifest, "--checksum", "none", env=env)
-    path.write_bytes(os.urandom(11 * MiB))  # rewritten, same size, after signing
+    before = path.stat()
+    with path.open("r+b") as f:  # rewritten in place, same size, after signing...
+        f.write(os.urandom(11 * MiB))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...its mtime put back
     ran = json_module.loads(
         cli("transfer", manifest, "--json", "--checksum", "none", env=env, check=1).stdout
     )
