@@ -85,6 +85,7 @@ from ._cli_sign import (
 from ._engine import TransferEngine
 from ._exceptions import (
     AsyncPresignError,
+    IntegrityError,
     InvalidArgumentError,
     LocalFileError,
     NoCredentialsError,
@@ -848,8 +849,22 @@ async def _transfer(
     #: reads a slice of the file, which names no path of its own).
     named: dict[int, tuple[str, str]] = {}
 
+    #: Parts the server answered 200 without an ETag: no completion can name
+    #: them, so each is a failure (and stays out of the journal), not a success.
+    unnamed: list[TransferResult] = []
+
     async def record(result: TransferResult) -> None:
         entry, state = pending.pop(result.index or 0, (None, None))
+        if entry is not None and entry.part is not None and result.ok and not result.etag:
+            result = dataclasses.replace(result, error=IntegrityError(
+                f"part {entry.part} was stored without an ETag: no completion can name it",
+                url=result.url,
+            ))
+            if entry.bucket and entry.key:
+                result = dataclasses.replace(
+                    result, url=f"s3://{entry.bucket}/{entry.key}", path=entry.path
+                )
+            unnamed.append(result)
         if entry is not None and result.ok:
             await record_done(
                 journal, entry.id, state, result.nbytes,
@@ -870,10 +885,10 @@ async def _transfer(
         for r in result.failed
     )
     return BatchResult(
-        results=(), failed=failed + tuple(refused),
+        results=(), failed=failed + tuple(unnamed) + tuple(refused),
         total=result.total + skipped + len(refused),
-        succeeded=result.succeeded + skipped, nbytes=result.nbytes, seconds=result.seconds,
-        skipped=skipped,
+        succeeded=result.succeeded - len(unnamed) + skipped, nbytes=result.nbytes,
+        seconds=result.seconds, skipped=skipped,
     )
 
 

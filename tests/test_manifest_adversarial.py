@@ -463,3 +463,38 @@ async def test_a_dry_run_plan_stopped_by_a_signal_is_one_json_document_saying_so
     assert (document["dry_run"], document["interrupted"]) == (True, True)
     assert document["objects"] == len(document["plan"]) >= 500
     assert document["plan"][0]["target"] == "s3://bucket/k0"
+
+
+async def test_a_part_stored_without_an_etag_fails_and_is_sent_again_next_run(
+    env: dict[str, str], bucket: str, tmp_path: Path, serve: object
+) -> None:
+    """A server answering a part's PUT 200 with no ETag: transfer said "2 done",
+    journalled them without one; complete then said "not uploaded yet", the
+    next transfer skipped them as done, and the upload could never complete."""
+    from .rawserver import Reply, Request, head_bytes
+
+    def no_etag(request: Request) -> Reply:
+        return Reply([head_bytes("HTTP/1.1 200 OK", "Content-Length: 0")])
+
+    server = await serve(no_etag)  # type: ignore[operator]
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 * 1024 * 1024))
+    manifest = tmp_path / "parts.jsonl"
+    cli("sign", "put", f"s3://{bucket}/big", "--multipart", str(path), "--part-size", "5MiB",
+        "--manifest", str(manifest), env=env)
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    upstream = env["AWS_ENDPOINT_URL"]
+    manifest.write_text("".join(
+        json.dumps({**line, "url": line["url"].replace(upstream, server.url)}) + "\n"
+        for line in lines
+    ))
+    journal = str(tmp_path / "j")
+    for _ in range(2):  # the second run sends them again: nothing was journalled done
+        # In a thread: the raw server answers on this test's event loop.
+        done = await anyio.to_thread.run_sync(lambda: cli(
+            "transfer", str(manifest), "--journal", journal, "--json", env=env, check=1
+        ))
+        ran = json.loads(done.stdout)
+        assert (ran["succeeded"], ran["failed"], ran["skipped"]) == (0, 2, 0)
+        assert all("without an ETag" in f["error"] for f in ran["failures"])
+    cli("complete", str(manifest), "--abort", env=env)
