@@ -440,7 +440,8 @@ class UploadSource:
         if self.replayable:
             await anyio.to_thread.run_sync(self.stream.seek, self._start)
         stream = self._object_stream(
-            self.stream, self.known_size, chunk, tracker, self._hashes()
+            self.stream, self.known_size, chunk, tracker, self._hashes(),
+            whole=not self.replayable,
         )
         return stream, self.known_size
 
@@ -495,12 +496,35 @@ class UploadSource:
 
     @staticmethod
     async def _object_stream(
-        f: IO[bytes], size: int, chunk: int, tracker: Tracker, hashes: _Hashes | None
+        f: IO[bytes], size: int, chunk: int, tracker: Tracker, hashes: _Hashes | None,
+        *, whole: bool = False,
     ) -> AsyncIterator[bytes | memoryview]:
+        """``size`` bytes of ``f``; with ``whole`` (a stream whose length only
+        ``size`` tells), the stream must end there: one holding more was cut
+        at ``size`` and stored so, reported done. Its last bytes never leave
+        then, so the server stores nothing."""
         async def read(n: int) -> bytes:
-            return await anyio.to_thread.run_sync(_files.read_block, f, n)
+            try:
+                data = await anyio.to_thread.run_sync(_files.read_block, f, n)
+            except ValueError as exc:  # closed, or not open for reading: _blocks says so
+                raise OSError(str(exc)) from None
+            if not isinstance(data, bytes):
+                raise InvalidArgumentError(
+                    f"the upload stream's read() gave {type(data).__name__}, not bytes: "
+                    "open it in binary mode"
+                )
+            return data
 
-        async for piece in _blocks(read, size, chunk, tracker, None, hashes=hashes):
+        async def ended() -> None:
+            if await read(1):
+                raise LocalFileError(
+                    f"the upload stream holds more than the size given ({size} bytes): "
+                    "size= must be its whole length", None,
+                )
+
+        async for piece in _blocks(
+            read, size, chunk, tracker, None, hashes=hashes, last=ended if whole else None
+        ):
             yield piece
 
 

@@ -115,6 +115,62 @@ async def test_non_seekable_stream_without_size_is_rejected() -> None:
     assert server.requests.total() == 0
 
 
+class _Pipe(io.RawIOBase):
+    """A non-seekable stream (a pipe, a socket's file) holding ``data``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        n = min(len(buffer), len(self.data))
+        buffer[:n], self.data = self.data[:n], self.data[n:]
+        return n
+
+
+@pytest.mark.parametrize("size", [3, 3 * 1024 * 1024])
+async def test_a_non_seekable_stream_holding_more_than_its_size_stores_nothing(
+    size: int,
+) -> None:
+    """size= is a stream's whole length, as it is for any other source: a pipe
+    holding 12 bytes with size=3 stored b'012' and was reported done."""
+    async with FaultServer() as server, TransferEngine() as engine:
+        with pytest.raises(LocalFileError, match="holds more than the size given"):
+            await engine.upload(server.request("PUT", "k"), _Pipe(b"x" * size + b"more"),
+                                size=size)
+        assert "k" not in server.objects
+        exact = await engine.upload(server.request("PUT", "k"), _Pipe(b"y" * size), size=size)
+    assert exact.ok
+    assert server.objects["k"] == b"y" * size
+
+
+async def test_a_stream_that_cannot_be_read_as_bytes_fails_with_what_is_wrong(
+    tmp_path: Path,
+) -> None:
+    """A closed file with size= was "TransportError: connection failed ... read of
+    closed file"; a read() giving str, "connection failed ... Strings must be
+    encoded": the network was blamed for the caller's stream."""
+
+    class Text:
+        def read(self, n: int = -1) -> str:
+            return "abc"
+
+    (tmp_path / "f").write_bytes(b"abc")
+    closed = (tmp_path / "f").open("rb")
+    closed.close()
+    async with FaultServer() as server, TransferEngine() as engine:
+        with pytest.raises(LocalFileError, match="closed file"):
+            await engine.upload(server.request("PUT", "a"), closed, size=3)
+        with pytest.raises(InvalidArgumentError, match="binary mode"):
+            await engine.upload(server.request("PUT", "b"), Text(), size=3)  # type: ignore[arg-type]
+    assert not server.objects
+
+
 async def test_unsupported_source_type_is_rejected() -> None:
     async with TransferEngine() as engine:
         with pytest.raises(InvalidArgumentError, match="upload source"):
