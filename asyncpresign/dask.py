@@ -45,6 +45,7 @@ from ._exceptions import InvalidArgumentError
 from ._manifest import Journal, ManifestEntry, job_id, journal_state, written_state
 from ._models import Copy, Download, PresignedRequest, TransferResult, Upload
 from ._signer import Signer
+from ._validation import check_positive_int
 
 __all__ = ["DaskSummary", "JobOutcome", "ObjectJob", "transfer_on_dask"]
 
@@ -172,8 +173,13 @@ async def transfer_on_dask(
     :class:`LocalFileError` then); given a :class:`Journal`, the caller closes
     it, and can still have the summary when the journal's disk is full.
     """
-    if partition_size < 1:
-        raise InvalidArgumentError(f"partition_size must be >= 1, got {partition_size}")
+    # A window of 0 waited for ever on no task, spinning the caller's loop; a
+    # partition size of 1.5 was never reached, putting every job in one.
+    check_positive_int("partition_size", partition_size)
+    if window is not None:
+        check_positive_int("window", window)
+    if isinstance(jobs, (str, bytes)):
+        raise InvalidArgumentError(f"jobs must be an iterable of jobs, not {type(jobs).__name__}")
     options = dict(engine_options or {})
     TransferEngine(**options)  # validate here, not in a hundred workers
     if isinstance(journal, Journal):

@@ -153,6 +153,23 @@ async def test_a_worker_killed_midway_still_ends_with_every_object_correct(
             assert (tmp_path / "x").read_bytes() == tree[name]
 
 
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [({"window": 0}, "window"), ({"window": -1}, "window"),
+     ({"partition_size": 1.5}, "partition_size"), ({"partition_size": 0}, "partition_size")],
+)
+async def test_a_window_or_partition_size_that_cannot_work_is_refused_at_the_call(
+    option: dict[str, Any], match: str
+) -> None:
+    """window=0 waited for ever on no task, spinning the caller's event loop at
+    100% CPU; partition_size=1.5 was never reached, so every job went into one
+    partition (its memory bound gone)."""
+    from asyncpresign import InvalidArgumentError
+
+    with anyio.fail_after(10), pytest.raises(InvalidArgumentError, match=match):
+        await transfer_on_dask(object(), [], **option)
+
+
 async def test_jobs_with_signing_functions_are_refused_before_anything_is_sent(
     client: Any, signer: Signer, bucket: str, tmp_path: Path
 ) -> None:
