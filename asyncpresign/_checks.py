@@ -26,6 +26,7 @@ __all__ = [
     "parse_content_length",
     "parse_content_range",
     "parse_range_spec",
+    "refuse_signed_range",
     "resolve_range",
     "signed_range",
     "unsatisfied_size",
@@ -194,6 +195,18 @@ def signed_range(headers: Mapping[str, str]) -> RangeSpec | None:
         if name.lower() == "range":
             return parse_range_spec(value)
     return None
+
+
+def refuse_signed_range(headers: Mapping[str, str], what: str) -> None:
+    """Raise :class:`InvalidArgumentError` for a GET signed for a byte range,
+    which ``what`` (a stream, a copy) cannot take: it reads whole objects, and
+    the answer's first byte is not the object's (a stream retried 20 times,
+    blaming the server; a copy failed on "HTTP 206 Partial Content")."""
+    if signed_range(headers) is not None:
+        raise InvalidArgumentError(
+            f"a presigned GET signed for a Range cannot be {what}: sign the GET without "
+            "Range (TransferEngine.download writes a signed range to a file)"
+        )
 
 
 def resolve_range(spec: RangeSpec, total: int) -> tuple[int, int] | None:

@@ -18,7 +18,13 @@ from ._attempts import (
     signs_checksums,
     signs_metadata,
 )
-from ._checks import check_etag, check_stored_md5, is_plain_md5, parse_content_length
+from ._checks import (
+    check_etag,
+    check_stored_md5,
+    is_plain_md5,
+    parse_content_length,
+    refuse_signed_range,
+)
 from ._checksums import Crc, encode, full_object_checksum, header_name
 from ._exceptions import IntegrityError, RequestExpiredError
 from ._metadata import metadata_params
@@ -97,6 +103,7 @@ async def _copy_once(
     bytes (before the last of them is sent) and compared with the copy's.
     When it ``carries`` metadata, the source's is checked (a bad value fails
     the copy before the PUT) and signed in, with the checksum in one signing."""
+    refuse_signed_range(get.headers, "copied")
     async with rt.transport.request("GET", get.url, get.headers) as source:
         source_shown = source.shown
         if source.status != 200:

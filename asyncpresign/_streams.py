@@ -27,7 +27,13 @@ import anyio
 import anyio.to_thread
 
 from ._attempts import Runtime, Tracker, initial_request, ungrouped
-from ._checks import check_etag, check_part_answer, expected_total, is_range
+from ._checks import (
+    check_etag,
+    check_part_answer,
+    expected_total,
+    is_range,
+    refuse_signed_range,
+)
 from ._checksums import Verifier
 from ._download import verifier_for
 from ._exceptions import (
@@ -362,6 +368,7 @@ class DownloadStream:
         streamed through ``queue``, resumed after the bytes already queued."""
 
         async def attempt(req: PresignedRequest, _: Tracker) -> TransferResult:
+            refuse_signed_range(req.headers, "streamed")
             obj.request = req
             return await self._first_once(req, obj, queue)
 

@@ -200,3 +200,32 @@ async def test_a_server_answering_another_range_leaves_no_file(
     assert heads
     assert all("range: bytes=10-19\r\n" in h for h in heads)
     assert all(h.count("range:") == 1 for h in heads)
+
+
+async def test_a_signed_range_is_neither_streamed_nor_copied_and_nothing_is_sent(
+    serve: Serve,
+) -> None:
+    """A stream read the range's answer as the object from byte 0: 20 attempts
+    over 106 s, then an IntegrityError blaming the server; a copy failed on
+    "HTTP 206 Partial Content". Both take whole objects: refused at once."""
+    from asyncpresign import InvalidArgumentError, PresignedRequest
+
+    server = await serve(fixed(206, b"0123456789", "Content-Range: bytes 10-19/100",
+                               'ETag: "abc"'))
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    ranged = PresignedRequest(method="GET", url=f"{server.url}/k?X-Amz-Signature=s",
+                              headers={"Range": "bytes=10-19"}, expires_at=expires)
+    put = PresignedRequest(method="PUT", url=f"{server.url}/d?X-Amz-Signature=s",
+                           expires_at=expires)
+    async with TransferEngine() as eng:
+
+        async def read_all() -> None:
+            async with eng.download_stream(ranged) as stream:
+                async for _ in stream:
+                    pass
+
+        with pytest.raises(InvalidArgumentError, match="cannot be streamed"):
+            await read_all()
+        with pytest.raises(InvalidArgumentError, match="cannot be copied"):
+            await eng.copy(ranged, put)
+    assert server.requests == []
