@@ -80,6 +80,8 @@ async def upload(
         body.track_md5 = rt.checksum == "md5" or (
             algorithm is not None and header(req.headers, header_name(algorithm)) is None
         )
+        if (content_md5 := header(req.headers, "Content-MD5")) is not None:
+            _md5_hex(content_md5)  # malformed: refused before a byte is sent, not retried
         return await put_once(rt, req, body, chunk, attempt_tracker)
 
     if tracker.total is None:
@@ -176,10 +178,7 @@ async def _check_signed_md5(body: UploadSource, request: PresignedRequest) -> No
     signed = header(request.headers, "Content-MD5")
     if signed is None:
         return
-    try:
-        expected = _md5_hex(signed.strip())
-    except ValueError:
-        return  # not base64: the server's own refusal says what is wrong
+    expected = _md5_hex(signed)
     sent = await body.sent_md5()
     if sent is not None and sent != expected:
         raise _not_as_signed(body, "MD5", sent, expected, request)
@@ -210,7 +209,19 @@ def _with_checksum_hint(error: HTTPStatusError, request: PresignedRequest) -> HT
 
 
 def _md5_hex(b64: str) -> str:
-    return base64.b64decode(b64).hex()
+    """The hex of a Content-MD5 value: the base64 of a 16-byte MD5, else an
+    InvalidArgumentError. A malformed one was retried 20 times on the server's
+    InvalidDigest, or failed as a bare binascii.Error after the object was
+    stored, or read as a body 'changed since the request was signed'."""
+    try:
+        digest = base64.b64decode(b64.strip(), validate=True)
+    except ValueError:
+        digest = b""
+    if len(digest) != 16:
+        raise InvalidArgumentError(
+            f"Content-MD5 {b64.strip()[:40]!r} is not the base64 of a 16-byte MD5"
+        )
+    return digest.hex()
 
 
 class UploadSource:

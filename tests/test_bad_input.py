@@ -242,3 +242,26 @@ async def test_an_upload_of_a_fifo_fails_at_once_without_opening_it(
     assert isinstance(error, LocalFileError)
     assert "is a FIFO (named pipe), not a regular file" in str(error)
     assert server.requests.total() == 0
+
+
+@pytest.mark.parametrize("content_md5", ["not base64!", "AAAA", "QUJD" * 8])
+async def test_a_malformed_content_md5_is_refused_before_anything_is_sent(
+    content_md5: str,
+) -> None:
+    """A manifest line's Content-MD5 that is no base64 MD5 was sent, then retried
+    20 times on the server's InvalidDigest (about two minutes), or failed as a bare
+    binascii.Error after the object was stored; "AAAA" read as a body changed
+    since signing."""
+    import datetime as dt
+
+    from asyncpresign import PresignedRequest
+
+    async with FaultServer() as server, TransferEngine() as engine:
+        request = server.request("PUT", "k")
+        put = PresignedRequest(
+            method="PUT", url=request.url, headers={"Content-MD5": content_md5},
+            expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+        )
+        with pytest.raises(InvalidArgumentError, match="not the base64 of a 16-byte MD5"):
+            await engine.upload(put, b"abc")
+    assert server.requests.total() == 0
