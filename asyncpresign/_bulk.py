@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from ._attempts import fspath
+from ._checks import PageChecks
 from ._engine import TransferEngine, _aiter
 from ._exceptions import (
     AsyncPresignError,
@@ -817,43 +818,20 @@ async def listed_items(signer: Signer, bucket: str, prefix: str) -> AsyncIterato
     again: botocore only notices the same token twice in a row), or one holding
     keys outside the prefix (a server that ignores Prefix) would make a run
     report "done" for part of the objects, or a sync take what it never reached
-    for deleted: each is a ``TransferError`` before the page is used. So is a
-    listing that goes back (a key listed twice would be fetched twice into one
-    file and counted twice), and one that gives only empty pages for ever."""
+    for deleted: each is a ``TransferError`` before the page is used
+    (:class:`PageChecks`). So is a listing that goes back (a key listed twice
+    would be fetched twice into one file and counted twice)."""
     paginator = signer.client.get_paginator("list_objects_v2")
     where = f"s3://{bucket}/{prefix}"
-    tokens: set[int] = set()  # one per page of 1,000 keys; hashes, as a token can be long
-    empty_pages = 0
+    checks = PageChecks(f"the listing of {where}", where, prefix, "continuation token")
     order = KeyOrder()
     with signer._translate(f"list {where}"):
         async for page in ahead(paginator.paginate(Bucket=bucket, Prefix=prefix)):
-            token = page.get("NextContinuationToken")
-            if page.get("IsTruncated") and not token:
-                raise TransferError(
-                    f"the listing of {where} is truncated with no continuation token: "
-                    "stopped before acting on part of it", url=where,
-                )
-            if token is not None and hash(token) in tokens:
-                raise TransferError(
-                    f"the listing of {where} came back to a continuation token it gave "
-                    f"before ({token[:80]!r}): stopped before acting on part of it",
-                    url=where,
-                )
-            tokens.add(hash(token or ""))
             items = page.get("Contents", [])
-            empty_pages = 0 if items else empty_pages + 1
-            if empty_pages > MAX_EMPTY_PAGES:
-                raise TransferError(
-                    f"the listing of {where} gave {MAX_EMPTY_PAGES:,} empty pages in a row, "
-                    "each saying more would follow: stopped", url=where,
-                )
+            checks.check(bool(page.get("IsTruncated")), page.get("NextContinuationToken"),
+                         [item["Key"] for item in items])
             for item in items:
                 key = item["Key"]
-                if not key.startswith(prefix):
-                    raise TransferError(
-                        f"the listing of {where} holds {key!r}, which is not under "
-                        "it: stopped before acting on it", url=where,
-                    )
                 if not order.follows(key):
                     raise TransferError(
                         f"the listing of {where} went back: {key!r} came after "
@@ -862,11 +840,6 @@ async def listed_items(signer: Signer, bucket: str, prefix: str) -> AsyncIterato
                     )
             for item in items:
                 yield item
-
-
-#: Empty pages that say more follows: S3 can give a few (a page's worth of keys
-#: deleted during the listing); a listing that gives only those never ends.
-MAX_EMPTY_PAGES = 1000
 
 
 class KeyOrder:

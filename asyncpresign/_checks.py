@@ -8,13 +8,15 @@ retried error instead of a bare ``ValueError`` or a wrong write.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from ._exceptions import IntegrityError, InvalidArgumentError, TransportError
+from ._exceptions import IntegrityError, InvalidArgumentError, TransferError, TransportError
 from ._models import TransferResult
 
 __all__ = [
     "MAX_CLAIMED_SIZE",
+    "MAX_EMPTY_PAGES",
+    "PageChecks",
     "RangeSpec",
     "check_etag",
     "check_part_answer",
@@ -195,6 +197,49 @@ def signed_range(headers: Mapping[str, str]) -> RangeSpec | None:
         if name.lower() == "range":
             return parse_range_spec(value)
     return None
+
+
+#: Empty pages that say more follows: S3 can give a few (a page's worth of keys
+#: deleted during the listing); a listing that gives only those never ends.
+MAX_EMPTY_PAGES = 1000
+
+
+class PageChecks:
+    """What every page of a listing (of objects, of open multipart uploads) must
+    pass before any of it is used. A listing cut short (truncated with no
+    ``marker`` for the next page: botocore's paginator just stops), one going
+    round (a marker given again: botocore only notices one given twice in a
+    row), one of empty pages for ever, or one holding keys outside the prefix
+    (a server that ignores Prefix) would make a run say "done" of part of it,
+    or act on what it was not asked to: each is a :class:`TransferError`.
+    ``listing`` names it in the messages ("the listing of s3://b/p/")."""
+
+    def __init__(self, listing: str, where: str, prefix: str, marker: str) -> None:
+        self.listing, self.where, self.prefix, self.marker = listing, where, prefix, marker
+        self._markers: set[int] = set()  # hashes, as a marker can be long
+        self._empty_pages = 0
+
+    def check(self, truncated: bool, marker: object, keys: Sequence[str]) -> None:
+        if truncated and not marker:
+            raise self._error(f"is truncated with no {self.marker}: stopped before acting "
+                              "on part of it")
+        if truncated:
+            if hash(marker) in self._markers:
+                raise self._error(f"came back to a {self.marker} it gave before "
+                                  f"({str(marker)[:80]!r}): stopped before acting on part "
+                                  "of it")
+            self._markers.add(hash(marker))
+        self._empty_pages = 0 if keys else self._empty_pages + 1
+        if self._empty_pages > MAX_EMPTY_PAGES:
+            raise self._error(f"gave {MAX_EMPTY_PAGES:,} empty pages in a row, each saying "
+                              "more would follow: stopped")
+        for key in keys:
+            if not key.startswith(self.prefix):
+                raise self._error(f"holds {key!r}, which is not under it: stopped before "
+                                  "acting on it")
+
+    def _error(self, what: str) -> TransferError:
+        return TransferError(f"{self.listing} {what}", url=self.where)
 
 
 def refuse_signed_range(headers: Mapping[str, str], what: str) -> None:

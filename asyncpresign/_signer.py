@@ -26,7 +26,7 @@ from aiobotocore.session import AioSession
 from botocore import exceptions as boto_exc
 from botocore import utils as botocore_utils
 
-from ._checks import parse_range_spec
+from ._checks import PageChecks, parse_range_spec
 from ._checksums import ALGORITHMS, botocore_param, check_algorithm
 from ._exceptions import (
     AsyncPresignError,
@@ -940,39 +940,19 @@ class Signer:
         check_bucket(bucket)
         started_before = _started_before(older_than)
         where = f"s3://{bucket}/{prefix}"
-        markers: set[int] = set()  # hashes of each page's (key, upload id) marker
+        # The object listing's checks: --abort would abort an upload outside
+        # the prefix, or say "all aborted" of part of them.
+        checks = PageChecks(f"the listing of the multipart uploads of {where}", where,
+                            prefix, "marker for the next page")
         with self._translate(f"list the multipart uploads of {where}"):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=bucket, Prefix=prefix
             )
             async for page in pages:
-                if page.get("IsTruncated"):
-                    marker = (page.get("NextKeyMarker"), page.get("NextUploadIdMarker"))
-                    if not any(marker):
-                        raise TransferError(
-                            f"the listing of the multipart uploads of {where} is truncated "
-                            "with no marker for the next page: stopped before acting on "
-                            "part of it", url=where,
-                        )
-                    if hash(marker) in markers:
-                        raise TransferError(
-                            f"the listing of the multipart uploads of {where} came back to "
-                            "a page it gave before: stopped before acting on part of it",
-                            url=where,
-                        )
-                    markers.add(hash(marker))
                 items = page.get("Uploads", [])
-                # A server that ignores Prefix lists every open upload of the
-                # bucket: one outside the prefix is refused, as the object
-                # listing refuses such a key (_bulk.listed_items), before any
-                # of the page is used: --abort would abort it.
-                for item in items:
-                    if not item["Key"].startswith(prefix):
-                        raise TransferError(
-                            f"the listing of the multipart uploads of {where} holds "
-                            f"{item['Key']!r}, which is not under it: stopped before acting "
-                            "on it", url=where,
-                        )
+                marker = (page.get("NextKeyMarker"), page.get("NextUploadIdMarker"))
+                checks.check(bool(page.get("IsTruncated")), marker if any(marker) else None,
+                             [item["Key"] for item in items])
                 for item in items:
                     key, upload_id = item["Key"], item["UploadId"]
                     initiated = item["Initiated"].astimezone(dt.timezone.utc)
