@@ -38,7 +38,7 @@ from ._exceptions import (
     LocalFileError,
     TransferError,
 )
-from ._files import describe_os_error
+from ._files import describe_os_error, unlinked
 from ._manifest import Journal, job_id
 from ._models import BatchResult, Copy, Download, ProgressCallback, TransferResult, Upload
 from ._offload import FileThread
@@ -916,6 +916,8 @@ class FolderCache:
     made: dict[str, str | None] = field(default_factory=dict)
     #: Each folder made, by where it really is: the first path that reached it.
     reached: dict[str, str] = field(default_factory=dict)
+    #: The root's realpath, learnt with the first folder made under it.
+    real_root: str | None = None
 
     async def make(self, folder: str) -> str | None:
         """Make ``folder``: None once it is there, else why it cannot be."""
@@ -930,11 +932,14 @@ class FolderCache:
         problem = folder_problem(folder)
         if problem is not None or self.root is None:
             return problem
-        real = os.path.realpath(folder or os.curdir)
-        inside = os.path.realpath(self.root)
-        own = os.path.normpath(os.path.join(inside, os.path.relpath(folder or os.curdir,
-                                                                    self.root)))
-        if real != own and os.path.commonpath([inside, real]) == inside:
+        folder_path = folder or os.curdir
+        real = os.path.realpath(folder_path)
+        if self.real_root is None:
+            self.real_root = os.path.realpath(self.root)
+        inside = self.real_root
+        if real != unlinked(inside, self.root, folder_path) and (
+            os.path.commonpath([inside, real]) == inside
+        ):
             return (f"{folder!r} is reached through a link to a folder in {self.root!r} "
                     f"(it is {real!r}), where other keys land too")
         first = self.reached.setdefault(real, folder)

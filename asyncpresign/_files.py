@@ -411,6 +411,13 @@ def partial_path(dest: str, unique: bool) -> str:
     return os.path.join(folder, f".{name}{tag}{PARTIAL_SUFFIX}")
 
 
+def unlinked(real_root: str, root: str, path: str) -> str:
+    """Where ``path``, under ``root``, would really be if no link between them
+    were followed: ``real_root`` (the root's realpath) and the path below it.
+    A path whose realpath is not this is reached through a link."""
+    return os.path.normpath(os.path.join(real_root, os.path.relpath(path, root)))
+
+
 def is_partial_name(name: str) -> bool:
     """Whether a file name is one of our partial downloads or its sidecar: never
     a file to upload."""

@@ -71,7 +71,7 @@ from ._exceptions import (
     LocalFileError,
     TransferError,
 )
-from ._files import describe_os_error, file_checksum
+from ._files import describe_os_error, file_checksum, unlinked
 from ._manifest import Journal, job_id
 from ._models import BatchResult, Download, ProgressCallback, TransferResult, Upload
 from ._plan import Plan
@@ -747,8 +747,7 @@ def _delete_files(
             if os.path.commonpath([inside, folder]) != inside:
                 raise LocalFileError(f"{path!r} is outside {root!r} (a link leads there): "
                                      "not deleted", path)
-            own = os.path.normpath(os.path.join(inside, os.path.relpath(parent, root)))
-            if folder != own:
+            if folder != unlinked(inside, root, parent):
                 raise LocalFileError(
                     f"{path!r} is reached through a link to a folder in {root!r} (it is "
                     f"{os.path.join(folder, os.path.basename(path))!r}): not deleted", path)
