@@ -860,11 +860,7 @@ async def _transfer(
                 f"part {entry.part} was stored without an ETag: no completion can name it",
                 url=result.url,
             ))
-            if entry.bucket and entry.key:
-                result = dataclasses.replace(
-                    result, url=f"s3://{entry.bucket}/{entry.key}", path=entry.path
-                )
-            unnamed.append(result)
+            unnamed.append(result)  # named below, as the engine's failures are
         if entry is not None and result.ok:
             await record_done(
                 journal, entry.id, state, result.nbytes,
@@ -882,10 +878,10 @@ async def _transfer(
     failed = tuple(
         dataclasses.replace(r, url=where[0], path=r.path or where[1])
         if (where := named.get(r.index or 0)) else r
-        for r in result.failed
+        for r in (*result.failed, *unnamed)
     )
     return BatchResult(
-        results=(), failed=failed + tuple(unnamed) + tuple(refused),
+        results=(), failed=failed + tuple(refused),
         total=result.total + skipped + len(refused),
         succeeded=result.succeeded - len(unnamed) + skipped, nbytes=result.nbytes,
         seconds=result.seconds, skipped=skipped,
