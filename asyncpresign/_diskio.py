@@ -14,9 +14,10 @@ import os
 from typing import Any
 
 import aiofiles
+import aiofiles.os
 import anyio.to_thread
 
-from ._checksums import Crc
+from ._checksums import Crc, Verifier
 from ._exceptions import IntegrityError, LocalFileError
 from ._files import PartialFile, describe_os_error, partial_opener, write_sidecar
 
@@ -64,23 +65,25 @@ class StreamWriter:
     async def write(self, pieces: list[bytes]) -> None:
         if self._file is None:
             await self._open()
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        size = sum(map(len, pieces))
         verifier = self.partial.verifier
+        at = self.partial.size
         try:
-            if verifier is not None and not verifier.inline and len(data) >= 64 * 1024:
+            if verifier is not None and not verifier.inline and size >= 64 * 1024:
                 # MD5 (~0.6 GB/s) would hold the loop for ms: hash and write at
                 # once, each in its own thread.
                 await asyncio.gather(
-                    self._file.write(data), anyio.to_thread.run_sync(verifier.update, data)
+                    write_at(self._file, pieces, at),
+                    anyio.to_thread.run_sync(_update_all, verifier, pieces),
                 )
             else:
                 # A CRC takes ~0.1 ms per MiB here: less than a thread hop costs.
                 if verifier is not None:
-                    verifier.update(data)
-                await self._file.write(data)
+                    _update_all(verifier, pieces)
+                await write_at(self._file, pieces, at)
         except OSError as exc:
             raise _write_error(self.partial.dest, exc) from None
-        self.partial.size += len(data)
+        self.partial.size += size
 
     async def close(self) -> None:
         f, self._file = self._file, None
@@ -137,22 +140,66 @@ class RangeWriter:
                 ) from None
 
     async def write(self, pieces: list[bytes]) -> None:
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if self._written + len(data) > self.length:
+        size = sum(map(len, pieces))
+        if self._written + size > self.length:
             # An answer longer than its range would write over the next range's
             # bytes (already checked, perhaps): refused before a byte of it lands.
             raise IntegrityError(
                 f"the answer for bytes {self.offset}-{self.offset + self.length - 1} ran past "
                 f"its {self.length} bytes"
             )
-        self._written += len(data)
+        at = self.offset + self._written
+        self._written += size
         try:
             if self.crc is not None:
-                self.crc.update(data)  # ~0.1 ms per MiB: cheaper inline than a thread hop
-            await self._file.write(data)
+                _update_all(self.crc, pieces)  # ~0.1 ms per MiB: cheaper inline than a thread hop
+            await write_at(self._file, pieces, at)
         except OSError as exc:
             raise _write_error(self.partial.dest, exc) from None
 
     async def close(self) -> None:
         f, self._file = self._file, None
         await _close(f, self.partial.dest)
+
+
+def _update_all(check: Crc | Verifier, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        check.update(piece)
+
+
+#: How many buffers one pwritev may take (Linux: 1,024).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+
+
+def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:
+    """Write ``pieces`` at ``offset`` with ``pwritev``, as they came off the
+    network: no joined copy of them first (that copy was ~10% of a large
+    download's CPU). A short write (a signal, a nearly full disk) goes on from
+    where it stopped; one that stores nothing is an error, not a loop."""
+    buffers: list[bytes | memoryview] = [piece for piece in pieces if piece]
+    index = 0
+    while index < len(buffers):
+        done = os.pwritev(fd, buffers[index : index + _IOV_MAX], offset)
+        if done <= 0:
+            raise OSError(errno.EIO, "the write stored nothing")
+        offset += done
+        while done:
+            size = len(buffers[index])
+            if done < size:
+                buffers[index] = memoryview(buffers[index])[done:]
+                break
+            done -= size
+            index += 1
+
+
+_pwrite_in_thread = aiofiles.os.wrap(_pwrite_all)
+
+
+async def write_at(file: Any, pieces: list[bytes], offset: int) -> None:
+    """Write ``pieces`` at ``offset`` of aiofiles' ``file``, through aiofiles'
+    executor: one ``pwritev`` where the platform has it; elsewhere one joined
+    write at the file's position (which the callers keep at ``offset``)."""
+    if hasattr(os, "pwritev"):
+        await _pwrite_in_thread(file.fileno(), pieces, offset)
+    else:
+        await file.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))

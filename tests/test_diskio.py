@@ -1,0 +1,72 @@
+"""Streamed writes at an offset (``_diskio.write_at``): the pieces land as given,
+in order, whatever the kernel does with one pwritev."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import aiofiles
+import pytest
+
+from asyncpresign import _diskio
+
+
+def _pieces(count: int, size: int) -> list[bytes]:
+    return [bytes([n % 251]) * size for n in range(count)]
+
+
+async def _write(path: Path, pieces: list[bytes], offset: int) -> None:
+    async with aiofiles.open(path, "r+b") as f:
+        await _diskio.write_at(f, pieces, offset)
+
+
+@pytest.mark.anyio
+async def test_pieces_land_at_the_offset_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    pieces = _pieces(40, 1000)
+    await _write(path, pieces, 10)
+    assert path.read_bytes() == b"x" * 10 + b"".join(pieces)
+
+
+@pytest.mark.anyio
+async def test_more_pieces_than_one_pwritev_takes_all_land(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.touch()
+    pieces = _pieces(3 * _diskio._IOV_MAX + 7, 3)
+    await _write(path, pieces, 0)
+    assert path.read_bytes() == b"".join(pieces)
+
+
+@pytest.mark.anyio
+async def test_short_writes_go_on_from_where_they_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.pwritev
+    calls = []
+
+    def stingy(fd: int, buffers: list[bytes], offset: int) -> int:
+        # Store at most 700 bytes per call, often mid-piece, as a kernel may.
+        data = b"".join(bytes(b) for b in buffers)[:700]
+        calls.append(len(buffers))
+        return real(fd, [data], offset)
+
+    monkeypatch.setattr(os, "pwritev", stingy)
+    path = tmp_path / "f"
+    path.touch()
+    pieces = [*_pieces(9, 1000), b"", *_pieces(3, 10)]
+    await _write(path, pieces, 0)
+    assert path.read_bytes() == b"".join(pieces)
+    assert len(calls) == -(-9030 // 700)
+
+
+@pytest.mark.anyio
+async def test_a_write_that_stores_nothing_is_an_error_not_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "pwritev", lambda fd, buffers, offset: 0)
+    path = tmp_path / "f"
+    path.touch()
+    with pytest.raises(OSError, match="stored nothing"):
+        await _write(path, _pieces(2, 10), 0)
