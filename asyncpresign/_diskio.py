@@ -17,7 +17,7 @@ import aiofiles
 import aiofiles.os
 import anyio.to_thread
 
-from ._checksums import Crc, Verifier
+from ._checksums import Verifier
 from ._exceptions import IntegrityError, LocalFileError
 from ._files import PartialFile, describe_os_error, partial_opener, write_sidecar
 
@@ -100,17 +100,13 @@ async def _close(f: Any, dest: str) -> None:
 
 class RangeWriter:
     """Writes one range of a ranged download at its offset, through its own handle,
-    after reserving the disk room the range's (checked) answer says it carries;
-    with ``crc``, takes that range's CRC as it goes (the ranges' CRCs combine
-    into the object's, so the file is checked with no second pass)."""
+    after reserving the disk room the range's (checked) answer says it carries.
+    (The range's CRC is taken by :func:`._download.pump` as each piece arrives.)"""
 
-    def __init__(
-        self, partial: PartialFile, offset: int, length: int, crc: Crc | None = None
-    ) -> None:
+    def __init__(self, partial: PartialFile, offset: int, length: int) -> None:
         self.partial = partial
         self.offset = offset
         self.length = length
-        self.crc = crc
         self._file: Any = None
         self._written = 0
 
@@ -151,8 +147,6 @@ class RangeWriter:
         at = self.offset + self._written
         self._written += size
         try:
-            if self.crc is not None:
-                _update_all(self.crc, pieces)  # ~0.1 ms per MiB: cheaper inline than a thread hop
             await write_at(self._file, pieces, at)
         except OSError as exc:
             raise _write_error(self.partial.dest, exc) from None
@@ -162,7 +156,7 @@ class RangeWriter:
         await _close(f, self.partial.dest)
 
 
-def _update_all(check: Crc | Verifier, pieces: list[bytes]) -> None:
+def _update_all(check: Verifier, pieces: list[bytes]) -> None:
     for piece in pieces:
         check.update(piece)
 

@@ -327,14 +327,15 @@ async def receive_at(
     limit: int | None = None,
 ) -> int:
     """Write a range's body (its first ``limit`` bytes, if given) at ``offset`` in
-    ``IO_SIZE`` pieces through its own handle, CRC'd into ``crc`` as it goes;
-    return how many bytes came."""
-    writer = RangeWriter(partial, offset, length, crc)
+    ``IO_SIZE`` pieces through its own handle, CRC'd into ``crc`` piece by piece
+    as they arrive (while still in the CPU's cache: measured cheaper than at
+    the write, a MiB later); return how many bytes came."""
+    writer = RangeWriter(partial, offset, length)
     await writer.open(create=create)
     try:
         received, _ = await pump(
             resp, chunk, tracker, lambda _, pieces: writer.write(pieces), flush_tail=True,
-            limit=limit,
+            limit=limit, take=None if crc is None else crc.update,
         )
     finally:
         with anyio.CancelScope(shield=True):
@@ -351,13 +352,15 @@ async def pump(
     flush_tail: bool,
     keep_on_failure: bool = False,
     limit: int | None = None,
+    take: Callable[[bytes], None] | None = None,
 ) -> tuple[int, list[bytes]]:
     """Read a body in ``chunk``-sized pieces and hand them to ``write(position, pieces)``
     (which writes through aiofiles' thread), ``IO_SIZE`` at a time, in order.
 
     One write is in flight while the next piece is read, so the network and the
     disk (and the MD5) overlap instead of taking turns; and the connection is
-    not paused for the length of a thread hop every MiB. Returns the bytes
+    not paused for the length of a thread hop every MiB. ``take`` is given each
+    piece as it arrives (a range's CRC). Returns the bytes
     received and the tail not yet written (written here when ``flush_tail``).
     On failure the write in flight is waited for, so no thread still holds the
     file when the caller cleans up; with ``keep_on_failure`` the tail is
@@ -374,6 +377,8 @@ async def pump(
             left -= len(data) if left > 0 else 0
             pending.append(data)
             pending_size += len(data)
+            if take is not None:
+                take(data)
             await tracker.add(len(data))
             if pending_size >= _files.IO_SIZE:
                 if in_flight is not None:
