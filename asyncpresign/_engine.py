@@ -46,7 +46,7 @@ from ._models import (
     Upload,
 )
 from ._multipart import upload_large as upload_large_operation
-from ._parts import DEFAULT_PART_SIZE, choose_part_size
+from ._parts import DEFAULT_PART_SIZE, DEFAULT_RANGE_SIZE, choose_part_size
 from ._post import upload_post as upload_post_operation
 from ._ranged import WholeFileMismatch, fetch_ranges
 from ._redact import redact_url
@@ -101,6 +101,10 @@ class TransferEngine:
     the objects. The default of 64 in flight hides the latency of small
     requests; lower it where memory is tight.
 
+    ``part_size``: the parts of multipart uploads (8 MiB unless given) and the
+    ranges of downloads larger than ``multipart_threshold`` (16 MiB unless
+    given: fewer, longer ranges came down faster here).
+
     ``proxy``: None (default) reads ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``
     (and their lower-case forms) as botocore does; a URL sends every request
     through that proxy; ``False`` uses none. ``~/.netrc`` is never read.
@@ -130,7 +134,7 @@ class TransferEngine:
         retry: RetryPolicy | None = None,
         verify: bool = True,
         multipart_threshold: int | None = DEFAULT_PART_SIZE,
-        part_size: int = DEFAULT_PART_SIZE,
+        part_size: int | None = None,
         proxy: ProxySetting = None,
         ssl: SSLSetting = None,
         checksum: str | None = "crc64nvme",
@@ -140,7 +144,9 @@ class TransferEngine:
         if multipart_threshold is not None:
             check_positive_int("multipart_threshold", multipart_threshold)
         self.multipart_threshold = multipart_threshold
-        self.part_size = choose_part_size(0, check_positive_int("part_size", part_size))
+        given = None if part_size is None else check_positive_int("part_size", part_size)
+        self.part_size = choose_part_size(0, given or DEFAULT_PART_SIZE)
+        self._range_size = DEFAULT_RANGE_SIZE if given is None else self.part_size
         self.chunk_size = check_chunk_size(chunk_size)
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
             timeout = Timeout(read=float(timeout), connect=float(timeout))
@@ -424,7 +430,7 @@ class TransferEngine:
         where it stopped, if the object is unchanged.
 
         Objects larger than ``multipart_threshold`` are fetched in parallel
-        byte ranges of ``part_size`` (the first request learns the size and
+        byte ranges of ``part_size`` (16 MiB unless given; the first request learns the size and
         ETag; every other range must match that ETag), written at their
         offsets into one file. A server that ignores Range is read as a single
         stream. Resumable downloads use a single stream.
@@ -439,7 +445,7 @@ class TransferEngine:
             resume=resume,
             verify=self._verify(verify),
             ranged=not resume and self.multipart_threshold is not None,
-            part_size=max(self.part_size, self.multipart_threshold or 0),
+            part_size=max(self._range_size, self.multipart_threshold or 0),
         )
         tracker = Tracker(progress)
         rt = self._rt

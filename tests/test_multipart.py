@@ -175,6 +175,25 @@ async def test_ranged_download_with_a_dropped_range_retries_that_range(tmp_path:
     assert sorted(os.listdir(tmp_path)) == ["f"]
 
 
+@pytest.mark.parametrize(
+    ("settings", "requests"),
+    [({}, 2), ({"part_size": 8 * MiB}, 3), ({"multipart_threshold": 24 * MiB}, 1)],
+    ids=["default-16-MiB-ranges", "part_size-given", "threshold-above-the-object"],
+)
+async def test_downloads_come_in_16_mib_ranges_unless_part_size_is_given(
+    tmp_path: Path, settings: dict[str, int], requests: int
+) -> None:
+    data = os.urandom(20 * MiB + 3)
+    async with FaultServer() as server, TransferEngine(**settings) as engine:
+        server.objects["k"] = data
+        result = await engine.download(server.request("GET", "k"), tmp_path / "f")
+        # Uploads' parts stay 8 MiB whatever the ranges are.
+        assert engine.part_size == settings.get("part_size", 8 * MiB)
+    assert server.requests[("GET", "k")] == requests
+    assert result.nbytes == len(data)
+    assert (tmp_path / "f").read_bytes() == data
+
+
 async def test_server_ignoring_range_falls_back_to_one_stream(tmp_path: Path) -> None:
     data = os.urandom(12 * MiB)
     async with FaultServer() as server, TransferEngine(part_size=5 * MiB) as engine:
