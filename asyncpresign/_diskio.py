@@ -161,8 +161,15 @@ def _update_all(check: Verifier, pieces: list[bytes]) -> None:
         check.update(piece)
 
 
-#: How many buffers one pwritev may take (Linux: 1,024).
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+def _iov_max() -> int:
+    """How many buffers one pwritev may take (Linux: 1,024; POSIX promises 16)."""
+    try:
+        return max(16, os.sysconf("SC_IOV_MAX"))
+    except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
+        return 16
+
+
+_IOV_MAX = _iov_max()
 
 
 def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:

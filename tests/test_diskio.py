@@ -70,3 +70,16 @@ async def test_a_write_that_stores_nothing_is_an_error_not_a_loop(
     path.touch()
     with pytest.raises(OSError, match="stored nothing"):
         await _write(path, _pieces(2, 10), 0)
+
+
+@pytest.mark.parametrize("answer", [ValueError("unknown name"), -1])
+def test_a_platform_without_iov_max_gets_posixs_16(
+    monkeypatch: pytest.MonkeyPatch, answer: Exception | int
+) -> None:
+    def sysconf(name: str) -> int:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+    assert _diskio._iov_max() == 16
