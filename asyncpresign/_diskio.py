@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 import aiofiles
@@ -201,6 +202,28 @@ async def write_at(file: Any, pieces: list[bytes], offset: int) -> None:
     executor: one ``pwritev`` where the platform has it; elsewhere one joined
     write at the file's position (which the callers keep at ``offset``)."""
     if hasattr(os, "pwritev"):
-        await _pwrite_in_thread(file.fileno(), pieces, offset)
+        await _outlive_cancellation(_pwrite_in_thread(file.fileno(), pieces, offset))
     else:
-        await file.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        await _outlive_cancellation(
+            file.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        )
+
+
+async def _outlive_cancellation(write: Awaitable[Any]) -> None:
+    """Await a write running in a thread; if the caller is cancelled meanwhile,
+    wait for the write to end before passing the cancellation on. A thread
+    cannot be stopped: left running, it would write into the descriptor after
+    the caller closed it, and the OS may have given that number to another file
+    by then (a cancelled range's bytes landing in some other download)."""
+    task = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                continue  # already on the way out: the first cancellation is raised below
+        if not task.cancelled():
+            task.exception()  # seen: the cancellation matters more than its outcome
+        raise

@@ -3,10 +3,13 @@ in order, whatever the kernel does with one pwritev."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from pathlib import Path
 
 import aiofiles
+import anyio.to_thread
 import pytest
 
 from asyncpresign import _diskio
@@ -83,3 +86,39 @@ def test_a_platform_without_iov_max_gets_posixs_16(
 
     monkeypatch.setattr(os, "sysconf", sysconf)
     assert _diskio._iov_max() == 16
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_range_write_lands_before_its_file_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread cannot be stopped: if write_at gave up at once when cancelled,
+    # its caller would close the descriptor while the thread still writes into
+    # it, and the OS may have handed that number to another file meanwhile.
+    real = os.pwritev
+    started, release = threading.Event(), threading.Event()
+    landed: list[int] = []
+
+    def slow(fd: int, buffers: list[bytes], offset: int) -> int:
+        started.set()
+        release.wait(10)
+        done = real(fd, buffers, offset)
+        landed.append(done)
+        return done
+
+    monkeypatch.setattr(os, "pwritev", slow)
+    path = tmp_path / "f"
+    path.touch()
+    async with aiofiles.open(path, "r+b") as f:
+        write = asyncio.ensure_future(_diskio.write_at(f, _pieces(3, 100), 0))
+        await anyio.to_thread.run_sync(started.wait, 10)
+        write.cancel()
+        try:
+            await asyncio.sleep(0.05)
+            assert not write.done(), "write_at returned while its thread was still writing"
+        finally:
+            release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        assert landed == [300]
+    assert path.read_bytes() == b"".join(_pieces(3, 100))
