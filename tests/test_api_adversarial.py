@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from asyncpresign import (
+    Download,
     FilePart,
     Filters,
     InvalidArgumentError,
@@ -204,6 +205,42 @@ async def test_callbacks_that_are_not_functions_fail_before_sending() -> None:
             with pytest.raises(InvalidArgumentError, match="must be a function"):
                 await engine.run([Upload(server.request("PUT", "k"), b"x")], **callbacks)  # type: ignore[arg-type]
     assert server.requests.total() == 0
+
+
+class _CallbackBug(Exception):
+    """An exception of the caller's own, raised by their progress function."""
+
+
+@pytest.mark.parametrize("raised", [_CallbackBug("display broke"), TimeoutError("t")])
+async def test_a_progress_functions_own_exception_comes_out_as_itself_untried_again(
+    tmp_path: Path, raised: Exception
+) -> None:
+    # A bug in the caller's callback is theirs: not a transport error to retry
+    # (a TimeoutError would read as the server's), and nothing is left behind.
+    def progress(event: object) -> None:
+        raise raised
+
+    body = os.urandom(3 * 1024 * 1024)
+    source = tmp_path / "source"
+    source.write_bytes(body)
+    dest = tmp_path / "dest"
+    async with FaultServer() as server, TransferEngine(multipart_threshold=2**40) as engine:
+        server.objects["k"] = body
+        for upload in (body, source):
+            with pytest.raises(type(raised)) as caught:
+                await engine.upload(server.request("PUT", "up"), upload, progress=progress)
+            assert caught.value is raised
+        with pytest.raises(type(raised)) as caught:
+            await engine.download(server.request("GET", "k"), dest, progress=progress)
+        assert caught.value is raised
+        batch = await engine.run(
+            [Upload(server.request("PUT", "up"), body), Download(server.request("GET", "k"), dest)],
+            progress=progress,
+        )
+        assert [result.error for result in batch.results] == [raised, raised]
+    assert server.requests[("PUT", "up")] == 3  # one each: no retry
+    assert server.requests[("GET", "k")] == 2
+    assert os.listdir(tmp_path) == ["source"]
 
 
 # -- Upload sources: a result is ok only for what was asked --------------------------------
